@@ -1,0 +1,90 @@
+/** Builds the Hono application from its dependencies; nothing here listens or connects. */
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import type { Logger } from "@logtape/logtape";
+import type { Auth } from "./auth.ts";
+import type { Config } from "./config.ts";
+import { HttpError, httpErrors } from "./errors.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Broker } from "./queue/types.ts";
+import type { Relay } from "./relay.ts";
+import type { Tickets } from "./tickets.ts";
+import type { RateLimiter } from "./rate_limit.ts";
+import { imageRoutes } from "../routes/images.ts";
+import { jobRoutes } from "../routes/jobs.ts";
+import { eventRoutes } from "../routes/events.ts";
+import { wsRoutes } from "../routes/ws.ts";
+import { opsRoutes } from "../routes/ops.ts";
+import { webRoutes } from "../routes/web.ts";
+
+/** Everything the HTTP routes need, passed in. */
+export interface AppDeps {
+  config: Config;
+  broker: Broker;
+  auth: Auth;
+  tickets: Tickets;
+  /** This process's relay; null in a worker-only process. */
+  relay: Relay | null;
+  log: Logger;
+  metrics: Metrics;
+  limiter: RateLimiter;
+}
+
+/** Variables routes set on the request context. */
+export type AppEnv = { Variables: { requestId: string } };
+
+/** Maps any thrown error to the contract's error body; a 5xx only for real server faults. */
+export function toErrorResponse(error: unknown, log: Logger): Response {
+  let http: HttpError;
+  if (error instanceof HttpError) http = error;
+  else if (error instanceof Error && error.name === "BrokerUnavailableError") {
+    http = httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
+  } else if (isRedisDown(error)) {
+    http = httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
+  } else {
+    log.error("Unhandled error: {error}", { error: String(error) });
+    http = new HttpError(500, "unavailable", "Cannot complete the request: internal error");
+  }
+  return Response.json(http.toBody(), { status: http.status, headers: http.headers });
+}
+
+function isRedisDown(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const text = `${error.name} ${error.message}`;
+  return /Connection is closed|ECONNREFUSED|ECONNRESET|Command timed out|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|connect ETIMEDOUT|fetch failed|Redis/i
+    .test(text);
+}
+
+/** Creates the application: operations routes always, `/v1` routes unless ROLE=worker. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const { config, log } = deps;
+  const app = new Hono<AppEnv>();
+  app.use(requestId());
+  app.use(secureHeaders());
+  if (config.CORS_ORIGINS?.length) {
+    app.use(
+      "/v1/*",
+      cors({
+        origin: config.CORS_ORIGINS,
+        allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+        exposeHeaders: ["Location", "Retry-After", "X-Request-Id"],
+      }),
+    );
+  }
+  app.use(deps.metrics.middleware);
+  app.onError((error) => toErrorResponse(error, log));
+  app.notFound(() =>
+    toErrorResponse(httpErrors.notFound("Cannot find the route: no such path"), log)
+  );
+  app.route("/", opsRoutes(deps));
+  if (config.ROLE !== "worker") {
+    app.route("/", webRoutes(deps));
+    app.route("/", imageRoutes(deps));
+    app.route("/", jobRoutes(deps));
+    app.route("/", eventRoutes(deps));
+    app.route("/", wsRoutes(deps));
+  }
+  return app;
+}

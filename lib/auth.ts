@@ -1,0 +1,270 @@
+/** Bearer-token verification (HMAC secret, PEM public key or remote JWKS) and the dev token signer. */
+import {
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  importSPKI,
+  type JWTHeaderParameters,
+  jwtVerify,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+  SignJWT,
+} from "jose";
+import { z } from "zod";
+import { HttpError } from "./errors.ts";
+
+/** How bearer tokens are verified; exactly one of secret, publicKey and jwksUrl is set. */
+export interface AuthOptions {
+  /** HMAC secret (HS256/HS384/HS512). */
+  secret?: string;
+  /** SPKI PEM public key ("BEGIN PUBLIC KEY"); literal "\n" escapes are accepted. */
+  publicKey?: string;
+  /** URL of a JSON Web Key Set. */
+  jwksUrl?: string;
+  /** Allowed algorithms; must belong to the key's family. */
+  algorithms?: string[];
+  /** Required `iss`, when set. */
+  issuer?: string;
+  /** Required `aud`, when set. */
+  audience?: string;
+  /** Clock skew allowed for exp, nbf and iat, in seconds (0 to 60, default 30). */
+  clockToleranceSec?: number;
+  /** Longest token accepted, in characters (default 8192). */
+  maxTokenLength?: number;
+  /** Fetch used for the JWKS (tests). */
+  fetch?: typeof fetch;
+}
+
+/** The authenticated caller. */
+export interface Principal {
+  sub: string;
+}
+
+/** Verifies bearer tokens, and signs them when configured with a secret. */
+export interface Auth {
+  /** Resolves the token's principal or throws HttpError 401. */
+  verify(token: string): Promise<Principal>;
+  /** Signs a token for `sub` (HS secret only; used by the dev token route). */
+  sign?(sub: string, ttlSec?: number): Promise<string>;
+}
+
+const HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"];
+const KEY_FAMILIES: Record<string, string[]> = {
+  RSA: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+  "P-256": ["ES256"],
+  "P-384": ["ES384"],
+  "P-521": ["ES512"],
+  Ed25519: ["EdDSA", "Ed25519"],
+};
+const ASYMMETRIC_ALGORITHMS = Object.values(KEY_FAMILIES).flat();
+
+const claimsSchema = z.object({ sub: z.string().min(1).max(256), iat: z.number().optional() });
+
+/** Marks a JWKS that could not be fetched or parsed, as opposed to a bad token. */
+class KeySetUnavailable extends Error {
+  override name = "KeySetUnavailable";
+}
+
+/** Builds the verifier; throws Error on a bad key setup and RangeError on bad numbers. */
+export async function createAuth(options: AuthOptions): Promise<Auth> {
+  const {
+    secret,
+    publicKey,
+    jwksUrl,
+    issuer,
+    audience,
+    clockToleranceSec = 30,
+    maxTokenLength = 8192,
+  } = options;
+  if (!Number.isFinite(clockToleranceSec) || clockToleranceSec < 0 || clockToleranceSec > 60) {
+    throw new RangeError("Cannot create the authenticator: clockToleranceSec must be 0 to 60");
+  }
+  if (!Number.isInteger(maxTokenLength) || maxTokenLength < 16) {
+    throw new RangeError("Cannot create the authenticator: maxTokenLength must be at least 16");
+  }
+  const sources = [secret, publicKey, jwksUrl].filter((value) => value !== undefined);
+  if (sources.length !== 1 || sources[0] === "") {
+    throw new Error(
+      "Cannot create the authenticator: set exactly one of secret, publicKey and jwksUrl",
+    );
+  }
+
+  let key: JWTVerifyGetKey;
+  let algorithms: string[];
+  let secretBytes: Uint8Array | undefined;
+  if (secret !== undefined) {
+    algorithms = pickAlgorithms(options.algorithms, HMAC_ALGORITHMS, "an HMAC secret");
+    const bytes = secretBytes = new TextEncoder().encode(secret);
+    key = () => bytes;
+  } else if (publicKey !== undefined) {
+    ({ key, algorithms } = await importPublicKey(publicKey, options.algorithms));
+  } else {
+    algorithms = pickAlgorithms(options.algorithms, ASYMMETRIC_ALGORITHMS, "a JWKS");
+    key = remoteKeySet(jwksUrl!, options.fetch);
+  }
+
+  const verifyOptions: JWTVerifyOptions = {
+    algorithms,
+    issuer,
+    audience,
+    clockTolerance: clockToleranceSec,
+    requiredClaims: ["exp", "sub"],
+  };
+
+  async function verify(token: string): Promise<Principal> {
+    if (typeof token !== "string" || token.length === 0) throw unauthorized("the token is missing");
+    if (token.length > maxTokenLength) throw unauthorized("the token is too long");
+    let payload: unknown;
+    let header: JWTHeaderParameters;
+    try {
+      ({ payload, protectedHeader: header } = await jwtVerify(token, key, verifyOptions));
+    } catch (cause) {
+      throw unauthorized(describe(cause), cause);
+    }
+    if (typeof header.typ === "string" && header.typ.toLowerCase().includes("ticket")) {
+      throw unauthorized("the token is invalid");
+    }
+    const claims = claimsSchema.safeParse(payload);
+    if (!claims.success) throw unauthorized("the token has an invalid subject", claims.error);
+    const now = Math.floor(Date.now() / 1000);
+    if (claims.data.iat !== undefined && claims.data.iat > now + clockToleranceSec) {
+      throw unauthorized("the token was issued in the future");
+    }
+    return { sub: claims.data.sub };
+  }
+
+  if (secretBytes === undefined) return { verify };
+  const signingKey = secretBytes;
+  const signAlg = algorithms.includes("HS256") ? "HS256" : algorithms[0];
+
+  async function sign(sub: string, ttlSec = 3600): Promise<string> {
+    if (!claimsSchema.shape.sub.safeParse(sub).success) {
+      throw new RangeError("Cannot sign a token: sub must be 1 to 256 characters");
+    }
+    if (!Number.isInteger(ttlSec) || ttlSec < 1 || ttlSec > 86_400) {
+      throw new RangeError("Cannot sign a token: ttlSec must be an integer from 1 to 86400");
+    }
+    const jwt = new SignJWT({})
+      .setProtectedHeader({ alg: signAlg, typ: "JWT" })
+      .setSubject(sub)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSec);
+    if (issuer !== undefined) jwt.setIssuer(issuer);
+    if (audience !== undefined) jwt.setAudience(audience);
+    return await jwt.sign(signingKey);
+  }
+
+  return { verify, sign };
+}
+
+/** Extracts the token from an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(header: string | undefined | null): string | null {
+  if (typeof header !== "string") return null;
+  const match = /^Bearer[ \t]+(\S+)$/i.exec(header.trim());
+  return match ? match[1] : null;
+}
+
+function pickAlgorithms(requested: string[] | undefined, allowed: string[], kind: string) {
+  if (requested === undefined) return [...allowed];
+  if (requested.length === 0) {
+    throw new Error("Cannot create the authenticator: the algorithm list is empty");
+  }
+  const foreign = requested.filter((alg) => !allowed.includes(alg));
+  if (foreign.length > 0) {
+    throw new Error(
+      `Cannot create the authenticator: ${foreign.join(", ")} cannot be used with ${kind}` +
+        ` (allowed: ${allowed.join(", ")})`,
+    );
+  }
+  return [...new Set(requested)];
+}
+
+async function importPublicKey(text: string, requested: string[] | undefined) {
+  const pem = text.replaceAll("\\r", "").replaceAll("\\n", "\n").replaceAll("\r", "").trim();
+  if (!pem.startsWith("-----BEGIN PUBLIC KEY-----")) {
+    throw new Error(
+      'Cannot create the authenticator: the public key must be an SPKI PEM ("BEGIN PUBLIC KEY")',
+    );
+  }
+  let family: string | undefined;
+  for (const [name, [probe]] of Object.entries(KEY_FAMILIES)) {
+    try {
+      await importSPKI(pem, probe);
+      family = name;
+      break;
+    } catch {
+      // Not this key type; try the next one.
+    }
+  }
+  if (family === undefined) {
+    throw new Error(
+      "Cannot create the authenticator: the public key is not an RSA, P-256, P-384, P-521 or Ed25519 key",
+    );
+  }
+  const algorithms = pickAlgorithms(requested, KEY_FAMILIES[family], `a ${family} public key`);
+  const keys = new Map<string, CryptoKey>();
+  for (const alg of algorithms) keys.set(alg, await importSPKI(pem, alg));
+  const key: JWTVerifyGetKey = (header) => keys.get(header.alg)!;
+  return { key, algorithms };
+}
+
+function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVerifyGetKey {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (cause) {
+    throw new Error("Cannot create the authenticator: jwksUrl is not a valid URL", { cause });
+  }
+  const keySet = createRemoteJWKSet(parsed, {
+    cooldownDuration: 30_000,
+    cacheMaxAge: 600_000,
+    timeoutDuration: 5000,
+    ...(fetchImpl ? { [customFetch]: fetchImpl } : {}),
+  });
+  return async function getKey(header, token) {
+    try {
+      return await keySet(header, token);
+    } catch (error) {
+      if (error instanceof errors.JWKSNoMatchingKey) throw error;
+      if (error instanceof errors.JWKSMultipleMatchingKeys) throw error;
+      if (error instanceof errors.JOSENotSupported) throw error;
+      throw new KeySetUnavailable("Cannot fetch the key set", { cause: error });
+    }
+  };
+}
+
+function describe(error: unknown): string {
+  if (error instanceof errors.JWTExpired) return "the token has expired";
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    return CLAIM_STATES[`${error.claim}:${error.reason}`] ?? CLAIM_STATES[error.claim] ??
+      "the token is invalid";
+  }
+  if (error instanceof KeySetUnavailable) return "the key set is unavailable";
+  if (error instanceof errors.JOSEAlgNotAllowed) {
+    return "the token uses an algorithm that is not allowed";
+  }
+  if (error instanceof errors.JWKSNoMatchingKey) return "the token was signed by an unknown key";
+  if (error instanceof errors.JWSSignatureVerificationFailed) {
+    return "the token signature is invalid";
+  }
+  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) {
+    return "the token is malformed";
+  }
+  return "the token is invalid";
+}
+
+const CLAIM_STATES: Record<string, string> = {
+  "exp:missing": "the token has no expiry",
+  "sub:missing": "the token has no subject",
+  "iss:missing": "the token has no issuer",
+  "aud:missing": "the token has no audience",
+  exp: "the token has an invalid expiry",
+  nbf: "the token is not valid yet",
+  iat: "the token has an invalid issue time",
+  iss: "the token has the wrong issuer",
+  aud: "the token has the wrong audience",
+};
+
+function unauthorized(state: string, cause?: unknown): HttpError {
+  return new HttpError(401, "unauthorized", `Cannot authenticate: ${state}`, { cause });
+}

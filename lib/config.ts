@@ -1,0 +1,125 @@
+/** Parses the process environment into a typed, validated configuration, once, at startup. */
+import { z } from "zod";
+
+/** Raised when the environment cannot form a valid configuration; the message names the variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const csv = z.string().transform((s) =>
+  s.split(",").map((part) => part.trim()).filter((part) => part.length > 0)
+);
+
+function int(min: number, max: number, fallback: number) {
+  return z.coerce.number().int().min(min).max(max).default(fallback);
+}
+
+const optionalString = z.string().trim().min(1).optional();
+
+const hostPort = z.string().regex(
+  /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/,
+  "must be host[:port]",
+);
+
+const ALGORITHMS = [
+  "HS256",
+  "HS384",
+  "HS512",
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
+] as const;
+
+const envSchema = z.object({
+  PORT: int(0, 65535, 8000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, "must start with redis:// or rediss://").optional(),
+  UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/ }).optional(),
+  UPSTASH_REDIS_REST_TOKEN: optionalString,
+  REDIS_PREFIX: z.string().max(64).default("img:"),
+  ROLE: z.enum(["api", "worker", "all"]).default("all"),
+  WORKER_CONCURRENCY: int(1, 4096, 8),
+  GROK_API: z.url({ protocol: /^https?$/ }).default("https://api.x.ai/v1"),
+  XAI_API_KEY: optionalString,
+  GROK_MODEL: z.string().min(1).default("grok-2-image-1212"),
+  GROK_RESPONSE_FORMAT: z.enum(["b64_json", "url"]).default("b64_json"),
+  IMAGE_HOSTS: csv.pipe(z.array(hostPort)).default(["imgen.x.ai"]),
+  JWT_SECRET: optionalString,
+  JWT_PUBLIC_KEY: optionalString,
+  JWT_JWKS_URL: z.url({ protocol: /^https?$/ }).optional(),
+  JWT_ALGORITHMS: csv.pipe(z.array(z.enum(ALGORITHMS)).min(1)).optional(),
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  JOB_LEASE_MS: int(1000, 3_600_000, 30_000),
+  JOB_MAX_ATTEMPTS: int(1, 100, 5),
+  JOB_TTL_SECONDS: int(60, 90 * 86_400, 86_400),
+  RATE_LIMIT_PER_MINUTE: int(0, 1_000_000, 60),
+  CORS_ORIGINS: csv.optional(),
+  DEV_MODE: z.string().optional(),
+  PROVIDER_TIMEOUT_MS: int(1000, 600_000, 120_000),
+  DOWNLOAD_MAX_BYTES: int(1024, 64 * 1024 * 1024, 20 * 1024 * 1024),
+  DRAIN_TIMEOUT_MS: int(0, 600_000, 10_000),
+  LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
+});
+
+/** The service's configuration after validation. */
+export type Config = z.infer<typeof envSchema> & {
+  /** Which broker backs the queue. */
+  broker: "redis" | "upstash" | "memory";
+  /** True only when DEV_MODE=1. */
+  devMode: boolean;
+};
+
+/** Builds the configuration from an environment map, throwing ConfigError that names the bad variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([key, value]) => key in envSchema.shape && value !== ""),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) =>
+      `${issue.path.join(".") || "environment"}: ${issue.message}`
+    );
+    throw new ConfigError(`Cannot start: invalid configuration\n  ${lines.join("\n  ")}`);
+  }
+  const values = parsed.data;
+  const devMode = values.DEV_MODE === "1";
+  const hasUrl = values.UPSTASH_REDIS_REST_URL !== undefined;
+  const hasToken = values.UPSTASH_REDIS_REST_TOKEN !== undefined;
+  if (hasUrl !== hasToken) {
+    throw new ConfigError(
+      "Cannot start: UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must be set together",
+    );
+  }
+  if (values.REDIS_URL && hasUrl) {
+    throw new ConfigError(
+      "Cannot start: set either REDIS_URL or UPSTASH_REDIS_REST_URL, not both",
+    );
+  }
+  const keys = [values.JWT_SECRET, values.JWT_PUBLIC_KEY, values.JWT_JWKS_URL].filter(Boolean);
+  if (keys.length > 1) {
+    throw new ConfigError(
+      "Cannot start: set only one of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL",
+    );
+  }
+  if (keys.length === 0 && !devMode) {
+    throw new ConfigError(
+      "Cannot start: no JWT key is configured; set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL",
+    );
+  }
+  const broker = values.REDIS_URL ? "redis" : hasUrl ? "upstash" : "memory";
+  if (broker === "memory" && values.ROLE !== "all") {
+    throw new ConfigError(
+      "Cannot start: ROLE must be all with the embedded broker; set REDIS_URL to split roles",
+    );
+  }
+  return { ...values, broker, devMode };
+}

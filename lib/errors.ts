@@ -1,0 +1,83 @@
+/** The few error classes the service uses, and the contract's error body. */
+
+/** Error codes of the public contract. */
+export type ErrorCode =
+  | "invalid_request"
+  | "unauthorized"
+  | "not_found"
+  | "conflict"
+  | "payload_too_large"
+  | "rate_limited"
+  | "unavailable";
+
+/** The contract's error body. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/** An error that maps to an HTTP response with the contract's error body. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    status: number,
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.status = status;
+    this.code = code;
+    this.headers = options.headers ?? {};
+  }
+
+  /** The JSON body sent to the client. */
+  toBody(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/** A failure worth another attempt later (429, 5xx, timeouts, connection errors). */
+export class RetryableError extends Error {
+  override name = "RetryableError";
+  /** Milliseconds the remote side asked us to wait, when it said so. */
+  readonly retryAfterMs?: number;
+
+  constructor(message: string, options: { cause?: unknown; retryAfterMs?: number } = {}) {
+    super(message, { cause: options.cause });
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** A failure that another attempt cannot fix (a 4xx from the provider, bad bytes, a bad token). */
+export class PermanentError extends Error {
+  override name = "PermanentError";
+}
+
+/** Raised when the broker (Redis) cannot be reached or answers with an error. */
+export class BrokerUnavailableError extends Error {
+  override name = "BrokerUnavailableError";
+}
+
+/** Shorthands for the contract's HTTP errors. */
+export const httpErrors = {
+  invalid: (message: string) => new HttpError(400, "invalid_request", message),
+  unauthorized: (message = "Cannot authenticate: a valid bearer token is required") =>
+    new HttpError(401, "unauthorized", message),
+  notFound: (message = "Cannot find the job: no such job") =>
+    new HttpError(404, "not_found", message),
+  conflict: (message: string) => new HttpError(409, "conflict", message),
+  tooLarge: (message = "Cannot accept the request: the body is too large") =>
+    new HttpError(413, "payload_too_large", message),
+  rateLimited: (retryAfterSeconds: number, message = "Cannot accept more requests: slow down") =>
+    new HttpError(429, "rate_limited", message, {
+      headers: { "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+    }),
+  unavailable: (retryAfterSeconds = 5, message = "Cannot serve the request: try again shortly") =>
+    new HttpError(503, "unavailable", message, {
+      headers: { "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))) },
+    }),
+};

@@ -1,0 +1,267 @@
+/** The image provider seam: the xAI (Grok) images client and the built-in placeholder provider. */
+import { z } from "zod";
+import { PermanentError, RetryableError } from "./errors.ts";
+import {
+  createDeadline,
+  downloadImage,
+  type ImageMime,
+  parseRetryAfter,
+  readLimited,
+  sniffImage,
+} from "./images.ts";
+import { drawPlaceholder } from "./placeholder.ts";
+
+/** What the worker asks a provider for. */
+export interface ImageRequest {
+  prompt: string;
+  model?: string;
+  aspectRatio?: string;
+}
+
+/** A generated image, its media type sniffed from the bytes. */
+export interface GeneratedImage {
+  base64: string;
+  mimeType: ImageMime;
+  revisedPrompt?: string;
+}
+
+/** Per-call options of ImageProvider.generate. */
+export interface GenerateOptions {
+  /** Cancels the call; the abort propagates as the signal's reason (an AbortError). */
+  signal?: AbortSignal;
+}
+
+/** Something that turns a prompt into an image; throws RetryableError or PermanentError. */
+export interface ImageProvider {
+  readonly name: string;
+  generate(request: ImageRequest, options?: GenerateOptions): Promise<GeneratedImage>;
+}
+
+/** Options of createGrokProvider. */
+export interface GrokProviderOptions {
+  /** Base URL such as https://api.x.ai/v1. */
+  apiBase: string;
+  apiKey: string;
+  /** Default model, used when the request names none. */
+  model: string;
+  responseFormat: "b64_json" | "url";
+  /** `host[:port]` allowlist for downloads in url mode. */
+  imageHosts: string[];
+  /** Deadline of the generation request (default 120 s). */
+  timeoutMs?: number;
+  /** Deadline of the image download in url mode (default 30 s). */
+  downloadTimeoutMs?: number;
+  /** Largest accepted image (default 20 MiB). */
+  maxBytes?: number;
+  fetch?: typeof fetch;
+}
+
+const ERROR_BODY_BYTES = 16 * 1024;
+const MESSAGE_CHARS = 300;
+
+const errorBodySchema = z.object({
+  error: z.union([z.string(), z.object({ message: z.string() })]).optional(),
+  message: z.string().optional(),
+  code: z.union([z.string(), z.number()]).optional(),
+});
+
+function responseSchema(maxBase64Chars: number) {
+  const item = z.object({
+    b64_json: z.string().max(maxBase64Chars).optional(),
+    url: z.string().max(4096).optional(),
+    revised_prompt: z.string().max(10_000).optional(),
+  });
+  return z.object({ data: z.array(item).min(1).max(10) });
+}
+
+type ImageItem = z.infer<ReturnType<typeof responseSchema>>["data"][number];
+
+/** Builds the xAI images client (`POST {apiBase}/images/generations`). */
+export function createGrokProvider(options: GrokProviderOptions): ImageProvider {
+  const {
+    apiKey,
+    model,
+    responseFormat,
+    imageHosts,
+    timeoutMs = 120_000,
+    downloadTimeoutMs = 30_000,
+    maxBytes = 20 * 1024 * 1024,
+    fetch: fetchFn = fetch,
+  } = options;
+  if (apiKey.length === 0) throw new RangeError("apiKey must not be empty");
+  if (!(timeoutMs > 0) || !(downloadTimeoutMs > 0)) throw new RangeError("timeouts must be > 0");
+  if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new RangeError("maxBytes must be >= 1");
+  const endpoint = `${options.apiBase.replace(/\/+$/, "")}/images/generations`;
+  const schema = responseSchema(Math.ceil(maxBytes / 3) * 4);
+  const maxBodyBytes = Math.ceil(maxBytes / 3) * 4 + 64 * 1024;
+  const redact = (text: string) => text.replaceAll(apiKey, "[redacted]");
+
+  async function call(request: ImageRequest, signal: AbortSignal): Promise<ImageItem> {
+    const body: Record<string, unknown> = {
+      model: request.model ?? model,
+      prompt: request.prompt,
+      n: 1,
+      response_format: responseFormat,
+    };
+    if (request.aspectRatio !== undefined) body.aspect_ratio = request.aspectRatio;
+    const response = await fetchFn(endpoint, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+    if (!response.ok) throw await statusError(response, redact);
+    const bytes = await readLimited(response.body, maxBodyBytes);
+    if (bytes === null) {
+      throw new PermanentError(
+        `Cannot generate the image: the xAI response exceeds ${maxBodyBytes} bytes`,
+      );
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      throw new PermanentError("Cannot generate the image: the xAI response is not JSON");
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new PermanentError(
+        "Cannot generate the image: the xAI response has an unexpected shape",
+      );
+    }
+    return parsed.data.data[0];
+  }
+
+  async function toImage(item: ImageItem, signal?: AbortSignal): Promise<GeneratedImage> {
+    const revisedPrompt = item.revised_prompt || undefined;
+    if (item.b64_json !== undefined) {
+      let bytes: Uint8Array;
+      try {
+        bytes = Uint8Array.fromBase64(item.b64_json);
+      } catch {
+        throw new PermanentError("Cannot accept the image: b64_json is not valid base64");
+      }
+      const mimeType = sniffImage(bytes);
+      if (mimeType === null) {
+        throw new PermanentError("Cannot accept the image: the bytes are not a JPEG, PNG or WebP");
+      }
+      return { base64: bytes.toBase64(), mimeType, revisedPrompt };
+    }
+    if (item.url !== undefined) {
+      const image = await downloadImage(item.url, {
+        allowHosts: imageHosts,
+        maxBytes,
+        timeoutMs: downloadTimeoutMs,
+        fetch: fetchFn,
+        signal,
+      });
+      return { base64: image.bytes.toBase64(), mimeType: image.mimeType, revisedPrompt };
+    }
+    throw new PermanentError(
+      "Cannot generate the image: the xAI response has neither b64_json nor url",
+    );
+  }
+
+  return {
+    name: "grok",
+    async generate(request, { signal } = {}) {
+      signal?.throwIfAborted();
+      const deadline = createDeadline(timeoutMs, signal);
+      let item: ImageItem;
+      try {
+        item = await call(request, deadline.signal);
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason;
+        if (error instanceof PermanentError || error instanceof RetryableError) throw error;
+        const message = deadline.expired
+          ? `no answer from xAI within ${timeoutMs} ms`
+          : redact(error instanceof Error ? error.message : String(error)).slice(0, MESSAGE_CHARS);
+        throw new RetryableError(`Cannot generate the image: ${message}`, { cause: error });
+      } finally {
+        deadline.clear();
+      }
+      return await toImage(item, signal);
+    },
+  };
+}
+
+/** Maps a non-2xx answer to a typed error carrying the status and the provider's (truncated) message. */
+async function statusError(
+  response: Response,
+  redact: (text: string) => string,
+): Promise<PermanentError | RetryableError> {
+  let text = "";
+  try {
+    const bytes = await readLimited(response.body, ERROR_BODY_BYTES);
+    text = bytes === null ? "" : new TextDecoder().decode(bytes);
+  } catch {
+    // The status alone is enough to classify the failure.
+  }
+  let detail = text.trim();
+  try {
+    const parsed = errorBodySchema.safeParse(JSON.parse(text));
+    if (parsed.success) {
+      const { error, message } = parsed.data;
+      detail = (typeof error === "string" ? error : error?.message) ?? message ?? detail;
+    }
+  } catch {
+    // Not JSON: keep the raw text.
+  }
+  detail = redact(detail).replace(/\s+/g, " ").slice(0, MESSAGE_CHARS);
+  const message = `Cannot generate the image: xAI answered ${response.status}` +
+    (detail ? `: ${detail}` : "");
+  if (response.status === 429 || response.status >= 500) {
+    return new RetryableError(message, {
+      retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+    });
+  }
+  return new PermanentError(message);
+}
+
+/** Options of createPlaceholderProvider. */
+export interface PlaceholderProviderOptions {
+  /** Simulated latency per image (default 0). */
+  latencyMs?: number;
+}
+
+/** Builds the offline provider that draws a PNG from the prompt (used when no xAI key is set). */
+export function createPlaceholderProvider(options: PlaceholderProviderOptions = {}): ImageProvider {
+  const { latencyMs = 0 } = options;
+  if (!(latencyMs >= 0)) throw new RangeError("latencyMs must be >= 0");
+  return {
+    name: "placeholder",
+    async generate(request, { signal } = {}) {
+      signal?.throwIfAborted();
+      if (latencyMs > 0) await sleep(latencyMs, signal);
+      const png = await drawPlaceholder(request.prompt, dimensions(request.aspectRatio));
+      signal?.throwIfAborted();
+      return { base64: png.toBase64(), mimeType: "image/png" };
+    },
+  };
+}
+
+/** Turns "16:9" into a size whose longer side is 256; anything else gives a square. */
+function dimensions(aspectRatio: string | undefined): { width: number; height: number } {
+  const match = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(aspectRatio ?? "");
+  const ratio = match ? Number(match[1]) / Number(match[2]) : 1;
+  if (!(ratio > 0) || !Number.isFinite(ratio)) return { width: 256, height: 256 };
+  const clamp = (n: number) => Math.max(16, Math.round(n));
+  return ratio >= 1 ? { width: 256, height: clamp(256 / ratio) } : {
+    width: clamp(256 * ratio),
+    height: 256,
+  };
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

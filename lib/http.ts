@@ -1,0 +1,99 @@
+/** Helpers the HTTP routes share: who is calling, loading their job, and the job's public shape. */
+import type { Context } from "hono";
+import type { AppDeps } from "./app.ts";
+import { bearerToken } from "./auth.ts";
+import { httpErrors } from "./errors.ts";
+import { dataUrl, isEventId } from "./notifications.ts";
+import type { JobRecord, JobView } from "./queue/types.ts";
+
+/** Pattern of job ids, client-chosen or server-made. */
+export const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** Makes an unguessable job id: 128 random bits, base64url. */
+export function newJobId(): string {
+  return crypto.getRandomValues(new Uint8Array(16)).toBase64({
+    alphabet: "base64url",
+    omitPadding: true,
+  });
+}
+
+/** Verifies the bearer token (or a fallback token from the seed body) and returns the owner. */
+export async function authenticate(
+  c: Context,
+  deps: AppDeps,
+  fallbackToken?: string,
+): Promise<string> {
+  const header = c.req.header("Authorization");
+  const token = header ? bearerToken(header) : fallbackToken ?? null;
+  if (!token) throw httpErrors.unauthorized();
+  return (await deps.auth.verify(token)).sub;
+}
+
+/** Loads a job the owner may see; any other answers 404 exactly like an unknown id. */
+export async function ownedJob(
+  deps: AppDeps,
+  owner: string,
+  id: string,
+  options: { image?: boolean } = {},
+): Promise<JobView> {
+  if (!JOB_ID.test(id)) throw httpErrors.notFound();
+  const job = await deps.broker.get(id, options);
+  if (!job || !job.owner || job.owner !== owner) throw httpErrors.notFound();
+  return job;
+}
+
+/** Who may read one job's events: a bearer owner, or a ticket scoped to that job. */
+export async function authenticateReader(c: Context, deps: AppDeps, jobId: string) {
+  const ticket = c.req.query("ticket");
+  if (ticket && !c.req.header("Authorization")) {
+    const claims = await deps.tickets.verify(ticket);
+    if (claims.jobId !== jobId) throw httpErrors.notFound();
+    return claims.owner;
+  }
+  return await authenticate(c, deps);
+}
+
+/** Reads `Last-Event-ID` (header) or `last_event_id` (query), checking its form. */
+export function lastEventId(c: Context): string | undefined {
+  const value = c.req.header("Last-Event-ID") ?? c.req.query("last_event_id");
+  if (value === undefined || value === "") return undefined;
+  if (!isEventId(value)) {
+    throw httpErrors.invalid("Cannot resume: Last-Event-ID is not an event id");
+  }
+  return value;
+}
+
+/** The job's links, with a fresh read-only ticket for browsers. */
+export async function jobUrls(deps: AppDeps, job: JobRecord) {
+  const id = encodeURIComponent(job.id);
+  const ticket = encodeURIComponent(await deps.tickets.issue(job.owner, job.id));
+  return {
+    self: `/v1/jobs/${id}`,
+    events: `/v1/jobs/${id}/events?ticket=${ticket}`,
+    websocket: `/v1/ws?ticket=${ticket}`,
+  };
+}
+
+/** The public status document of a job. */
+export function presentJob(job: JobView) {
+  return {
+    id: job.id,
+    status: job.status,
+    prompt: job.prompt,
+    model: job.model,
+    aspect_ratio: job.aspectRatio,
+    created_at: job.createdAt,
+    updated_at: job.updatedAt,
+    attempts: job.attempts,
+    ...(job.status === "succeeded" && job.image && job.mimeType
+      ? {
+        result: {
+          image: dataUrl(job.mimeType, job.image),
+          mime_type: job.mimeType,
+          revised_prompt: job.revisedPrompt,
+        },
+      }
+      : {}),
+    ...(job.status === "failed" ? { error: job.error, reason: job.reason } : {}),
+  };
+}

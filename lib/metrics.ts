@@ -1,0 +1,44 @@
+/** Prometheus metrics of one process, on its own registry. */
+import type { MiddlewareHandler } from "hono";
+import { prometheus } from "@hono/prometheus";
+import { Counter, Gauge, Registry } from "prom-client";
+
+/** The metrics a process exposes at `/metrics`, and the HTTP middleware that records requests. */
+export interface Metrics {
+  registry: Registry;
+  middleware: MiddlewareHandler;
+  submitted: Counter<"result">;
+  finished: Counter<"status">;
+  subscribers: Gauge<"transport">;
+  inflight: Gauge;
+}
+
+/** Creates a fresh registry with the service's metrics. */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  const { registerMetrics } = prometheus({ registry });
+  const submitted = new Counter({
+    name: "jobs_submitted_total",
+    help: "Job submissions by result (created, existing)",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  const finished = new Counter({
+    name: "jobs_finished_total",
+    help: "Jobs finished by this process's worker, by status",
+    labelNames: ["status"],
+    registers: [registry],
+  });
+  const subscribers = new Gauge({
+    name: "event_subscribers",
+    help: "Open SSE and WebSocket subscriptions in this process",
+    labelNames: ["transport"],
+    registers: [registry],
+  });
+  const inflight = new Gauge({
+    name: "worker_jobs_in_flight",
+    help: "Jobs this process's worker is running now",
+    registers: [registry],
+  });
+  return { registry, middleware: registerMetrics, submitted, finished, subscribers, inflight };
+}

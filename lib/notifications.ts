@@ -1,0 +1,85 @@
+/** Job states, the contract's notification object and its helpers. */
+import { z } from "zod";
+
+/** Status of a job as the contract names it. */
+export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "canceled";
+
+/** Statuses after which nothing changes. */
+export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(["succeeded", "failed", "canceled"]);
+
+/** Event types that end a job. */
+export const TERMINAL_EVENTS: ReadonlySet<string> = TERMINAL_STATUSES;
+
+/** Message of the seed service for an invalid or expired token. */
+export const SESSION_EXPIRED = "Session expired. Please log in again";
+
+/** Message of the seed service for a job that failed for an unexpected reason. */
+export const PROCESSING_ERROR = "Error processing job";
+
+const resultData = z.object({
+  image: z.string(),
+  mime_type: z.string(),
+  revised_prompt: z.string().optional(),
+});
+
+const base = { id: z.string(), at: z.string() };
+
+/** Schema of one notification, discriminated by its type. */
+export const notificationSchema = z.discriminatedUnion("type", [
+  z.object({ ...base, type: z.literal("queued"), success: z.literal(true) }),
+  z.object({ ...base, type: z.literal("started"), success: z.literal(true) }),
+  z.object({ ...base, type: z.literal("succeeded"), success: z.literal(true), data: resultData }),
+  z.object({
+    ...base,
+    type: z.literal("failed"),
+    success: z.literal(false),
+    error: z.string(),
+    reason: z.string().optional(),
+  }),
+  z.object({ ...base, type: z.literal("canceled"), success: z.literal(false), error: z.string() }),
+]);
+
+/** The notification object sent to clients: a superset of the seed's `{success, data, error}`. */
+export type Notification = z.infer<typeof notificationSchema>;
+
+/** A notification without its job id and time, as a producer describes it. */
+export type NotificationBody = Notification extends infer N
+  ? N extends Notification ? Omit<N, "id" | "at"> : never
+  : never;
+
+/** Event type of a notification. */
+export type EventType = Notification["type"];
+
+/** A notification with the id under which the job's event log stores it. */
+export interface StoredEvent {
+  eventId: string;
+  notification: Notification;
+}
+
+/** Returns true when the event type ends the job. */
+export function isTerminal(type: string): boolean {
+  return TERMINAL_EVENTS.has(type);
+}
+
+/** Builds a data URL from base64 bytes and their media type. */
+export function dataUrl(mimeType: string, base64: string): string {
+  return `data:${mimeType};base64,${base64}`;
+}
+
+/**
+ * Compares two stream ids (`<ms>-<seq>`), returning a negative number, zero or a positive number.
+ * A bare number is read as `<n>-0`.
+ */
+export function compareEventIds(a: string, b: string): number {
+  const [am, as = "0"] = a.split("-");
+  const [bm, bs = "0"] = b.split("-");
+  const ms = BigInt(am) - BigInt(bm);
+  if (ms !== 0n) return ms < 0n ? -1 : 1;
+  const seq = BigInt(as) - BigInt(bs);
+  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+}
+
+/** True when the string is a well-formed stream id such as `1700000000000-0` or `17`. */
+export function isEventId(value: string): boolean {
+  return /^\d{1,20}(-\d{1,20})?$/.test(value);
+}

@@ -1,0 +1,444 @@
+/** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
+import { z } from "zod";
+import { BrokerUnavailableError } from "../errors.ts";
+import {
+  dataUrl,
+  type JobStatus,
+  type Notification,
+  type NotificationBody,
+  notificationSchema,
+  PROCESSING_ERROR,
+  type StoredEvent,
+} from "../notifications.ts";
+import { defineScript, type RedisClient, type RedisReply, type Script } from "../redis/types.ts";
+import { CREATE, FINISH, PROMOTE, RECORD_FIELDS, RETRY, START } from "./scripts.ts";
+import type {
+  BlockOptions,
+  Broker,
+  CancelResult,
+  Delivery,
+  FeedItem,
+  JobRecord,
+  JobView,
+  NewJob,
+  Outcome,
+  SeedAdoption,
+  SubmitResult,
+} from "./types.ts";
+
+/** Options of the Redis broker. */
+export interface RedisBrokerOptions {
+  prefix?: string;
+  ttlSec?: number;
+  feedMaxLen?: number;
+  kind?: "redis" | "upstash";
+}
+
+const GROUP = "workers";
+const CANCELED = "Job canceled";
+
+const entrySchema = z.object({
+  Id: z.string().min(1).max(256),
+  Token: z.string().max(16_384).optional(),
+  Prompt: z.string().max(100_000).optional(),
+});
+
+function fieldsToObject(fields: RedisReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!Array.isArray(fields)) return out;
+  for (let i = 0; i + 1 < fields.length; i += 2) out[String(fields[i])] = String(fields[i + 1]);
+  return out;
+}
+
+function toDelivery(entry: RedisReply, deliveries = 1): Delivery {
+  const [entryId, fields] = entry as [string, RedisReply];
+  const parsed = entrySchema.safeParse(fieldsToObject(fields));
+  if (!parsed.success) return { entryId, jobId: "", deliveries };
+  const { Id, Token, Prompt } = parsed.data;
+  const seed = Token !== undefined ? { token: Token, prompt: Prompt ?? "" } : undefined;
+  return { entryId, jobId: Id, deliveries, seed };
+}
+
+function toRecord(id: string, values: RedisReply[]): JobRecord {
+  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, values[i] ?? ""])) as Record<
+    (typeof RECORD_FIELDS)[number],
+    string
+  >;
+  return {
+    id,
+    owner: r.owner,
+    status: r.status as JobStatus,
+    prompt: r.prompt,
+    model: r.model || undefined,
+    aspectRatio: r.aspect || undefined,
+    createdAt: r.created,
+    updatedAt: r.updated,
+    attempts: Number(r.attempts) || 0,
+    error: r.error || undefined,
+    mimeType: r.mime || undefined,
+    revisedPrompt: r.revised || undefined,
+    reason: r.reason || undefined,
+  };
+}
+
+function notification(jobId: string, body: NotificationBody): string {
+  return JSON.stringify({ id: jobId, ...body, at: new Date().toISOString() });
+}
+
+function parseNotification(json: string): Notification | null {
+  try {
+    const parsed = notificationSchema.safeParse(JSON.parse(json));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function hydrate(n: Notification, fields: Record<string, string>): Notification {
+  if (n.type !== "succeeded" || !fields.image) return n;
+  return { ...n, data: { ...n.data, image: dataUrl(fields.mime, fields.image) } };
+}
+
+class RedisBroker implements Broker {
+  readonly kind: "redis" | "upstash";
+  readonly blocking: boolean;
+  #client: RedisClient;
+  #prefix: string;
+  #ttl: string;
+  #feedMax: string;
+  #scripts: Promise<Record<string, Script>>;
+  #claimConn: RedisClient | null | undefined;
+  #tailConn: RedisClient | null | undefined;
+  #closing: Promise<void> | null = null;
+
+  constructor(client: RedisClient, options: RedisBrokerOptions) {
+    this.#client = client;
+    this.kind = options.kind ?? "redis";
+    this.blocking = this.kind === "redis";
+    this.#prefix = options.prefix ?? "img:";
+    this.#ttl = String(options.ttlSec ?? 86_400);
+    this.#feedMax = String(options.feedMaxLen ?? 10_000);
+    this.#scripts = (async () => ({
+      create: await defineScript(CREATE),
+      start: await defineScript(START),
+      finish: await defineScript(FINISH),
+      retry: await defineScript(RETRY),
+      promote: await defineScript(PROMOTE),
+    }))();
+  }
+
+  #key(name: string): string {
+    return this.#prefix + name;
+  }
+
+  #job(id: string): string {
+    return this.#key(`job:${id}`);
+  }
+
+  async #run(name: string, keys: string[], args: string[]): Promise<RedisReply> {
+    const script = (await this.#scripts)[name];
+    return await this.#client.eval(script, keys, args);
+  }
+
+  async init(): Promise<void> {
+    try {
+      await this.#client.send(["XGROUP", "CREATE", this.#key("jobs"), GROUP, "0", "MKSTREAM"]);
+    } catch (error) {
+      if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
+    }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.#client.send(["PING"]);
+    } catch (error) {
+      throw new BrokerUnavailableError("Cannot reach Redis", { cause: error });
+    }
+  }
+
+  async #create(job: NewJob, enqueue: boolean): Promise<SubmitResult> {
+    const now = new Date().toISOString();
+    const queued = notification(job.id, { type: "queued", success: true });
+    const reply = await this.#run("create", [this.#job(job.id), this.#key("jobs")], [
+      job.id,
+      job.owner,
+      job.prompt,
+      job.model ?? "",
+      job.aspectRatio ?? "",
+      now,
+      this.#ttl,
+      queued,
+      enqueue ? "1" : "0",
+    ]) as RedisReply[];
+    if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
+    const record: JobRecord = {
+      ...job,
+      status: "queued",
+      createdAt: now,
+      updatedAt: now,
+      attempts: 0,
+    };
+    return { created: true, job: record };
+  }
+
+  submit(job: NewJob): Promise<SubmitResult> {
+    return this.#create(job, true);
+  }
+
+  async adoptSeed(delivery: Delivery, adoption: SeedAdoption): Promise<boolean> {
+    const result = await this.#create({ id: delivery.jobId, ...adoption }, false);
+    return result.created;
+  }
+
+  async get(id: string, options: { image?: boolean } = {}): Promise<JobView | null> {
+    const fields = options.image ? [...RECORD_FIELDS, "image"] : [...RECORD_FIELDS];
+    const values = await this.#client.send(["HMGET", this.#job(id), ...fields]) as RedisReply[];
+    if (values[1] === null) return null;
+    const record: JobView = toRecord(id, values);
+    if (options.image && record.status === "succeeded" && values[RECORD_FIELDS.length]) {
+      record.image = String(values[RECORD_FIELDS.length]);
+    }
+    return record;
+  }
+
+  async #finish(
+    delivery: Delivery | null,
+    body: NotificationBody,
+    extra: {
+      image?: string;
+      mime?: string;
+      revised?: string;
+      dead?: string;
+      onlyIf?: string;
+      reason?: string;
+    },
+  ): Promise<number> {
+    const jobId = delivery?.jobId ?? "";
+    const error = "error" in body ? body.error : "";
+    return await this.#run("finish", [
+      this.#job(jobId),
+      this.#key("events"),
+      this.#key("jobs"),
+      this.#key("jobs:dead"),
+    ], [
+      delivery?.entryId ?? "",
+      GROUP,
+      body.type,
+      notification(jobId, body),
+      new Date().toISOString(),
+      this.#ttl,
+      this.#feedMax,
+      jobId,
+      error,
+      extra.mime ?? "",
+      extra.revised ?? "",
+      extra.image ?? "",
+      extra.dead ?? "",
+      extra.onlyIf ?? "",
+      extra.reason ?? "",
+    ]) as number;
+  }
+
+  async cancel(id: string): Promise<CancelResult> {
+    const fake: Delivery = { entryId: "", jobId: id, deliveries: 0 };
+    const seq = await this.#finish(fake, { type: "canceled", success: false, error: CANCELED }, {
+      onlyIf: "queued running",
+    });
+    return seq > 0 ? "canceled" : seq === 0 ? "ended" : "missing";
+  }
+
+  async finish(delivery: Delivery, outcome: Outcome): Promise<boolean> {
+    if (outcome.type === "failed") {
+      const body = { ...outcome, success: false as const };
+      return await this.#finish(delivery, body, { reason: outcome.reason }) > 0;
+    }
+    const body = {
+      type: "succeeded" as const,
+      success: true as const,
+      data: { image: "", mime_type: outcome.mimeType, revised_prompt: outcome.revisedPrompt },
+    };
+    return await this.#finish(delivery, body, {
+      image: outcome.image,
+      mime: outcome.mimeType,
+      revised: outcome.revisedPrompt,
+    }) > 0;
+  }
+
+  async deadLetter(delivery: Delivery, reason: string): Promise<void> {
+    const body = {
+      type: "failed" as const,
+      success: false as const,
+      error: PROCESSING_ERROR,
+      reason,
+    };
+    await this.#finish(delivery, body, { dead: reason || "unknown", reason });
+  }
+
+  async ack(delivery: Delivery): Promise<void> {
+    const jobs = this.#key("jobs");
+    await this.#client.pipeline([
+      ["XACK", jobs, GROUP, delivery.entryId],
+      ["XDEL", jobs, delivery.entryId],
+    ]);
+  }
+
+  async start(delivery: Delivery): Promise<JobRecord | null> {
+    const started = notification(delivery.jobId, { type: "started", success: true });
+    const reply = await this.#run("start", [this.#job(delivery.jobId), this.#key("events")], [
+      new Date().toISOString(),
+      started,
+      this.#feedMax,
+      delivery.jobId,
+    ]);
+    return Array.isArray(reply) ? toRecord(delivery.jobId, reply) : null;
+  }
+
+  async retryLater(delivery: Delivery, delayMs: number, reason: string): Promise<boolean> {
+    const reply = await this.#run("retry", [
+      this.#job(delivery.jobId),
+      this.#key("jobs"),
+      this.#key("jobs:delayed"),
+    ], [
+      delivery.entryId,
+      GROUP,
+      String(Date.now() + Math.max(0, delayMs)),
+      reason,
+      new Date().toISOString(),
+      delivery.jobId,
+    ]);
+    return reply === 1;
+  }
+
+  async promoteDue(now = Date.now()): Promise<number> {
+    const keys = [this.#key("jobs:delayed"), this.#key("jobs")];
+    return await this.#run("promote", keys, [String(now), "500"]) as number;
+  }
+
+  async claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
+    this.#claimConn ??= this.#client.blocking();
+    const conn = this.#claimConn ?? this.#client;
+    const block = this.#claimConn ? ["BLOCK", String(options.blockMs)] : [];
+    const reply = await conn.send([
+      "XREADGROUP",
+      "GROUP",
+      GROUP,
+      consumer,
+      "COUNT",
+      String(count),
+      ...block,
+      "STREAMS",
+      this.#key("jobs"),
+      ">",
+    ]);
+    if (!Array.isArray(reply) || reply.length === 0) return [];
+    const [, entries] = reply[0] as [string, RedisReply[]];
+    return entries.map((entry) => toDelivery(entry));
+  }
+
+  async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
+    const jobs = this.#key("jobs");
+    const reply = await this.#client.send([
+      "XAUTOCLAIM",
+      jobs,
+      GROUP,
+      consumer,
+      String(idleMs),
+      "0-0",
+      "COUNT",
+      String(count),
+    ]) as RedisReply[];
+    const entries = (reply[1] as RedisReply[]).filter((e) => Array.isArray(e) && e[1] !== null);
+    if (entries.length === 0) return [];
+    const pending = await this.#client.send(
+      ["XPENDING", jobs, GROUP, "-", "+", String(entries.length * 4), consumer],
+    ) as RedisReply[];
+    const counts = new Map(pending.map((p) => {
+      const row = p as RedisReply[];
+      return [String(row[0]), Number(row[3])];
+    }));
+    return entries.map((entry) => {
+      const id = String((entry as RedisReply[])[0]);
+      return toDelivery(entry, counts.get(id) ?? 2);
+    });
+  }
+
+  async renew(consumer: string, deliveries: Delivery[]): Promise<(JobStatus | null)[]> {
+    if (deliveries.length === 0) return [];
+    const ids = deliveries.map((d) => d.entryId);
+    const replies = await this.#client.pipeline([
+      ["XCLAIM", this.#key("jobs"), GROUP, consumer, "0", ...ids, "JUSTID"],
+      ...deliveries.map((d) => ["HGET", this.#job(d.jobId), "status"]),
+    ]);
+    if (replies[0] instanceof Error) throw replies[0];
+    return replies.slice(1).map((r) => {
+      if (r instanceof Error) throw r;
+      return r === null ? null : String(r) as JobStatus;
+    });
+  }
+
+  async events(id: string, options: { after?: string } = {}): Promise<StoredEvent[]> {
+    const fields = fieldsToObject(await this.#client.send(["HGETALL", this.#job(id)]));
+    const last = Number(fields.seq ?? 0);
+    const out: StoredEvent[] = [];
+    for (let seq = Number(options.after ?? 0) + 1; seq <= last; seq++) {
+      const n = fields[`e${seq}`] ? parseNotification(fields[`e${seq}`]) : null;
+      if (n) out.push({ eventId: String(seq), notification: hydrate(n, fields) });
+    }
+    return out;
+  }
+
+  async tail(
+    cursor: string | null,
+    options: BlockOptions,
+  ): Promise<{ cursor: string; items: FeedItem[] }> {
+    const feed = this.#key("events");
+    if (cursor === null) {
+      const last = await this.#client.send(["XREVRANGE", feed, "+", "-", "COUNT", "1"]);
+      const id = Array.isArray(last) && last.length > 0
+        ? String((last[0] as RedisReply[])[0])
+        : "0-0";
+      return { cursor: id, items: [] };
+    }
+    this.#tailConn ??= this.#client.blocking();
+    const conn = this.#tailConn ?? this.#client;
+    const block = this.#tailConn ? ["BLOCK", String(options.blockMs)] : [];
+    const reply = await conn.send(["XREAD", "COUNT", "1000", ...block, "STREAMS", feed, cursor]);
+    if (!Array.isArray(reply) || reply.length === 0) return { cursor, items: [] };
+    const [, entries] = reply[0] as [string, RedisReply[]];
+    const items: FeedItem[] = [];
+    for (const entry of entries) {
+      const [entryId, raw] = entry as [string, RedisReply];
+      cursor = entryId;
+      const f = fieldsToObject(raw);
+      const n = f.n ? parseNotification(f.n) : null;
+      if (n && f.j && f.e) items.push({ jobId: f.j, eventId: f.e, notification: n });
+    }
+    return { cursor, items };
+  }
+
+  async sharedSecret(name: string): Promise<string> {
+    const key = this.#key(`secret:${name}`);
+    const candidate = crypto.getRandomValues(new Uint8Array(32)).toBase64({
+      alphabet: "base64url",
+    });
+    const [, value] = await this.#client.pipeline([
+      ["SET", key, candidate, "NX"],
+      ["GET", key],
+    ]);
+    if (value instanceof Error || value === null) throw value ?? new Error("Cannot read secret");
+    return String(value);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([this.#claimConn?.close(), this.#tailConn?.close()]);
+      await this.#client.close();
+    })();
+    return this.#closing;
+  }
+}
+
+/** Builds the Redis Streams broker over a Redis transport. */
+export function createRedisBroker(client: RedisClient, options: RedisBrokerOptions = {}): Broker {
+  return new RedisBroker(client, options);
+}

@@ -1,0 +1,127 @@
+/** The job broker interface: one contract, a Redis Streams and an in-memory implementation. */
+import type { JobStatus, Notification, StoredEvent } from "../notifications.ts";
+
+/** A job as the HTTP side submits it. */
+export interface NewJob {
+  id: string;
+  owner: string;
+  prompt: string;
+  model?: string;
+  aspectRatio?: string;
+}
+
+/** A job's stored state (no image bytes). */
+export interface JobRecord {
+  id: string;
+  owner: string;
+  status: JobStatus;
+  prompt: string;
+  model?: string;
+  aspectRatio?: string;
+  createdAt: string;
+  updatedAt: string;
+  attempts: number;
+  error?: string;
+  /** Why the job failed, in more detail than `error`. */
+  reason?: string;
+  mimeType?: string;
+  revisedPrompt?: string;
+}
+
+/** A job with its image, base64 without a data URL prefix, when it succeeded. */
+export interface JobView extends JobRecord {
+  image?: string;
+}
+
+/** What submit found: a new job, or the one that already had this id. */
+export interface SubmitResult {
+  created: boolean;
+  job: JobRecord;
+}
+
+/** One entry taken from the jobs stream by a consumer. */
+export interface Delivery {
+  /** Stream entry id, used to acknowledge. */
+  entryId: string;
+  /** Job id the entry names (`Id` for seed entries). */
+  jobId: string;
+  /** How many times the entry has been delivered, this delivery included. */
+  deliveries: number;
+  /** Present when another service added the entry with the seed's fields. */
+  seed?: { token: string; prompt: string };
+}
+
+/** The job a seed entry becomes: its owner (the token's `sub`, or "" for nobody) and prompt. */
+export interface SeedAdoption {
+  owner: string;
+  prompt: string;
+}
+
+/** The terminal outcome a worker reports. */
+export type Outcome =
+  | { type: "succeeded"; image: string; mimeType: string; revisedPrompt?: string }
+  | { type: "failed"; error: string; reason?: string };
+
+/** A pointer on the relay feed: a job and the event it just got (image omitted). */
+export interface FeedItem {
+  jobId: string;
+  eventId: string;
+  notification: Notification;
+}
+
+/** Result of a cancel request. */
+export type CancelResult = "canceled" | "ended" | "missing";
+
+/** Options for calls that may block. */
+export interface BlockOptions {
+  blockMs: number;
+  signal?: AbortSignal;
+}
+
+/** The broker every other module talks to; Redis Streams and in-memory implement it. */
+export interface Broker {
+  readonly kind: "redis" | "upstash" | "memory";
+  /** True when claim and tail can wait on the server; false means callers poll with backoff. */
+  readonly blocking: boolean;
+  /** Prepares streams and groups; safe to call more than once. */
+  init(): Promise<void>;
+  /** Resolves when the backing store answers; throws BrokerUnavailableError otherwise. */
+  ping(): Promise<void>;
+  /** Creates the job unless its id exists, appends `queued` and enqueues it, atomically. */
+  submit(job: NewJob): Promise<SubmitResult>;
+  /** Reads a job; with `image`, also its image. */
+  get(id: string, options?: { image?: boolean }): Promise<JobView | null>;
+  /** Cancels a queued or running job. */
+  cancel(id: string): Promise<CancelResult>;
+  /** Takes up to `count` new entries for this consumer, waiting up to `blockMs` for one. */
+  claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]>;
+  /** Takes over entries whose consumer stopped renewing them for `idleMs`. */
+  reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]>;
+  /** Renews the leases of in-flight entries and returns the statuses of their jobs. */
+  renew(consumer: string, deliveries: Delivery[]): Promise<(JobStatus | null)[]>;
+  /** Creates the job of a seed entry; false when a job with that id exists (nothing is written). */
+  adoptSeed(delivery: Delivery, adoption: SeedAdoption): Promise<boolean>;
+  /** Marks the job running and counts the attempt; null when there is nothing to run. */
+  start(delivery: Delivery): Promise<JobRecord | null>;
+  /** Stores the terminal outcome once and acknowledges; false when the job had already ended. */
+  finish(delivery: Delivery, outcome: Outcome): Promise<boolean>;
+  /** Puts a running job back in the queue after `delayMs` and acknowledges this delivery. */
+  retryLater(delivery: Delivery, delayMs: number, reason: string): Promise<boolean>;
+  /** Moves due delayed jobs back to the stream; returns how many moved. */
+  promoteDue(now?: number): Promise<number>;
+  /** Fails the job with a reason, records a dead letter and acknowledges. */
+  deadLetter(delivery: Delivery, reason: string): Promise<void>;
+  /** Acknowledges and removes an entry without touching its job. */
+  ack(delivery: Delivery): Promise<void>;
+  /** The job's events after `after` (exclusive), or all of them, images included. */
+  events(id: string, options?: { after?: string }): Promise<StoredEvent[]>;
+  /** Reads the relay feed after `cursor` (null: from now), waiting up to `blockMs`. */
+  tail(
+    cursor: string | null,
+    options: BlockOptions,
+  ): Promise<{ cursor: string; items: FeedItem[] }>;
+  /** Returns a secret shared by every process on this broker, made on first use. */
+  sharedSecret(name: string): Promise<string>;
+  /** Closes connections; idempotent. */
+  close(): Promise<void>;
+}

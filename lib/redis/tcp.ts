@@ -1,0 +1,98 @@
+/** The TCP transport: ioredis behind the small RedisClient interface. */
+import { Redis, type RedisOptions } from "ioredis";
+import type { PipelineReply, RedisClient, RedisCommand, RedisReply, Script } from "./types.ts";
+
+/** Options of the TCP transport. */
+export interface TcpClientOptions {
+  url: string;
+  /** Deadline of every non-blocking command, in ms. */
+  commandTimeoutMs?: number;
+  /** Called with connection errors (ioredis reconnects by itself). */
+  onError?: (error: Error) => void;
+}
+
+function baseOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    lazyConnect: false,
+    connectTimeout: Math.min(commandTimeoutMs, 5_000),
+    commandTimeout: commandTimeoutMs,
+    maxRetriesPerRequest: 1,
+    enableAutoPipelining: true,
+    // Reconnect forever with capped exponential backoff.
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    reconnectOnError: (error: Error) => error.message.startsWith("READONLY"),
+  };
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("NOSCRIPT");
+}
+
+class TcpClient implements RedisClient {
+  #redis: Redis;
+  #options: TcpClientOptions;
+  #children = new Set<TcpClient>();
+  #isBlocking: boolean;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: TcpClientOptions, blocking = false) {
+    this.#options = options;
+    this.#isBlocking = blocking;
+    const base = baseOptions(options.commandTimeoutMs ?? 5_000);
+    this.#redis = new Redis(options.url, {
+      ...base,
+      // A blocking read must not be cut by the command deadline; callers bound it themselves.
+      ...(blocking ? { commandTimeout: undefined, enableAutoPipelining: false } : {}),
+    });
+    this.#redis.on("error", (error: Error) => options.onError?.(error));
+  }
+
+  send(command: RedisCommand): Promise<RedisReply> {
+    const [name, ...args] = command;
+    return this.#redis.call(name, ...args) as Promise<RedisReply>;
+  }
+
+  async pipeline(commands: RedisCommand[]): Promise<PipelineReply[]> {
+    if (commands.length === 0) return [];
+    const pipe = this.#redis.pipeline();
+    for (const [name, ...args] of commands) pipe.call(name, ...args);
+    const results = (await pipe.exec()) ?? [];
+    return results.map(([error, reply]) => error ?? (reply as RedisReply));
+  }
+
+  async eval(script: Script, keys: string[], args: string[]): Promise<RedisReply> {
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await this.send(["EVALSHA", script.sha, ...tail]);
+    } catch (error) {
+      if (!isNoScript(error)) throw error;
+      return await this.send(["EVAL", script.source, ...tail]);
+    }
+  }
+
+  blocking(): RedisClient | null {
+    const child = new TcpClient(this.#options, true);
+    this.#children.add(child);
+    return child;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const results = await Promise.allSettled([
+        ...[...this.#children].map((child) => child.close()),
+        // A blocking connection may be inside a long read: drop it rather than wait for QUIT.
+        this.#isBlocking ? Promise.resolve() : this.#redis.quit(),
+      ]);
+      this.#redis.disconnect();
+      for (const result of results) {
+        if (result.status === "rejected") this.#options.onError?.(result.reason);
+      }
+    })();
+    return this.#closing;
+  }
+}
+
+/** Connects to a TCP Redis (`redis://` or `rediss://`); reconnects by itself with backoff. */
+export function createTcpClient(options: TcpClientOptions): RedisClient {
+  return new TcpClient(options);
+}

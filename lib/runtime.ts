@@ -1,0 +1,166 @@
+/** Wires a configuration into live parts (broker, auth, worker, relay, app); main.ts runs them. */
+import type { Logger } from "@logtape/logtape";
+import { type AppDeps, createApp } from "./app.ts";
+import { type Auth, createAuth } from "./auth.ts";
+import type { Config } from "./config.ts";
+import { createGrokProvider, createPlaceholderProvider, type ImageProvider } from "./grok.ts";
+import { createMetrics } from "./metrics.ts";
+import { createMemoryBroker } from "./queue/memory.ts";
+import { createRedisBroker } from "./queue/redis.ts";
+import type { Broker } from "./queue/types.ts";
+import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "./rate_limit.ts";
+import { createTcpClient } from "./redis/tcp.ts";
+import type { RedisClient } from "./redis/types.ts";
+import { createUpstashClient } from "./redis/upstash.ts";
+import { Relay } from "./relay.ts";
+import { createTickets } from "./tickets.ts";
+import { ImageWorker } from "../workers/image_worker.ts";
+
+/** The running parts of one process. */
+export interface Runtime {
+  app: ReturnType<typeof createApp>;
+  deps: AppDeps;
+  worker: ImageWorker | null;
+  relay: Relay | null;
+  /** A ready-to-use token in DEV_MODE with an HS key, else null. */
+  devToken: string | null;
+  /** Stops taking work, drains, ends streams and closes connections; idempotent. */
+  close(options?: { drainMs?: number }): Promise<void>;
+}
+
+/** Test seams: a provider to use instead of the configured one. */
+export interface RuntimeOverrides {
+  provider?: ImageProvider;
+  workerOptions?: { backoffBaseMs?: number; backoffMaxMs?: number; blockMs?: number };
+}
+
+function connect(config: Config, log: Logger): { broker: Broker; client: RedisClient | null } {
+  const prefix = config.REDIS_PREFIX;
+  const ttlSec = config.JOB_TTL_SECONDS;
+  const onError = (error: Error) =>
+    log.warn("Redis connection error: {error}", { error: error.message });
+  if (config.broker === "redis") {
+    const client = createTcpClient({ url: config.REDIS_URL!, onError });
+    return { broker: createRedisBroker(client, { prefix, ttlSec, kind: "redis" }), client };
+  }
+  if (config.broker === "upstash") {
+    const client = createUpstashClient({
+      url: config.UPSTASH_REDIS_REST_URL!,
+      token: config.UPSTASH_REDIS_REST_TOKEN!,
+    });
+    return { broker: createRedisBroker(client, { prefix, ttlSec, kind: "upstash" }), client };
+  }
+  return { broker: createMemoryBroker({ ttlSec }), client: null };
+}
+
+async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= 30) throw error;
+      log.warn("Cannot {what} yet (attempt {attempt}): {error}", {
+        what,
+        attempt,
+        error: String(error),
+      });
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200 * attempt, 2_000)));
+    }
+  }
+}
+
+function makeProvider(config: Config, log: Logger): ImageProvider {
+  if (!config.XAI_API_KEY) {
+    log.warn("XAI_API_KEY is not set: using the built-in placeholder image generator");
+    return createPlaceholderProvider();
+  }
+  return createGrokProvider({
+    apiBase: config.GROK_API,
+    apiKey: config.XAI_API_KEY,
+    model: config.GROK_MODEL,
+    responseFormat: config.GROK_RESPONSE_FORMAT,
+    imageHosts: config.IMAGE_HOSTS,
+    timeoutMs: config.PROVIDER_TIMEOUT_MS,
+    maxBytes: config.DOWNLOAD_MAX_BYTES,
+  });
+}
+
+async function makeAuth(config: Config, log: Logger): Promise<Auth> {
+  let secret = config.JWT_SECRET;
+  if (!secret && !config.JWT_PUBLIC_KEY && !config.JWT_JWKS_URL && config.devMode) {
+    secret = crypto.getRandomValues(new Uint8Array(32)).toBase64({ alphabet: "base64url" });
+    log.warn("DEV_MODE: no JWT key configured, using a random HS256 secret for this process");
+  }
+  return await createAuth({
+    secret,
+    publicKey: config.JWT_PUBLIC_KEY,
+    jwksUrl: config.JWT_JWKS_URL,
+    algorithms: config.JWT_ALGORITHMS,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+  });
+}
+
+/** Builds every part the configuration asks for and starts the worker and relay. */
+export async function startRuntime(
+  config: Config,
+  log: Logger,
+  overrides: RuntimeOverrides = {},
+): Promise<Runtime> {
+  const { broker, client } = connect(config, log);
+  if (config.broker === "memory") {
+    log.warn(
+      "No REDIS_URL or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
+    );
+  }
+  await retrying("initialise the broker", log, () => broker.init());
+  const secret = await retrying(
+    "read the ticket secret",
+    log,
+    () => broker.sharedSecret("tickets"),
+  );
+  const auth = await makeAuth(config, log);
+  const tickets = await createTickets({ secret });
+  const metrics = createMetrics();
+  const limiter: RateLimiter = client
+    ? createRedisRateLimiter({
+      client,
+      prefix: config.REDIS_PREFIX,
+      limit: config.RATE_LIMIT_PER_MINUTE,
+    })
+    : createMemoryRateLimiter({ limit: config.RATE_LIMIT_PER_MINUTE });
+  const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
+  if (relay) await relay.start();
+  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, limiter };
+  let worker: ImageWorker | null = null;
+  if (config.ROLE !== "api") {
+    worker = new ImageWorker({
+      broker,
+      provider: overrides.provider ?? makeProvider(config, log),
+      verifyToken: (token) => auth.verify(token),
+      log,
+      concurrency: config.WORKER_CONCURRENCY,
+      leaseMs: config.JOB_LEASE_MS,
+      maxAttempts: config.JOB_MAX_ATTEMPTS,
+      onFinished: (status) => metrics.finished.inc({ status }),
+      ...overrides.workerOptions,
+    });
+    worker.start();
+  }
+  const devToken = config.devMode && auth.sign ? await auth.sign("dev-user", 86_400) : null;
+  let closing: Promise<void> | null = null;
+  return {
+    app: createApp(deps),
+    deps,
+    worker,
+    relay,
+    devToken,
+    close({ drainMs = config.DRAIN_TIMEOUT_MS } = {}) {
+      closing ??= (async () => {
+        await Promise.allSettled([worker?.close({ drainMs }), relay?.close()]);
+        await broker.close();
+      })();
+      return closing;
+    },
+  };
+}

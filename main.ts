@@ -1,0 +1,60 @@
+/** The entrypoint: loads configuration, starts the runtime and the HTTP server, handles signals. */
+import { configure, getConsoleSink, getLogger, jsonLinesFormatter } from "@logtape/logtape";
+import { ConfigError, loadConfig } from "./lib/config.ts";
+import { startRuntime } from "./lib/runtime.ts";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(Deno.env.toObject());
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    Deno.exit(1);
+  }
+  await configure({
+    sinks: {
+      console: config.devMode
+        ? getConsoleSink()
+        : getConsoleSink({ formatter: jsonLinesFormatter }),
+    },
+    loggers: [
+      { category: ["imagejobs"], lowestLevel: config.LOG_LEVEL, sinks: ["console"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
+    ],
+  });
+  const log = getLogger(["imagejobs"]);
+  const runtime = await startRuntime(config, log);
+  const server = Deno.serve({
+    port: config.PORT,
+    hostname: config.HOST,
+    onListen: ({ hostname, port }) => {
+      log.info("Listening on http://{hostname}:{port} (role {role}, broker {broker})", {
+        hostname,
+        port,
+        role: config.ROLE,
+        broker: config.broker,
+      });
+      if (runtime.devToken) {
+        log.info("DEV_MODE token (sub dev-user, 24 h): {token}", { token: runtime.devToken });
+      }
+    },
+  }, runtime.app.fetch);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("{signal}: draining for up to {ms} ms", { signal, ms: config.DRAIN_TIMEOUT_MS });
+    const hardStop = setTimeout(() => Deno.exit(0), config.DRAIN_TIMEOUT_MS + 3_000);
+    await runtime.close();
+    await server.shutdown();
+    clearTimeout(hardStop);
+    log.info("Stopped");
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+}
+
+if (import.meta.main) await main();

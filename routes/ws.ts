@@ -1,0 +1,143 @@
+/** `GET /v1/ws`: notifications over a WebSocket, several jobs per socket, authenticated by ticket or message. */
+import { Hono } from "hono";
+import { upgradeWebSocket } from "hono/deno";
+import type { WSContext } from "hono/ws";
+import type { AppDeps, AppEnv } from "../lib/app.ts";
+import { HttpError, httpErrors } from "../lib/errors.ts";
+import { ownedJob } from "../lib/http.ts";
+import type { Subscription } from "../lib/relay.ts";
+import { wsMessage } from "../lib/schemas.ts";
+
+/** Time a socket has to authenticate. */
+export const AUTH_DEADLINE_MS = 5_000;
+/** Largest message a client may send. */
+export const MAX_MESSAGE_BYTES = 16 * 1024;
+/** Subscriptions one socket may hold at once. */
+export const MAX_SUBSCRIPTIONS = 100;
+
+/** True when a browser origin may open a socket: no Origin (not a browser), same origin, or allowed. */
+export function originAllowed(
+  origin: string | undefined,
+  host: string | undefined,
+  allowed: string[],
+) {
+  if (!origin) return true;
+  if (allowed.includes(origin)) return true;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+/** The WebSocket route. */
+export function wsRoutes(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/v1/ws", async (c, next) => {
+    if (
+      !originAllowed(c.req.header("Origin"), c.req.header("Host"), deps.config.CORS_ORIGINS ?? [])
+    ) {
+      return c.json(
+        httpErrors.notFound("Cannot open the socket: origin not allowed").toBody(),
+        403,
+      );
+    }
+    if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
+      throw httpErrors.invalid("Cannot open the socket: a WebSocket upgrade is required");
+    }
+    const ticket = c.req.query("ticket");
+    let scope: { owner: string; jobId: string } | null = null;
+    if (ticket) scope = await deps.tickets.verify(ticket);
+    c.set("requestId", c.get("requestId"));
+    const handler = upgradeWebSocket(() => socketHandlers(deps, scope));
+    return handler(c, next);
+  });
+  return app;
+}
+
+function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } | null) {
+  let owner = scope?.owner ?? null;
+  const subs = new Map<string, Subscription>();
+  let deadline: ReturnType<typeof setTimeout> | undefined;
+  const send = (ws: WSContext, message: unknown) => {
+    if (ws.readyState === 1) ws.send(JSON.stringify(message));
+  };
+  const fail = (ws: WSContext, error: unknown) => {
+    const http = error instanceof HttpError ? error : httpErrors.unavailable();
+    send(ws, { type: "error", code: http.code, message: http.message });
+  };
+  return {
+    onOpen(_event: Event, ws: WSContext) {
+      if (owner) return;
+      deadline = setTimeout(() => ws.close(1008, "Authentication timed out"), AUTH_DEADLINE_MS);
+    },
+    async onMessage(event: MessageEvent, ws: WSContext) {
+      const text = typeof event.data === "string" ? event.data : "";
+      if (text.length === 0 || text.length > MAX_MESSAGE_BYTES) {
+        return ws.close(1009, "Message too large or not text");
+      }
+      let parsed;
+      try {
+        parsed = wsMessage.safeParse(JSON.parse(text));
+      } catch {
+        parsed = null;
+      }
+      if (!parsed?.success) {
+        return fail(ws, httpErrors.invalid("Cannot read the message: bad shape"));
+      }
+      const message = parsed.data;
+      try {
+        if (message.type === "auth") {
+          owner = (await deps.auth.verify(message.token)).sub;
+          clearTimeout(deadline);
+          return send(ws, { type: "authenticated" });
+        }
+        if (!owner) return ws.close(1008, "Authentication required");
+        if (message.type === "unsubscribe") {
+          subs.get(message.id)?.close();
+          return;
+        }
+        if (scope && scope.jobId !== message.id) throw httpErrors.notFound();
+        if (subs.has(message.id)) return;
+        if (subs.size >= MAX_SUBSCRIPTIONS) {
+          throw httpErrors.rateLimited(
+            1,
+            "Cannot subscribe: too many subscriptions on this socket",
+          );
+        }
+        await ownedJob(deps, owner, message.id);
+        if (subs.has(message.id)) return;
+        const relay = deps.relay;
+        if (!relay) throw httpErrors.notFound();
+        const id = message.id;
+        let ended = false;
+        let dropped = false;
+        subs.set(id, { close: () => (dropped = true) });
+        deps.metrics.subscribers.inc({ transport: "ws" });
+        const sub = await relay.subscribe(id, {
+          event: (e) =>
+            send(ws, { type: "notification", event_id: e.eventId, notification: e.notification }),
+          done: () => {
+            ended = true;
+            subs.delete(id);
+            deps.metrics.subscribers.dec({ transport: "ws" });
+          },
+        }, message.last_event_id);
+        if (ended) return;
+        if (dropped || ws.readyState !== 1) return sub.close();
+        subs.set(id, sub);
+      } catch (error) {
+        if (message.type === "auth") {
+          clearTimeout(deadline);
+          return ws.close(1008, "Authentication failed");
+        }
+        fail(ws, error);
+      }
+    },
+    onClose() {
+      clearTimeout(deadline);
+      for (const sub of subs.values()) sub.close();
+      subs.clear();
+    },
+  };
+}

@@ -1,0 +1,134 @@
+/** A transport-agnostic test suite for RedisClient implementations, run against a real redis-server. */
+import assert from "node:assert/strict";
+import { defineScript, type RedisClient } from "../../../lib/redis/types.ts";
+import { redisCommand, startRedis } from "../../support/redis_server.ts";
+
+/** Builds a client for the redis-server at `redisUrl` (a transport may put a proxy in between). */
+export type RedisClientFactory = (redisUrl: string) => RedisClient | Promise<RedisClient>;
+
+/** Registers one Deno test that checks the RedisClient contract for one transport. */
+export function redisClientContract(name: string, make: RedisClientFactory): void {
+  Deno.test(`${name} client honours the RedisClient contract`, async (t) => {
+    const server = await startRedis();
+    let client: RedisClient | undefined;
+    try {
+      client = await make(server.url);
+      await contractSteps(t, client, server.port);
+      await t.step("close is idempotent and later commands reject", async () => {
+        await client!.close();
+        await client!.close();
+        await assert.rejects(client!.send(["PING"]));
+      });
+    } finally {
+      await client?.close();
+      await server.stop();
+    }
+  });
+}
+
+async function contractSteps(t: Deno.TestContext, client: RedisClient, port: number) {
+  const key = (suffix: string) => `contract:${suffix}`;
+
+  await t.step("send returns OK, bulk strings and null", async () => {
+    assert.equal(await client.send(["SET", key("s"), "value"]), "OK");
+    assert.equal(await client.send(["GET", key("s")]), "value");
+    assert.equal(await client.send(["GET", key("missing")]), null);
+    assert.equal(await client.send(["PING"]), "PONG");
+  });
+
+  await t.step("send returns integers as numbers", async () => {
+    assert.equal(await client.send(["INCR", key("n")]), 1);
+    assert.equal(await client.send(["INCRBY", key("n"), "41"]), 42);
+    assert.equal(await client.send(["EXISTS", key("n"), key("missing")]), 1);
+    assert.equal(await client.send(["DEL", key("n")]), 1);
+  });
+
+  await t.step("send rejects with the server's message", async () => {
+    await client.send(["SET", key("text"), "not a number"]);
+    await assert.rejects(client.send(["INCR", key("text")]), /not an integer/);
+    await assert.rejects(client.send(["GET"]), /wrong number of arguments/);
+  });
+
+  await t.step("replies keep unicode and large base64 payloads intact", async () => {
+    const unicode = 'héllo ✓ 🎉 \u4e2d\u6587 "quoted" \\ back';
+    const bytes = crypto.getRandomValues(new Uint8Array(48 * 1024));
+    const big = bytes.toBase64().repeat(8);
+    await client.send(["SET", key("u"), unicode]);
+    await client.send(["SET", key("big"), big]);
+    assert.equal(await client.send(["GET", key("u")]), unicode);
+    assert.equal(await client.send(["GET", key("big")]), big);
+    assert.equal(await client.send(["STRLEN", key("big")]), big.length);
+  });
+
+  await t.step("pipeline returns one reply or error per command, in order", async () => {
+    const replies = await client.pipeline([
+      ["SET", key("p"), "1"],
+      ["INCR", key("p")],
+      ["HSET", key("p"), "f", "v"],
+      ["INCR", key("p")],
+      ["GET", key("p")],
+      ["GET", key("missing")],
+    ]);
+    assert.equal(replies.length, 6);
+    assert.deepEqual(replies.slice(0, 2), ["OK", 2]);
+    assert.ok(replies[2] instanceof Error);
+    assert.match(replies[2].message, /WRONGTYPE/);
+    assert.deepEqual(replies.slice(3), [3, "3", null]);
+  });
+
+  await t.step("pipeline of no commands returns an empty array", async () => {
+    assert.deepEqual(await client.pipeline([]), []);
+  });
+
+  await t.step("nested array replies keep their RESP2 shape", async () => {
+    const stream = key("stream");
+    const first = await client.send(["XADD", stream, "*", "type", "queued", "n", "1"]);
+    const second = await client.send(["XADD", stream, "*", "type", "done"]);
+    assert.equal(typeof first, "string");
+    assert.deepEqual(await client.send(["XRANGE", stream, "-", "+"]), [
+      [first, ["type", "queued", "n", "1"]],
+      [second, ["type", "done"]],
+    ]);
+    await client.send(["XGROUP", "CREATE", stream, "g", "0"]);
+    assert.deepEqual(
+      await client.send(["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", stream, ">"]),
+      [[stream, [[first, ["type", "queued", "n", "1"]]]]],
+    );
+    await client.send(["HSET", key("h"), "a", "1", "b", "2"]);
+    assert.deepEqual(await client.send(["HGETALL", key("h")]), ["a", "1", "b", "2"]);
+    assert.deepEqual(await client.send(["HGETALL", key("missing")]), []);
+    assert.deepEqual(await client.send(["MGET", key("s"), key("missing")]), ["value", null]);
+    await client.send(["ZADD", key("z"), "1.5", "m"]);
+    assert.deepEqual(await client.send(["ZRANGE", key("z"), "0", "-1", "WITHSCORES"]), [
+      "m",
+      "1.5",
+    ]);
+  });
+
+  await t.step("eval runs a script and falls back to EVAL after SCRIPT FLUSH", async () => {
+    const script = await defineScript("return {KEYS[1], ARGV[1], 42, redis.call('GET', KEYS[1])}");
+    const expected = [key("s"), "arg", 42, "value"];
+    assert.deepEqual(await client.eval(script, [key("s")], ["arg"]), expected);
+    assert.deepEqual(await redisCommand(port, ["SCRIPT", "EXISTS", script.sha]), [1]);
+    await redisCommand(port, ["SCRIPT", "FLUSH"]);
+    assert.deepEqual(await redisCommand(port, ["SCRIPT", "EXISTS", script.sha]), [0]);
+    assert.deepEqual(await client.eval(script, [key("s")], ["arg"]), expected);
+    assert.deepEqual(await client.eval(script, [key("s")], ["arg"]), expected);
+  });
+
+  await t.step("eval returns integers and nil, and rejects with the script's error", async () => {
+    const count = await defineScript("return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    assert.equal(await client.eval(count, [key("e")], ["5"]), 5);
+    const nil = await defineScript("return redis.call('GET', KEYS[1])");
+    assert.equal(await client.eval(nil, [key("missing")], []), null);
+    const failing = await defineScript("return redis.error_reply('ERR custom failure')");
+    await assert.rejects(client.eval(failing, [], []), /custom failure/);
+  });
+
+  await t.step("blocking returns null or a client whose blocking read times out", async () => {
+    const blocking = client.blocking();
+    if (blocking === null) return;
+    const reply = await blocking.send(["XREAD", "BLOCK", "50", "STREAMS", key("idle"), "$"]);
+    assert.equal(reply, null);
+  });
+}

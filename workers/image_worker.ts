@@ -1,0 +1,268 @@
+/** The image worker: claims jobs, keeps their leases, calls the provider, and finishes each job once. */
+import { decodeJwt } from "jose";
+import type { Logger } from "@logtape/logtape";
+import { RetryableError } from "../lib/errors.ts";
+import type { ImageProvider } from "../lib/grok.ts";
+import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/notifications.ts";
+import type { Broker, Delivery, JobRecord } from "../lib/queue/types.ts";
+
+/** Dependencies and settings of a worker. */
+export interface ImageWorkerOptions {
+  broker: Broker;
+  provider: ImageProvider;
+  /** Verifies a seed entry's token and returns its subject. */
+  verifyToken: (token: string) => Promise<{ sub: string }>;
+  log: Logger;
+  concurrency: number;
+  leaseMs: number;
+  maxAttempts: number;
+  consumer?: string;
+  /** How long one blocking claim waits. */
+  blockMs?: number;
+  /** Base and cap of the exponential retry backoff (full jitter). */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** Called after each job ends here, for metrics. */
+  onFinished?: (status: string, job: JobRecord | null) => void;
+}
+
+interface InFlight {
+  delivery: Delivery;
+  controller: AbortController;
+}
+
+/** Computes a retry delay with exponential backoff, full jitter, and the provider's Retry-After as a floor. */
+export function retryDelay(
+  attempt: number,
+  { baseMs, maxMs, retryAfterMs, random = Math.random }: {
+    baseMs: number;
+    maxMs: number;
+    retryAfterMs?: number;
+    random?: () => number;
+  },
+): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.max(retryAfterMs ?? 0, Math.floor(random() * ceiling));
+}
+
+function unverifiedSubject(token: string): string {
+  try {
+    const sub = decodeJwt(token).sub;
+    return typeof sub === "string" && sub.length <= 256 ? sub : "";
+  } catch {
+    return "";
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Runs jobs from the broker with bounded concurrency until closed. */
+export class ImageWorker {
+  readonly consumer: string;
+  #o: Required<Omit<ImageWorkerOptions, "consumer" | "onFinished">> & ImageWorkerOptions;
+  #inflight = new Map<string, InFlight>();
+  #stop = new AbortController();
+  #slotFreed: (() => void) | null = null;
+  #loop: Promise<void> | null = null;
+  #maintenance: ReturnType<typeof setInterval> | undefined;
+  #closing: Promise<void> | null = null;
+
+  constructor(options: ImageWorkerOptions) {
+    if (options.concurrency < 1) throw new RangeError("Cannot create worker: concurrency < 1");
+    this.consumer = options.consumer ?? `w-${crypto.randomUUID()}`;
+    this.#o = { blockMs: 2_000, backoffBaseMs: 1_000, backoffMaxMs: 60_000, ...options };
+  }
+
+  /** Number of jobs running here now. */
+  get active(): number {
+    return this.#inflight.size;
+  }
+
+  /** Starts the claim loop and the lease timer. */
+  start(): void {
+    if (this.#loop) return;
+    this.#loop = this.#run();
+    const every = Math.max(100, Math.floor(this.#o.leaseMs / 3));
+    this.#maintenance = setInterval(() => void this.maintain(), every);
+  }
+
+  async #run(): Promise<void> {
+    const { broker, log } = this.#o;
+    let idleMs = 0;
+    while (!this.#stop.signal.aborted) {
+      const free = this.#o.concurrency - this.#inflight.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.#slotFreed = resolve));
+        continue;
+      }
+      try {
+        const blockMs = this.#o.blockMs;
+        const batch = await broker.claim(this.consumer, free, {
+          blockMs,
+          signal: this.#stop.signal,
+        });
+        for (const delivery of batch) this.#spawn(delivery);
+        // Without server-side blocking, poll fast while there is work and slow down when idle.
+        idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), 5_000);
+        if (!broker.blocking && idleMs > 0) await sleep(idleMs, this.#stop.signal);
+      } catch (error) {
+        log.warn("Cannot claim jobs: {error}", { error: String(error) });
+        await sleep(1_000, this.#stop.signal);
+      }
+    }
+  }
+
+  #spawn(delivery: Delivery): void {
+    const controller = new AbortController();
+    this.#inflight.set(delivery.entryId, { delivery, controller });
+    this.#handle(delivery, controller.signal)
+      .catch((error) =>
+        this.#o.log.error("Cannot process job {id}: {error}", {
+          id: delivery.jobId,
+          error: String(error),
+        })
+      )
+      .finally(() => {
+        this.#inflight.delete(delivery.entryId);
+        this.#slotFreed?.();
+        this.#slotFreed = null;
+      });
+  }
+
+  /** Renews leases, aborts canceled jobs, takes over stalled ones and promotes due retries. */
+  async maintain(): Promise<void> {
+    const { broker, log } = this.#o;
+    try {
+      const flights = [...this.#inflight.values()];
+      const statuses = await broker.renew(this.consumer, flights.map((f) => f.delivery));
+      statuses.forEach((status, i) => {
+        if (status !== "running" && status !== "queued") flights[i].controller.abort("canceled");
+      });
+      await broker.promoteDue();
+      const free = this.#o.concurrency - this.#inflight.size;
+      if (free > 0 && !this.#stop.signal.aborted) {
+        const stalled = await broker.reclaim(this.consumer, this.#o.leaseMs, free);
+        for (const delivery of stalled) this.#spawn(delivery);
+      }
+    } catch (error) {
+      log.warn("Cannot maintain leases: {error}", { error: String(error) });
+    }
+  }
+
+  async #handle(delivery: Delivery, signal: AbortSignal): Promise<void> {
+    const { broker, log } = this.#o;
+    if (!delivery.jobId) {
+      log.warn("Dropping malformed stream entry {entry}", { entry: delivery.entryId });
+      return await broker.ack(delivery);
+    }
+    if (delivery.deliveries > this.#o.maxAttempts + 2) {
+      const reason = `Delivered ${delivery.deliveries} times without finishing`;
+      return await broker.deadLetter(delivery, reason);
+    }
+    if (delivery.seed && !(await this.#adopt(delivery))) return;
+    const job = await broker.start(delivery);
+    if (!job) return await broker.ack(delivery);
+    await this.#generate(delivery, job, signal);
+  }
+
+  /** Turns a seed entry into a job; false when it must not run (refused, or its id is taken). */
+  async #adopt(delivery: Delivery): Promise<boolean> {
+    const { broker, log } = this.#o;
+    const { token, prompt } = delivery.seed!;
+    let owner = "";
+    let refused = false;
+    try {
+      owner = (await this.#o.verifyToken(token)).sub;
+    } catch {
+      owner = unverifiedSubject(token);
+      refused = true;
+    }
+    const trimmed = prompt.trim().slice(0, 4000);
+    if (!(await broker.adoptSeed(delivery, { owner, prompt: trimmed }))) {
+      const existing = await broker.get(delivery.jobId);
+      const ours = existing?.owner === owner && existing.prompt === trimmed;
+      if (!ours) {
+        log.warn("Ignoring stream entry for existing job {id}", { id: delivery.jobId });
+        await broker.ack(delivery);
+        return false;
+      }
+    }
+    if (refused || !trimmed) {
+      const error = refused ? SESSION_EXPIRED : PROCESSING_ERROR;
+      const reason = refused ? "The token is invalid or expired" : "The prompt is empty";
+      await broker.finish(delivery, { type: "failed", error, reason });
+      this.#o.onFinished?.("failed", null);
+      return false;
+    }
+    return true;
+  }
+
+  async #generate(delivery: Delivery, job: JobRecord, signal: AbortSignal): Promise<void> {
+    const { broker, provider, log } = this.#o;
+    try {
+      const image = await provider.generate(
+        { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
+        { signal },
+      );
+      const done = await broker.finish(delivery, {
+        type: "succeeded",
+        image: image.base64,
+        mimeType: image.mimeType,
+        revisedPrompt: image.revisedPrompt,
+      });
+      this.#o.onFinished?.(done ? "succeeded" : "superseded", job);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (signal.aborted && signal.reason === "shutdown") return; // left pending for a takeover
+      if (signal.aborted) {
+        // Canceled while running: the cancel wrote the terminal event; this only acknowledges.
+        await broker.finish(delivery, { type: "failed", error: PROCESSING_ERROR, reason });
+        return;
+      }
+      if (error instanceof RetryableError && job.attempts < this.#o.maxAttempts) {
+        const delay = retryDelay(job.attempts, {
+          baseMs: this.#o.backoffBaseMs,
+          maxMs: this.#o.backoffMaxMs,
+          retryAfterMs: error.retryAfterMs,
+        });
+        log.info("Retrying job {id} in {delay} ms: {reason}", { id: job.id, delay, reason });
+        await broker.retryLater(delivery, delay, reason);
+        return;
+      }
+      log.warn("Job {id} failed: {reason}", { id: job.id, reason });
+      const done = await broker.finish(delivery, {
+        type: "failed",
+        error: PROCESSING_ERROR,
+        reason,
+      });
+      this.#o.onFinished?.(done ? "failed" : "superseded", job);
+    }
+  }
+
+  /** Stops claiming, lets in-flight jobs finish until the deadline, then aborts the rest; idempotent. */
+  close({ drainMs = 10_000 }: { drainMs?: number } = {}): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#stop.abort();
+      clearInterval(this.#maintenance);
+      this.#slotFreed?.();
+      await this.#loop?.catch(() => {});
+      const deadline = Date.now() + drainMs;
+      while (this.#inflight.size > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      // Whatever is left stays pending in the stream and is taken over once its lease expires.
+      for (const flight of this.#inflight.values()) flight.controller.abort("shutdown");
+    })();
+    return this.#closing;
+  }
+}
