@@ -318,21 +318,51 @@ class RedisBroker implements Broker {
     this.#claimConn ??= this.#client.blocking();
     const conn = this.#claimConn ?? this.#client;
     const block = this.#claimConn ? ["BLOCK", String(options.blockMs)] : [];
-    const reply = await conn.send([
-      "XREADGROUP",
-      "GROUP",
-      GROUP,
-      consumer,
-      "COUNT",
-      String(count),
-      ...block,
-      "STREAMS",
-      this.#key("jobs"),
-      ">",
-    ]);
+    const reply = await this.#interruptible(
+      conn,
+      options.signal,
+      () => (this.#claimConn = undefined),
+      [
+        "XREADGROUP",
+        "GROUP",
+        GROUP,
+        consumer,
+        "COUNT",
+        String(count),
+        ...block,
+        "STREAMS",
+        this.#key("jobs"),
+        ">",
+      ],
+    );
+    if (reply === undefined) return [];
     if (!Array.isArray(reply) || reply.length === 0) return [];
     const [, entries] = reply[0] as [string, RedisReply[]];
     return entries.map((entry) => toDelivery(entry));
+  }
+
+  /** Sends a blocking read that an abort ends at once by dropping its dedicated connection. */
+  async #interruptible(
+    conn: RedisClient,
+    signal: AbortSignal | undefined,
+    forget: () => void,
+    command: string[],
+  ): Promise<RedisReply | undefined> {
+    if (signal?.aborted) return undefined;
+    if (!signal || conn === this.#client) return await conn.send(command);
+    const onAbort = () => {
+      forget();
+      void conn.close();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await conn.send(command);
+    } catch (error) {
+      if (signal.aborted) return undefined;
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
   }
 
   async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
@@ -402,7 +432,20 @@ class RedisBroker implements Broker {
     this.#tailConn ??= this.#client.blocking();
     const conn = this.#tailConn ?? this.#client;
     const block = this.#tailConn ? ["BLOCK", String(options.blockMs)] : [];
-    const reply = await conn.send(["XREAD", "COUNT", "1000", ...block, "STREAMS", feed, cursor]);
+    const reply = await this.#interruptible(
+      conn,
+      options.signal,
+      () => (this.#tailConn = undefined),
+      [
+        "XREAD",
+        "COUNT",
+        "1000",
+        ...block,
+        "STREAMS",
+        feed,
+        cursor,
+      ],
+    );
     if (!Array.isArray(reply) || reply.length === 0) return { cursor, items: [] };
     const [, entries] = reply[0] as [string, RedisReply[]];
     const items: FeedItem[] = [];

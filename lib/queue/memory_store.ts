@@ -1,0 +1,244 @@
+/** State of the in-memory broker: jobs and their events, the relay feed, the jobs stream, waits. */
+import {
+  compareEventIds,
+  type JobStatus,
+  type Notification,
+  type NotificationBody,
+  type StoredEvent,
+} from "../notifications.ts";
+import type { BlockOptions, Delivery, FeedItem, JobRecord } from "./types.ts";
+
+/** A job as the in-memory broker keeps it. */
+export interface StoredJob {
+  record: JobRecord;
+  image?: string;
+  events: StoredEvent[];
+  expiresAt: number;
+}
+
+/** The fields a new job starts from. */
+export type JobFields = Pick<JobRecord, "id" | "owner" | "prompt" | "model" | "aspectRatio">;
+
+const FEED_MAX = 10_000;
+const SWEEP_MS = 60_000;
+
+/** Jobs that expire, their events, the global feed, stream-style ids and waits for new writes. */
+export class MemoryStore {
+  #ttlMs: number;
+  #clock: () => number;
+  #jobs = new Map<string, StoredJob>();
+  #feed: { id: string; item: FeedItem }[] = [];
+  #wakers = new Set<() => void>();
+  #lastMs = 0;
+  #seq = 0;
+  #lastSweep = 0;
+  #closed = false;
+
+  constructor(ttlMs: number, clock: () => number) {
+    this.#ttlMs = ttlMs;
+    this.#clock = clock;
+  }
+
+  /** True once close() ran. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The current time in epoch milliseconds. */
+  now(): number {
+    return this.#clock();
+  }
+
+  /** The current time as an ISO string. */
+  iso(): string {
+    return new Date(this.#clock()).toISOString();
+  }
+
+  /** A new `<ms>-<seq>` id, greater than every id made before. */
+  nextId(): string {
+    const ms = Math.max(Math.floor(this.#clock()), this.#lastMs);
+    this.#seq = ms === this.#lastMs ? this.#seq + 1 : 0;
+    this.#lastMs = ms;
+    return `${ms}-${this.#seq}`;
+  }
+
+  /** The job with this id, unless it is absent or expired (then it is dropped). */
+  job(id: string): StoredJob | undefined {
+    const job = this.#jobs.get(id);
+    if (job && job.expiresAt <= this.#clock()) this.#jobs.delete(id);
+    return this.#jobs.get(id);
+  }
+
+  /** Drops expired jobs, at most once a minute. */
+  sweep(): void {
+    const now = this.#clock();
+    if (now - this.#lastSweep < SWEEP_MS) return;
+    this.#lastSweep = now;
+    for (const [id, job] of this.#jobs) if (job.expiresAt <= now) this.#jobs.delete(id);
+  }
+
+  /** Creates a queued job and appends its `queued` event. */
+  create(fields: JobFields): JobRecord {
+    const at = this.iso();
+    const { id, owner, prompt, model, aspectRatio } = fields;
+    const record: JobRecord = {
+      id,
+      owner,
+      status: "queued",
+      prompt,
+      createdAt: at,
+      updatedAt: at,
+      attempts: 0,
+    };
+    if (model !== undefined) record.model = model;
+    if (aspectRatio !== undefined) record.aspectRatio = aspectRatio;
+    const job: StoredJob = { record, events: [], expiresAt: 0 };
+    this.#jobs.set(id, job);
+    this.append(job, { type: "queued", success: true });
+    return record;
+  }
+
+  /** Sets the job's status and appends the event that says so. */
+  change(job: StoredJob, status: JobStatus, event: NotificationBody): void {
+    Object.assign(job.record, { status, updatedAt: this.iso() });
+    this.append(job, event);
+  }
+
+  /**
+   * Appends an event to the job's log (event ids count 1, 2, 3… per job, as in Redis) and, except for
+   * `queued` (nobody can be subscribed before the job exists), a pointer to the feed; wakes readers.
+   */
+  append(job: StoredJob, event: NotificationBody): void {
+    const notification = { id: job.record.id, ...event, at: this.iso() } as Notification;
+    const eventId = String(job.events.length + 1);
+    job.events.push({ eventId, notification });
+    this.touch(job);
+    if (event.type === "queued") return this.wake();
+    this.#feed.push({ id: this.nextId(), item: { jobId: job.record.id, eventId, notification } });
+    if (this.#feed.length > FEED_MAX) this.#feed.splice(0, this.#feed.length - FEED_MAX);
+    this.wake();
+  }
+
+  /** Restarts the job's time to live. */
+  touch(job: StoredJob): void {
+    job.expiresAt = this.#clock() + this.#ttlMs;
+  }
+
+  /** The id of the newest feed item, or `0-0`. */
+  feedHead(): string {
+    return this.#feed.at(-1)?.id ?? "0-0";
+  }
+
+  /** Up to `count` feed items after `cursor`, oldest first, with their feed ids. */
+  feedAfter(cursor: string, count: number): { id: string; item: FeedItem }[] {
+    let start = this.#feed.length;
+    while (start > 0 && compareEventIds(this.#feed[start - 1].id, cursor) > 0) start -= 1;
+    return this.#feed.slice(start, start + count);
+  }
+
+  /** Calls `take` until it returns something, waiting for writes up to blockMs or the abort. */
+  async block<T>(options: BlockOptions, take: () => T[]): Promise<T[]> {
+    const deadline = performance.now() + options.blockMs;
+    while (!this.#closed) {
+      const items = take();
+      const left = deadline - performance.now();
+      if (items.length > 0 || left <= 0 || options.signal?.aborted) return items;
+      await this.#nextWrite(left, options.signal);
+    }
+    return [];
+  }
+
+  /** Wakes every waiting reader so it looks again. */
+  wake(): void {
+    for (const wake of [...this.#wakers]) wake();
+  }
+
+  /** Ends every wait; later blocking reads return nothing. */
+  close(): void {
+    this.#closed = true;
+    this.wake();
+  }
+
+  #nextWrite(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        this.#wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener("abort", done);
+      this.#wakers.add(done);
+    });
+  }
+}
+
+/** An entry of the jobs stream: a job id, with the seed's fields when another service added it. */
+export interface Entry {
+  entryId: string;
+  jobId: string;
+  seed?: { token: string; prompt: string };
+}
+
+interface Pending extends Entry {
+  consumer: string;
+  deliveries: number;
+  lastAt: number;
+}
+
+/** The jobs stream of one consumer group: new entries in order, then pending ones until acknowledged. */
+export class EntryQueue {
+  #fresh: Entry[] = [];
+  #pending = new Map<string, Pending>();
+  #onAdd: () => void;
+
+  constructor(onAdd: () => void) {
+    this.#onAdd = onAdd;
+  }
+
+  /** Appends a new entry. */
+  add(entry: Entry): void {
+    this.#fresh.push(entry);
+    this.#onAdd();
+  }
+
+  /** Delivers up to `count` new entries to the consumer, oldest first. */
+  take(consumer: string, count: number, now: number): Delivery[] {
+    return this.#fresh.splice(0, count).map((entry) => {
+      const pending = { ...entry, consumer, deliveries: 1, lastAt: now };
+      this.#pending.set(entry.entryId, pending);
+      return toDelivery(pending);
+    });
+  }
+
+  /** Moves up to `count` pending entries idle for at least `idleMs` to the consumer. */
+  reclaim(consumer: string, idleMs: number, count: number, now: number): Delivery[] {
+    const taken: Delivery[] = [];
+    for (const pending of this.#pending.values()) {
+      if (taken.length >= count) break;
+      if (now - pending.lastAt < idleMs) continue;
+      Object.assign(pending, { consumer, deliveries: pending.deliveries + 1, lastAt: now });
+      taken.push(toDelivery(pending));
+    }
+    return taken;
+  }
+
+  /** Resets the idle time of a pending entry and gives it to the consumer. */
+  renew(entryId: string, consumer: string, now: number): void {
+    const pending = this.#pending.get(entryId);
+    if (pending) Object.assign(pending, { consumer, lastAt: now });
+  }
+
+  /** Acknowledges and deletes an entry, delivered or not. */
+  remove(entryId: string): void {
+    this.#pending.delete(entryId);
+    const index = this.#fresh.findIndex((entry) => entry.entryId === entryId);
+    if (index >= 0) this.#fresh.splice(index, 1);
+  }
+}
+
+function toDelivery(entry: Pending): Delivery {
+  const { entryId, jobId, deliveries, seed } = entry;
+  return seed ? { entryId, jobId, deliveries, seed: { ...seed } } : { entryId, jobId, deliveries };
+}

@@ -1,0 +1,109 @@
+/** Shared helpers of the broker contract suite. */
+import assert from "node:assert/strict";
+import {
+  type Notification,
+  notificationSchema,
+  type StoredEvent,
+} from "../../../lib/notifications.ts";
+import type { Broker, Delivery, FeedItem, NewJob, Outcome } from "../../../lib/queue/types.ts";
+
+/** Registers one contract test that runs against a fresh broker. */
+export type ContractTest = (
+  title: string,
+  fn: (broker: Broker, t: Deno.TestContext) => Promise<void>,
+) => void;
+
+/** A 1x1 PNG, base64. */
+export const IMAGE =
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPgPAAEDAQAIicLsAAAAAElFTkSuQmCC";
+/** A successful outcome with a revised prompt. */
+export const SUCCESS = {
+  type: "succeeded",
+  image: IMAGE,
+  mimeType: "image/png",
+  revisedPrompt: "a red fox, snowy",
+} as const satisfies Outcome;
+/** A bound no healthy broker gets near; not a timing assertion. */
+export const GENEROUS_MS = 4000;
+
+/** A new job with a unique id. */
+export function newJob(extra: Partial<NewJob> = {}): NewJob {
+  return { id: crypto.randomUUID(), owner: "alice", prompt: "a red fox in snow", ...extra };
+}
+
+/** A delivery as a seed entry from another service would arrive. */
+export function seedDelivery(prompt: string): Delivery {
+  return {
+    entryId: "0-1",
+    jobId: crypto.randomUUID(),
+    deliveries: 1,
+    seed: { token: "t", prompt },
+  };
+}
+
+/** The fields of a job that submit and adoption set, without empty ones. */
+export function pick(job: NewJob & { status: string; attempts: number }) {
+  const { id, owner, prompt, model, aspectRatio, status, attempts } = job;
+  const picked = { id, owner, prompt, model, aspectRatio, status, attempts };
+  return Object.fromEntries(Object.entries(picked).filter(([, value]) => value !== undefined));
+}
+
+/** The event types, in order. */
+export function types(events: StoredEvent[]): string[] {
+  return events.map((event) => event.notification.type);
+}
+
+/** The notification's error, when it has one. */
+export function errorOf(notification: Notification): string | undefined {
+  return "error" in notification ? notification.error : undefined;
+}
+
+/** The event with its image emptied, to compare feed items with events. */
+export function withoutImage(item: { eventId: string; notification: Notification }) {
+  const notification = structuredClone(item.notification);
+  if (notification.type === "succeeded") notification.data.image = "";
+  return { eventId: item.eventId, notification };
+}
+
+/** Asserts the notification has exactly the contract's fields for its type. */
+export function assertNotification(notification: Notification, jobId: string): void {
+  assert.deepEqual(notificationSchema.parse(notification), notification);
+  assert.equal(notification.id, jobId);
+  assert.equal(new Date(notification.at).toISOString(), notification.at);
+  const keys = ["at", "id", "success", "type"];
+  if (notification.type === "succeeded") keys.push("data");
+  if (!notification.success) keys.push("error");
+  if ("reason" in notification && notification.reason !== undefined) keys.push("reason");
+  assert.deepEqual(Object.keys(notification).sort(), keys.sort());
+}
+
+/** Claims until the entry of `jobId` arrives; fails after a generous while. */
+export async function claimJob(broker: Broker, jobId: string, consumer = "w1"): Promise<Delivery> {
+  const deadline = performance.now() + GENEROUS_MS;
+  while (performance.now() < deadline) {
+    const claimed = await broker.claim(consumer, 1, { blockMs: 200 });
+    const found = claimed.find((delivery) => delivery.jobId === jobId);
+    if (found) return found;
+    if (!broker.blocking) await sleep(20);
+  }
+  throw new Error(`Cannot claim the job: no entry for ${jobId} arrived`);
+}
+
+/** Tails from `cursor` until `count` items of `jobId` arrived. */
+export async function tailUntil(broker: Broker, cursor: string, jobId: string, count: number) {
+  const items: FeedItem[] = [];
+  const deadline = performance.now() + GENEROUS_MS;
+  while (items.length < count && performance.now() < deadline) {
+    const read = await broker.tail(cursor, { blockMs: 200 });
+    items.push(...read.items.filter((item) => item.jobId === jobId));
+    cursor = read.cursor;
+    if (!broker.blocking && read.items.length === 0) await sleep(20);
+  }
+  assert.equal(items.length, count);
+  return { cursor, items };
+}
+
+/** Waits; used only to order steps, never to assert durations. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
