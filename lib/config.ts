@@ -60,6 +60,8 @@ const envSchema = z.object({
   JWT_AUDIENCE: optionalString,
   JOB_LEASE_MS: int(1000, 3_600_000, 30_000),
   JOB_MAX_ATTEMPTS: int(1, 100, 5),
+  JOB_BACKOFF_BASE_MS: int(1, 600_000, 1_000),
+  JOB_BACKOFF_MAX_MS: int(1, 3_600_000, 60_000),
   JOB_TTL_SECONDS: int(60, 90 * 86_400, 86_400),
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000, 60),
   CORS_ORIGINS: csv.optional(),

@@ -142,6 +142,8 @@ export async function startRuntime(
       concurrency: config.WORKER_CONCURRENCY,
       leaseMs: config.JOB_LEASE_MS,
       maxAttempts: config.JOB_MAX_ATTEMPTS,
+      backoffBaseMs: config.JOB_BACKOFF_BASE_MS,
+      backoffMaxMs: config.JOB_BACKOFF_MAX_MS,
       onFinished: (status) => metrics.finished.inc({ status }),
       ...overrides.workerOptions,
     });

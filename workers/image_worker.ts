@@ -76,6 +76,7 @@ export class ImageWorker {
   #loop: Promise<void> | null = null;
   #maintenance: ReturnType<typeof setInterval> | undefined;
   #closing: Promise<void> | null = null;
+  #timers = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(options: ImageWorkerOptions) {
     if (options.concurrency < 1) throw new RangeError("Cannot create worker: concurrency < 1");
@@ -207,6 +208,27 @@ export class ImageWorker {
     return true;
   }
 
+  /**
+   * Retries a broker write until it lands (Redis may be restarting), so a finished job's outcome is kept
+   * rather than recomputed; gives up only at shutdown, leaving the entry pending for a takeover.
+   */
+  async #persist<T>(what: string, write: () => Promise<T>): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await write();
+      } catch (error) {
+        if (this.#stop.signal.aborted && attempt > 3) throw error;
+        const delay = Math.min(100 * 2 ** attempt, 2_000);
+        this.#o.log.warn("Cannot {what} yet, retrying in {delay} ms: {error}", {
+          what,
+          delay,
+          error: String(error),
+        });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
   async #generate(delivery: Delivery, job: JobRecord, signal: AbortSignal): Promise<void> {
     const { broker, provider, log } = this.#o;
     try {
@@ -214,12 +236,13 @@ export class ImageWorker {
         { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
         { signal },
       );
-      const done = await broker.finish(delivery, {
-        type: "succeeded",
-        image: image.base64,
-        mimeType: image.mimeType,
-        revisedPrompt: image.revisedPrompt,
-      });
+      const done = await this.#persist("store the result", () =>
+        broker.finish(delivery, {
+          type: "succeeded",
+          image: image.base64,
+          mimeType: image.mimeType,
+          revisedPrompt: image.revisedPrompt,
+        }));
       this.#o.onFinished?.(done ? "succeeded" : "superseded", job);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
@@ -236,17 +259,26 @@ export class ImageWorker {
           retryAfterMs: error.retryAfterMs,
         });
         log.info("Retrying job {id} in {delay} ms: {reason}", { id: job.id, delay, reason });
-        await broker.retryLater(delivery, delay, reason);
+        await this.#persist("schedule a retry", () => broker.retryLater(delivery, delay, reason));
+        this.#schedulePromotion(delay);
         return;
       }
       log.warn("Job {id} failed: {reason}", { id: job.id, reason });
-      const done = await broker.finish(delivery, {
-        type: "failed",
-        error: PROCESSING_ERROR,
-        reason,
-      });
+      const done = await this.#persist(
+        "store the failure",
+        () => broker.finish(delivery, { type: "failed", error: PROCESSING_ERROR, reason }),
+      );
       this.#o.onFinished?.(done ? "failed" : "superseded", job);
     }
+  }
+
+  /** Moves the retry back to the stream when it is due (the lease timer also does, as a fallback). */
+  #schedulePromotion(delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#o.broker.promoteDue().catch(() => {});
+    }, delayMs + 5);
+    this.#timers.add(timer);
   }
 
   /** Stops claiming, lets in-flight jobs finish until the deadline, then aborts the rest; idempotent. */
@@ -254,6 +286,7 @@ export class ImageWorker {
     this.#closing ??= (async () => {
       this.#stop.abort();
       clearInterval(this.#maintenance);
+      for (const timer of this.#timers) clearTimeout(timer);
       this.#slotFreed?.();
       await this.#loop?.catch(() => {});
       const deadline = Date.now() + drainMs;

@@ -38,7 +38,7 @@ class TcpClient implements RedisClient {
   constructor(options: TcpClientOptions, blocking = false) {
     this.#options = options;
     this.#isBlocking = blocking;
-    const base = baseOptions(options.commandTimeoutMs ?? 5_000);
+    const base = baseOptions(options.commandTimeoutMs ?? 3_000);
     this.#redis = new Redis(options.url, {
       ...base,
       // A blocking read must not be cut by the command deadline; callers bound it themselves.
