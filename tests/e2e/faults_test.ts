@@ -303,7 +303,7 @@ Deno.test({
       // The only slot frees long before the 5 s provider call would have ended.
       await waitFor(
         "the slot freed",
-        async () => service.runtime.worker!.active === 0 ? true : undefined,
+        () => Promise.resolve(service.runtime.worker!.active === 0 ? true : undefined),
         3_000,
       );
       await new Promise((resolve) => setTimeout(resolve, 300));
