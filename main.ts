@@ -1,6 +1,7 @@
 /** The entrypoint: loads configuration, starts the runtime and the HTTP server, handles signals. */
-import { configure, getConsoleSink, getLogger, jsonLinesFormatter } from "@logtape/logtape";
+import { getLogger } from "@logtape/logtape";
 import { ConfigError, loadConfig } from "./lib/config.ts";
+import { configureLogging } from "./lib/logging.ts";
 import { startRuntime } from "./lib/runtime.ts";
 
 async function main(): Promise<void> {
@@ -12,31 +13,19 @@ async function main(): Promise<void> {
     console.error(error.message);
     Deno.exit(1);
   }
-  await configure({
-    sinks: {
-      console: config.devMode
-        ? getConsoleSink()
-        : getConsoleSink({ formatter: jsonLinesFormatter }),
-    },
-    loggers: [
-      { category: ["imagejobs"], lowestLevel: config.LOG_LEVEL, sinks: ["console"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
-    ],
-  });
+  await configureLogging({ level: config.LOG_LEVEL, pretty: config.devMode });
   const log = getLogger(["imagejobs"]);
   const runtime = await startRuntime(config, log);
   const server = Deno.serve({
     port: config.PORT,
     hostname: config.HOST,
     onListen: ({ hostname, port }) => {
-      log.info("Listening on http://{hostname}:{port} (role {role}, broker {broker})", {
-        hostname,
-        port,
-        role: config.ROLE,
-        broker: config.broker,
-      });
+      log.info(
+        `Listening on http://${hostname}:${port} (role ${config.ROLE}, broker ${config.broker})`,
+      );
       if (runtime.devToken) {
-        log.info("DEV_MODE token (sub dev-user, 24 h): {token}", { token: runtime.devToken });
+        // Printed outside the logger on purpose: logs redact tokens, and this one is for you to copy.
+        console.log(`DEV_MODE token (sub dev-user, 24 h):\n${runtime.devToken}`);
       }
     },
   }, runtime.app.fetch);

@@ -3,8 +3,10 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
-import type { Logger } from "@logtape/logtape";
+import { type Logger, withContext } from "@logtape/logtape";
 import type { Auth } from "./auth.ts";
+import { redactUrl } from "./logging.ts";
+import type { StreamSlots } from "./stream_slots.ts";
 import type { Config } from "./config.ts";
 import { HttpError, httpErrors } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
@@ -30,6 +32,8 @@ export interface AppDeps {
   log: Logger;
   metrics: Metrics;
   limiter: RateLimiter;
+  /** Open SSE/WebSocket connections per owner in this process. */
+  streams: StreamSlots;
 }
 
 /** Variables routes set on the request context. */
@@ -62,6 +66,17 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { config, log } = deps;
   const app = new Hono<AppEnv>();
   app.use(requestId());
+  app.use(async function logRequest(c, next) {
+    const start = performance.now();
+    await withContext({ requestId: c.get("requestId") }, async () => {
+      await next();
+      const ms = Math.round((performance.now() - start) * 10) / 10;
+      const url = redactUrl(c.req.path + new URL(c.req.url).search);
+      const line = { method: c.req.method, url, status: c.res.status, ms };
+      if (c.res.status >= 500) log.error("{method} {url} {status} {ms} ms", line);
+      else log.debug("{method} {url} {status} {ms} ms", line);
+    });
+  });
   app.use(secureHeaders());
   if (config.CORS_ORIGINS?.length) {
     app.use(

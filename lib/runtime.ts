@@ -13,6 +13,7 @@ import { createTcpClient } from "./redis/tcp.ts";
 import type { RedisClient } from "./redis/types.ts";
 import { createUpstashClient } from "./redis/upstash.ts";
 import { Relay } from "./relay.ts";
+import { StreamSlots } from "./stream_slots.ts";
 import { createTickets } from "./tickets.ts";
 import { ImageWorker } from "../workers/image_worker.ts";
 
@@ -131,7 +132,8 @@ export async function startRuntime(
     : createMemoryRateLimiter({ limit: config.RATE_LIMIT_PER_MINUTE });
   const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
   if (relay) await relay.start();
-  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, limiter };
+  const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
+  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, limiter, streams };
   let worker: ImageWorker | null = null;
   if (config.ROLE !== "api") {
     worker = new ImageWorker({

@@ -22,6 +22,8 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
     const after = lastEventId(c);
     const relay = deps.relay;
     if (!relay) throw httpErrors.notFound();
+    const release = deps.streams.acquire(owner);
+    if (!release) throw httpErrors.rateLimited(5, "Cannot open the stream: too many open streams");
     return streamSSE(c, async (stream) => {
       let chain = Promise.resolve();
       let resolveDone!: (reason: "terminal" | "closed") => void;
@@ -53,6 +55,7 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
       } finally {
         clearInterval(keepalive);
         subscription?.close();
+        release();
         deps.metrics.subscribers.dec({ transport: "sse" });
       }
     });

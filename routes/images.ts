@@ -53,13 +53,22 @@ export function imageRoutes(deps: AppDeps): Hono<AppEnv> {
         );
       }
       const id = body.id ?? key ?? newJobId();
-      const { created, job } = await deps.broker.submit({
+      const { created, job, refused } = await deps.broker.submit({
         id,
         owner,
         prompt: body.prompt,
         model: body.model,
         aspectRatio: body.aspectRatio,
+      }, {
+        maxActivePerOwner: deps.config.MAX_ACTIVE_JOBS_PER_OWNER,
+        maxQueued: deps.config.MAX_QUEUE_LENGTH,
       });
+      if (refused === "owner_busy") {
+        throw httpErrors.rateLimited(5, "Cannot accept the job: too many of your jobs are active");
+      }
+      if (refused === "backlog") {
+        throw httpErrors.unavailable(5, "Cannot accept the job: the queue is full");
+      }
       if (!created && job.owner !== owner) {
         throw httpErrors.conflict("Cannot create the job: the id is already in use");
       }

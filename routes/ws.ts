@@ -1,6 +1,7 @@
 /** `GET /v1/ws`: notifications over a WebSocket, several jobs per socket, authenticated by ticket or message. */
 import { Hono } from "hono";
 import { upgradeWebSocket } from "hono/deno";
+import { decodeJwt } from "jose";
 import type { WSContext } from "hono/ws";
 import type { AppDeps, AppEnv } from "../lib/app.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
@@ -59,6 +60,15 @@ function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } |
   let owner = scope?.owner ?? null;
   const subs = new Map<string, Subscription>();
   let deadline: ReturnType<typeof setTimeout> | undefined;
+  let expiry: ReturnType<typeof setTimeout> | undefined;
+  let release: (() => void) | null = null;
+  /** Takes this socket's stream slot for the owner; false (and the socket closes) at the cap. */
+  const admit = (ws: WSContext, who: string): boolean => {
+    release = deps.streams.acquire(who);
+    if (release) return true;
+    ws.close(1013, "Too many open streams");
+    return false;
+  };
   const send = (ws: WSContext, message: unknown) => {
     if (ws.readyState === 1) ws.send(JSON.stringify(message));
   };
@@ -68,7 +78,7 @@ function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } |
   };
   return {
     onOpen(_event: Event, ws: WSContext) {
-      if (owner) return;
+      if (owner) return void admit(ws, owner);
       deadline = setTimeout(() => ws.close(1008, "Authentication timed out"), AUTH_DEADLINE_MS);
     },
     async onMessage(event: MessageEvent, ws: WSContext) {
@@ -88,8 +98,17 @@ function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } |
       const message = parsed.data;
       try {
         if (message.type === "auth") {
-          owner = (await deps.auth.verify(message.token)).sub;
+          if (owner) throw httpErrors.invalid("Cannot authenticate: the socket is authenticated");
+          const sub = (await deps.auth.verify(message.token)).sub;
           clearTimeout(deadline);
+          if (!admit(ws, sub)) return;
+          owner = sub;
+          // A bearer token that expires mid-session ends the session.
+          const exp = decodeJwt(message.token).exp;
+          if (exp) {
+            const ms = Math.min(exp * 1000 - Date.now(), 2 ** 31 - 1);
+            expiry = setTimeout(() => ws.close(1008, "Token expired"), Math.max(0, ms));
+          }
           return send(ws, { type: "authenticated" });
         }
         if (!owner) return ws.close(1008, "Authentication required");
@@ -136,6 +155,8 @@ function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } |
     },
     onClose() {
       clearTimeout(deadline);
+      clearTimeout(expiry);
+      release?.();
       for (const sub of subs.values()) sub.close();
       subs.clear();
     },

@@ -23,6 +23,7 @@ import type {
   NewJob,
   Outcome,
   SeedAdoption,
+  SubmitLimits,
   SubmitResult,
 } from "./types.ts";
 
@@ -60,6 +61,7 @@ export class MemoryBroker implements Broker {
   #delayed = new Map<string, { due: number; timer?: ReturnType<typeof setTimeout> }>();
   #dead: DeadLetter[] = [];
   #secrets = new Map<string, string>();
+  #active = new Map<string, Set<string>>();
 
   constructor({ ttlSec = 86_400, now = Date.now }: MemoryBrokerOptions = {}) {
     if (!(ttlSec > 0)) throw new RangeError("Cannot create the broker: ttlSec must be positive");
@@ -75,12 +77,27 @@ export class MemoryBroker implements Broker {
     }
   }
 
-  async submit(job: NewJob): Promise<SubmitResult> {
+  async submit(job: NewJob, limits: SubmitLimits = {}): Promise<SubmitResult> {
     this.#store.sweep();
     const found = this.#store.job(job.id);
     if (found) return { created: false, job: { ...found.record } };
+    const attempted = (refused: "owner_busy" | "backlog"): SubmitResult => ({
+      created: false,
+      refused,
+      job: { ...job, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
+    });
+    if (limits.maxQueued && this.#queue.size >= limits.maxQueued) return attempted("backlog");
+    const active = this.#active.get(job.owner) ?? new Set<string>();
+    if (limits.maxActivePerOwner && active.size >= limits.maxActivePerOwner) {
+      for (const id of active) {
+        const status = this.#store.job(id)?.record.status;
+        if (!status || TERMINAL_STATUSES.has(status)) active.delete(id);
+      }
+      if (active.size >= limits.maxActivePerOwner) return attempted("owner_busy");
+    }
     const record = this.#store.create(job);
     this.#queue.add({ entryId: this.#store.nextId(), jobId: job.id });
+    if (limits.maxActivePerOwner) this.#active.set(job.owner, active.add(job.id));
     return { created: true, job: { ...record } };
   }
 

@@ -197,6 +197,11 @@ export class EntryQueue {
     this.#onAdd = onAdd;
   }
 
+  /** Entries in the stream, delivered or not (as XLEN counts them). */
+  get size(): number {
+    return this.#fresh.length + this.#pending.size;
+  }
+
   /** Appends a new entry. */
   add(entry: Entry): void {
     this.#fresh.push(entry);

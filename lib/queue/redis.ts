@@ -23,6 +23,7 @@ import type {
   NewJob,
   Outcome,
   SeedAdoption,
+  SubmitLimits,
   SubmitResult,
 } from "./types.ts";
 
@@ -156,10 +157,11 @@ class RedisBroker implements Broker {
     }
   }
 
-  async #create(job: NewJob, enqueue: boolean): Promise<SubmitResult> {
+  async #create(job: NewJob, enqueue: boolean, limits: SubmitLimits = {}): Promise<SubmitResult> {
     const now = new Date().toISOString();
     const queued = notification(job.id, { type: "queued", success: true });
-    const reply = await this.#run("create", [this.#job(job.id), this.#key("jobs")], [
+    const keys = [this.#job(job.id), this.#key("jobs"), this.#key(`owner:${job.owner}:active`)];
+    const reply = await this.#run("create", keys, [
       job.id,
       job.owner,
       job.prompt,
@@ -169,6 +171,9 @@ class RedisBroker implements Broker {
       this.#ttl,
       queued,
       enqueue ? "1" : "0",
+      String(limits.maxActivePerOwner ?? 0),
+      String(limits.maxQueued ?? 0),
+      this.#job(""),
     ]) as RedisReply[];
     if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
     const record: JobRecord = {
@@ -178,11 +183,13 @@ class RedisBroker implements Broker {
       updatedAt: now,
       attempts: 0,
     };
+    if (reply[0] === -1) return { created: false, job: record, refused: "owner_busy" };
+    if (reply[0] === -2) return { created: false, job: record, refused: "backlog" };
     return { created: true, job: record };
   }
 
-  submit(job: NewJob): Promise<SubmitResult> {
-    return this.#create(job, true);
+  submit(job: NewJob, limits?: SubmitLimits): Promise<SubmitResult> {
+    return this.#create(job, true, limits);
   }
 
   async adoptSeed(delivery: Delivery, adoption: SeedAdoption): Promise<boolean> {

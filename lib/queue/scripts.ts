@@ -24,15 +24,31 @@ const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).join(",
 
 const TERMINAL_LUA = `local TERMINAL = {succeeded = true, failed = true, canceled = true}`;
 
-/** Creates a job unless its id exists; with ARGV[9] = "1" also enqueues it. */
+/** Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. */
 export const CREATE = `
--- KEYS[1] job hash, KEYS[2] jobs stream
+-- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] the owner's set of active job ids
 -- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds,
--- ARGV[8] queued notification JSON, [9] "1" to enqueue
--- Returns {1} when created, or {0, <record fields>} of the job that already has this id
+-- ARGV[8] queued notification JSON, [9] "1" to enqueue, [10] max active jobs per owner (0: none),
+-- ARGV[11] max stream length (0: none), [12] prefix of job keys (only read when pruning the active set)
+-- Returns {1} when created, {0, <record fields>} of the job that already has this id,
+-- {-1} when the owner has too many active jobs, {-2} when the queue is full
 ${FIELDS_LUA}
+${TERMINAL_LUA}
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
+end
+local maxQueued = tonumber(ARGV[11])
+if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued then
+  return {-2}
+end
+local maxActive = tonumber(ARGV[10])
+if maxActive > 0 and redis.call('SCARD', KEYS[3]) >= maxActive then
+  -- At the cap: drop ids of jobs that ended (or expired), then count again.
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    local status = redis.call('HGET', ARGV[12] .. member, 'status')
+    if not status or TERMINAL[status] then redis.call('SREM', KEYS[3], member) end
+  end
+  if redis.call('SCARD', KEYS[3]) >= maxActive then return {-1} end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3],
   'model', ARGV[4], 'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6],
@@ -40,6 +56,10 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 if ARGV[9] == '1' then
   redis.call('XADD', KEYS[2], '*', 'Id', ARGV[1])
+end
+if maxActive > 0 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 return {1}
 `;

@@ -33,10 +33,22 @@ export interface JobView extends JobRecord {
   image?: string;
 }
 
-/** What submit found: a new job, or the one that already had this id. */
+/** Limits checked atomically with a submit; 0 or absent means no limit. */
+export interface SubmitLimits {
+  /** Jobs one owner may have queued or running at once. */
+  maxActivePerOwner?: number;
+  /** Entries the jobs stream may hold before submits are refused. */
+  maxQueued?: number;
+}
+
+/**
+ * What submit found: a new job, the one that already had this id, or a refusal by a limit
+ * (`owner_busy`: too many active jobs; `backlog`: the queue is full), in which case nothing was written.
+ */
 export interface SubmitResult {
   created: boolean;
   job: JobRecord;
+  refused?: "owner_busy" | "backlog";
 }
 
 /** One entry taken from the jobs stream by a consumer. */
@@ -88,7 +100,7 @@ export interface Broker {
   /** Resolves when the backing store answers; throws BrokerUnavailableError otherwise. */
   ping(): Promise<void>;
   /** Creates the job unless its id exists, appends `queued` and enqueues it, atomically. */
-  submit(job: NewJob): Promise<SubmitResult>;
+  submit(job: NewJob, limits?: SubmitLimits): Promise<SubmitResult>;
   /** Reads a job; with `image`, also its image. */
   get(id: string, options?: { image?: boolean }): Promise<JobView | null>;
   /** Cancels a queued or running job. */

@@ -13,6 +13,7 @@ import {
   SUCCESS,
   types,
 } from "./broker_contract_helpers.ts";
+import { limitsContract } from "./broker_contract_limits.ts";
 import { streamContract } from "./broker_contract_stream.ts";
 
 /** Builds a fresh broker for one test and the function that disposes of it. */
@@ -232,4 +233,5 @@ export function brokerContract(
     await broker.close();
   });
   streamContract(test);
+  limitsContract(test);
 }

@@ -1,0 +1,44 @@
+/** The broker contract, part three: limits checked atomically with a submit. */
+import assert from "node:assert/strict";
+import { claimJob, type ContractTest, newJob, SUCCESS } from "./broker_contract_helpers.ts";
+
+/** Registers the limit tests of the broker contract. */
+export function limitsContract(test: ContractTest): void {
+  test("submit refuses past the owner's active-job cap and counts again once jobs end", async (broker) => {
+    const owner = `owner-${crypto.randomUUID()}`;
+    const limits = { maxActivePerOwner: 2 };
+    const a = newJob({ owner });
+    const b = newJob({ owner });
+    assert.equal((await broker.submit(a, limits)).created, true);
+    assert.equal((await broker.submit(b, limits)).created, true);
+    const refused = newJob({ owner });
+    const third = await broker.submit(refused, limits);
+    assert.deepEqual([third.created, third.refused], [false, "owner_busy"]);
+    assert.equal(await broker.get(refused.id), null, "a refused submit writes nothing");
+    assert.equal(
+      (await broker.submit(newJob(), limits)).created,
+      true,
+      "other owners are not held",
+    );
+    assert.equal(await broker.cancel(a.id), "canceled");
+    const delivery = await claimJob(broker, b.id);
+    await broker.start(delivery);
+    await broker.finish(delivery, SUCCESS);
+    assert.equal((await broker.submit(refused, limits)).created, true);
+    const again = await broker.submit(refused, limits);
+    assert.deepEqual([again.created, again.refused], [false, undefined], "idempotency comes first");
+  });
+
+  test("submit refuses with backlog when the queue holds maxQueued entries", async (broker) => {
+    const first = newJob();
+    assert.equal((await broker.submit(first, { maxQueued: 1 })).created, true);
+    const second = newJob();
+    const result = await broker.submit(second, { maxQueued: 1 });
+    assert.deepEqual([result.created, result.refused], [false, "backlog"]);
+    assert.equal(await broker.get(second.id), null);
+    const delivery = await claimJob(broker, first.id);
+    await broker.start(delivery);
+    await broker.finish(delivery, SUCCESS);
+    assert.equal((await broker.submit(second, { maxQueued: 1 })).created, true);
+  });
+}
