@@ -30,6 +30,12 @@ async function main(): Promise<void> {
     },
   }, runtime.app.fetch);
 
+  // On Deno Deploy, a cron keeps leases and retries moving even when no request keeps an instance awake.
+  if (typeof Deno.cron === "function" && runtime.worker) {
+    const worker = runtime.worker;
+    Deno.cron("sweep stalled leases and due retries", "* * * * *", () => worker.maintain());
+  }
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -34,6 +34,8 @@ export interface AppDeps {
   limiter: RateLimiter;
   /** Open SSE/WebSocket connections per owner in this process. */
   streams: StreamSlots;
+  /** Tells this process's worker that a job was just queued (ends an idle poll pause). */
+  nudge?: () => void;
 }
 
 /** Variables routes set on the request context. */
@@ -56,6 +58,12 @@ export function toErrorResponse(error: unknown, log: Logger): Response {
 
 function isRedisDown(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
+  // Redis error replies (an AOF still loading, a proxy that lost its backend) and transport failures.
+  if (
+    /^(ERR|LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOSCRIPT)\b/.test(error.message)
+  ) {
+    return true;
+  }
   const text = `${error.name} ${error.message}`;
   return /Connection is closed|ECONNREFUSED|ECONNRESET|Command timed out|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|connect ETIMEDOUT|fetch failed|Redis/i
     .test(text);

@@ -126,5 +126,33 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       "Cannot start: ROLE must be all with the embedded broker; set REDIS_URL to split roles",
     );
   }
+  if (broker === "upstash") applyUpstashLimits(values, cleaned);
+  if (env.DENO_DEPLOYMENT_ID && cleaned.DRAIN_TIMEOUT_MS === undefined) {
+    values.DRAIN_TIMEOUT_MS = DEPLOY_DRAIN_MS; // Deno Deploy sends SIGKILL 5 s after SIGINT
+  }
   return { ...values, broker, devMode };
+}
+
+/** Largest image over Upstash: its base64 must stay well under the 10 MB request limit. */
+export const UPSTASH_MAX_IMAGE_BYTES = 7 * 1024 * 1024;
+const UPSTASH_DEFAULT_IMAGE_BYTES = 5 * 1024 * 1024;
+const DEPLOY_DRAIN_MS = 4_000;
+
+function applyUpstashLimits(
+  values: z.infer<typeof envSchema>,
+  given: Record<string, string | undefined>,
+): void {
+  if (given.DOWNLOAD_MAX_BYTES === undefined) {
+    values.DOWNLOAD_MAX_BYTES = UPSTASH_DEFAULT_IMAGE_BYTES;
+  }
+  if (values.DOWNLOAD_MAX_BYTES > UPSTASH_MAX_IMAGE_BYTES) {
+    throw new ConfigError(
+      `Cannot start: DOWNLOAD_MAX_BYTES must be at most ${UPSTASH_MAX_IMAGE_BYTES} with Upstash (10 MB request limit)`,
+    );
+  }
+  if (values.WORKER_CONCURRENCY > 1000) {
+    throw new ConfigError(
+      "Cannot start: WORKER_CONCURRENCY must be at most 1000 with Upstash (pending entries per consumer)",
+    );
+  }
 }

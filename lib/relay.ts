@@ -40,8 +40,19 @@ export class Relay {
   #loop: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
   #ready: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #idleMaxMs: number;
 
-  constructor({ broker, log, blockMs = 5_000 }: { broker: Broker; log: Logger; blockMs?: number }) {
+  constructor(
+    { broker, log, blockMs = 5_000, idleMaxMs = 8_000 }: {
+      broker: Broker;
+      log: Logger;
+      blockMs?: number;
+      /** Longest pause between polls of a non-blocking broker with no subscribers here. */
+      idleMaxMs?: number;
+    },
+  ) {
+    this.#idleMaxMs = idleMaxMs;
     this.#broker = broker;
     this.#log = log;
     this.#blockMs = blockMs;
@@ -78,7 +89,9 @@ export class Relay {
         failures = 0;
         this.#dispatch(result.items);
         if (!this.#broker.blocking) {
-          idleMs = result.items.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), 5_000);
+          idleMs = result.items.length > 0
+            ? 0
+            : Math.min(Math.max(100, idleMs * 2), this.#idleMaxMs);
           if (idleMs > 0) await this.#sleep(this.size > 0 ? Math.min(idleMs, 500) : idleMs);
         }
       } catch (error) {
@@ -92,13 +105,18 @@ export class Relay {
     ready();
   }
 
+  /** Waits, ending early on close or when a subscriber arrives (so polling speeds up at once). */
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#stop.signal.addEventListener("abort", () => {
+      const done = () => {
         clearTimeout(timer);
+        this.#stop.signal.removeEventListener("abort", done);
+        this.#wake = null;
         resolve();
-      }, { once: true });
+      };
+      const timer = setTimeout(done, ms);
+      this.#wake = done;
+      this.#stop.signal.addEventListener("abort", done, { once: true });
     });
   }
 
@@ -166,6 +184,7 @@ export class Relay {
     let set = this.#subs.get(jobId);
     if (!set) this.#subs.set(jobId, set = new Set());
     set.add(entry);
+    this.#wake?.();
     await this.#catchUp(entry);
     if (entry.pending && !entry.closed) await this.#catchUp(entry);
     return { close: () => this.#remove(entry, "closed") };

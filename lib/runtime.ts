@@ -150,6 +150,8 @@ export async function startRuntime(
       ...overrides.workerOptions,
     });
     worker.start();
+    const started = worker;
+    deps.nudge = () => started.nudge();
   }
   const devToken = config.devMode && auth.sign ? await auth.sign("dev-user", 86_400) : null;
   let closing: Promise<void> | null = null;

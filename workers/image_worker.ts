@@ -22,6 +22,10 @@ export interface ImageWorkerOptions {
   /** Base and cap of the exponential retry backoff (full jitter). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** Longest pause between polls when the broker cannot block (REST) and the queue is idle. */
+  idlePollMaxMs?: number;
+  /** With a non-blocking broker, how often an idle worker sweeps stalled leases and due retries. */
+  idleSweepMs?: number;
   /** Called after each job ends here, for metrics. */
   onFinished?: (status: string, job: JobRecord | null) => void;
 }
@@ -69,10 +73,14 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** Runs jobs from the broker with bounded concurrency until closed. */
 export class ImageWorker {
   readonly consumer: string;
-  #o: Required<Omit<ImageWorkerOptions, "consumer" | "onFinished">> & ImageWorkerOptions;
+  #o:
+    & Required<Omit<ImageWorkerOptions, "consumer" | "onFinished" | "idleSweepMs">>
+    & ImageWorkerOptions;
   #inflight = new Map<string, InFlight>();
   #stop = new AbortController();
   #slotFreed: (() => void) | null = null;
+  #wake: (() => void) | null = null;
+  #lastSweep = 0;
   #loop: Promise<void> | null = null;
   #maintenance: ReturnType<typeof setInterval> | undefined;
   #closing: Promise<void> | null = null;
@@ -81,7 +89,20 @@ export class ImageWorker {
   constructor(options: ImageWorkerOptions) {
     if (options.concurrency < 1) throw new RangeError("Cannot create worker: concurrency < 1");
     this.consumer = options.consumer ?? `w-${crypto.randomUUID()}`;
-    this.#o = { blockMs: 2_000, backoffBaseMs: 1_000, backoffMaxMs: 60_000, ...options };
+    this.#o = {
+      blockMs: 2_000,
+      backoffBaseMs: 1_000,
+      backoffMaxMs: 60_000,
+      idlePollMaxMs: 8_000,
+      ...options,
+    };
+    // Idle sweeps over REST: at most every 15 s, but never slower than one lease, so takeovers stay prompt.
+    this.#o.idleSweepMs = options.idleSweepMs ?? Math.min(15_000, options.leaseMs);
+  }
+
+  /** Ends an idle poll pause at once (new work was just submitted in this process). */
+  nudge(): void {
+    this.#wake?.();
   }
 
   /** Number of jobs running here now. */
@@ -114,8 +135,13 @@ export class ImageWorker {
         });
         for (const delivery of batch) this.#spawn(delivery);
         // Without server-side blocking, poll fast while there is work and slow down when idle.
-        idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), 5_000);
-        if (!broker.blocking && idleMs > 0) await sleep(idleMs, this.#stop.signal);
+        idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), this.#o.idlePollMaxMs);
+        if (!broker.blocking && idleMs > 0) {
+          const wake = new AbortController();
+          this.#wake = () => wake.abort();
+          await sleep(idleMs, AbortSignal.any([this.#stop.signal, wake.signal]));
+          this.#wake = null;
+        }
       } catch (error) {
         log.warn("Cannot claim jobs: {error}", { error: String(error) });
         await sleep(1_000, this.#stop.signal);
@@ -149,6 +175,10 @@ export class ImageWorker {
       statuses.forEach((status, i) => {
         if (status !== "running" && status !== "queued") flights[i].controller.abort("canceled");
       });
+      // Over REST every command is billed: an idle worker sweeps less often than it renews.
+      const idle = !broker.blocking && flights.length === 0;
+      if (idle && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
+      this.#lastSweep = Date.now();
       await broker.promoteDue();
       const free = this.#o.concurrency - this.#inflight.size;
       if (free > 0 && !this.#stop.signal.aborted) {

@@ -4,13 +4,13 @@ import { readSse, signToken, startTestService, TEST_SECRET } from "../support/ap
 import { type FakeXai, startFakeXai } from "../support/fake_xai.ts";
 import { redisCommand, type RedisServer, startRedis } from "../support/redis_server.ts";
 import { startService } from "../support/service.ts";
+import { transportTest, type Via } from "../support/transports.ts";
 
-const opts = { sanitizeOps: false, sanitizeResources: false };
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
-function env(redis: RedisServer, xai: FakeXai, extra: Record<string, string> = {}) {
+async function env(via: Via, redis: RedisServer, xai: FakeXai, extra: Record<string, string> = {}) {
   return {
-    REDIS_URL: redis.url,
+    ...(await via.redisEnv(redis)),
     REDIS_PREFIX: `f${crypto.randomUUID().slice(0, 6)}:`,
     JWT_SECRET: TEST_SECRET,
     XAI_API_KEY: "xai-test-key",
@@ -66,13 +66,12 @@ async function terminal(redis: RedisServer, prefix: string, id: string) {
   });
 }
 
-Deno.test({
-  name: "provider faults are retried or reported and every job ends exactly once",
-  ...opts,
-  async fn(t) {
+transportTest(
+  "provider faults are retried or reported and every job ends exactly once",
+  async (t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai();
-    const e = env(redis, xai, { JOB_MAX_ATTEMPTS: "4" });
+    const e = await env(via, redis, xai, { JOB_MAX_ATTEMPTS: "4" });
     const service = await startTestService({ env: e });
     const token = await signToken("alice");
     const job = async (id: string) => {
@@ -148,15 +147,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "a long provider call is never taken from a healthy worker whose lease is renewed",
-  ...opts,
-  async fn() {
+transportTest(
+  "a long provider call is never taken from a healthy worker whose lease is renewed",
+  async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 2_500 });
-    const e = env(redis, xai, { JOB_LEASE_MS: "1000", WORKER_CONCURRENCY: "2" });
+    const e = await env(via, redis, xai, { JOB_LEASE_MS: "1000", WORKER_CONCURRENCY: "2" });
     const a = await startTestService({ env: e });
     const b = await startTestService({ env: e });
     try {
@@ -171,15 +169,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "a worker killed with SIGKILL mid-job is taken over and the job ends exactly once",
-  ...opts,
-  async fn() {
+transportTest(
+  "a worker killed with SIGKILL mid-job is taken over and the job ends exactly once",
+  async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 1_500 });
-    const e = env(redis, xai, { JOB_LEASE_MS: "1500", ROLE: "worker" });
+    const e = await env(via, redis, xai, { JOB_LEASE_MS: "1500", ROLE: "worker" });
     const victim = await startService(e);
     const api = await startTestService({ env: { ...e, ROLE: "api" } });
     let rescuer: Awaited<ReturnType<typeof startService>> | undefined;
@@ -211,15 +208,18 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "a job delivered too many times is dead-lettered with its reason and fails once",
-  ...opts,
-  async fn() {
+transportTest(
+  "a job delivered too many times is dead-lettered with its reason and fails once",
+  async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai();
-    const e = env(redis, xai, { JOB_LEASE_MS: "1000", JOB_MAX_ATTEMPTS: "2", ROLE: "api" });
+    const e = await env(via, redis, xai, {
+      JOB_LEASE_MS: "1000",
+      JOB_MAX_ATTEMPTS: "2",
+      ROLE: "api",
+    });
     const api = await startTestService({ env: e });
     let worker: Awaited<ReturnType<typeof startTestService>> | undefined;
     try {
@@ -273,15 +273,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "cancel during a run aborts the provider call, frees the slot, and no success follows",
-  ...opts,
-  async fn() {
+transportTest(
+  "cancel during a run aborts the provider call, frees the slot, and no success follows",
+  async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 5_000 });
-    const e = env(redis, xai, { JOB_LEASE_MS: "1000", WORKER_CONCURRENCY: "1" });
+    const e = await env(via, redis, xai, { JOB_LEASE_MS: "1000", WORKER_CONCURRENCY: "1" });
     const service = await startTestService({ env: e });
     try {
       const token = await signToken("erin");
@@ -318,16 +317,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name:
-    "an SSE client that drops and resumes with Last-Event-ID misses nothing and sees nothing twice",
-  ...opts,
-  async fn() {
+transportTest(
+  "an SSE client that drops and resumes with Last-Event-ID misses nothing and sees nothing twice",
+  async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 800 });
-    const e = env(redis, xai);
+    const e = await env(via, redis, xai);
     const service = await startTestService({ env: e });
     try {
       const token = await signToken("fay");
@@ -348,15 +345,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "SIGTERM drains in-flight jobs, leaves the rest to a takeover, and exits 0",
-  ...opts,
-  async fn(t) {
+transportTest(
+  "SIGTERM drains in-flight jobs, leaves the rest to a takeover, and exits 0",
+  async (t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 1_000 });
-    const e = env(redis, xai, { JOB_LEASE_MS: "1500" });
+    const e = await env(via, redis, xai, { JOB_LEASE_MS: "1500" });
     const token = await signToken("gus");
     try {
       await t.step("a job that fits in the drain deadline finishes before the exit", async () => {
@@ -405,15 +401,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "kill -9 of redis-server with appendonly loses no accepted job and doubles none",
-  ...opts,
-  async fn() {
+transportTest(
+  "kill -9 of redis-server with appendonly loses no accepted job and doubles none",
+  async (_t, via) => {
     const redis = await startRedis({ appendonly: true });
     const xai = await startFakeXai({ latencyMs: 50 });
-    const e = env(redis, xai, { WORKER_CONCURRENCY: "4" });
+    const e = await env(via, redis, xai, { WORKER_CONCURRENCY: "4" });
     const service = await startTestService({ env: e });
     const token = await signToken("hal");
     const accepted: string[] = [];
@@ -452,4 +447,4 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);

@@ -3,14 +3,18 @@ import assert from "node:assert/strict";
 import { SESSION_EXPIRED } from "../../lib/notifications.ts";
 import { readSse, signToken, TEST_SECRET } from "../support/app.ts";
 import { startFakeXai } from "../support/fake_xai.ts";
-import { redisCommand, startRedis } from "../support/redis_server.ts";
+import { redisCommand, type RedisServer, startRedis } from "../support/redis_server.ts";
 import { startService } from "../support/service.ts";
+import { transportTest, type Via } from "../support/transports.ts";
 
-const opts = { sanitizeOps: false, sanitizeResources: false };
-
-function baseEnv(redisUrl: string, xai: { url: string; host: string }, extra = {}) {
+async function baseEnv(
+  via: Via,
+  redis: RedisServer,
+  xai: { url: string; host: string },
+  extra = {},
+) {
   return {
-    REDIS_URL: redisUrl,
+    ...(await via.redisEnv(redis)),
     REDIS_PREFIX: "e2e:",
     JWT_SECRET: TEST_SECRET,
     XAI_API_KEY: "xai-test-key",
@@ -43,17 +47,16 @@ async function waitForStatus(url: string, token: string, id: string, statuses: s
   throw new Error(`Cannot see job ${id} reach ${statuses.join("/")}`);
 }
 
-Deno.test({
-  name: "a job submitted over HTTP runs on Redis against the xAI API in b64_json and url modes",
-  ...opts,
-  async fn(t) {
+transportTest(
+  "a job submitted over HTTP runs on Redis against the xAI API in b64_json and url modes",
+  async (t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ image: "jpeg" });
     try {
       for (const format of ["b64_json", "url"]) {
         await t.step(format, async () => {
           const service = await startService(
-            baseEnv(redis.url, xai, {
+            await baseEnv(via, redis, xai, {
               GROK_RESPONSE_FORMAT: format,
               REDIS_PREFIX: `e2e-${format}:`,
             }),
@@ -93,16 +96,15 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "an event published by a worker process reaches an SSE subscriber on an API process",
-  ...opts,
-  async fn() {
+transportTest(
+  "an event published by a worker process reaches an SSE subscriber on an API process",
+  async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 300 });
-    const api = await startService(baseEnv(redis.url, xai, { ROLE: "api" }));
-    const worker = await startService(baseEnv(redis.url, xai, { ROLE: "worker" }));
+    const api = await startService(await baseEnv(via, redis, xai, { ROLE: "api" }));
+    const worker = await startService(await baseEnv(via, redis, xai, { ROLE: "worker" }));
     try {
       const token = await signToken("bob");
       const { body } = await submit(api.url, token, { prompt: "two processes", id: "cross-1" });
@@ -124,15 +126,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "entries other services add to the jobs stream are verified and processed like the seed",
-  ...opts,
-  async fn(t) {
+transportTest(
+  "entries other services add to the jobs stream are verified and processed like the seed",
+  async (t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai();
-    const service = await startService(baseEnv(redis.url, xai));
+    const service = await startService(await baseEnv(via, redis, xai));
     const carol = await signToken("carol");
     try {
       await t.step("a valid token runs the job for its subject", async () => {
@@ -245,15 +246,14 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
 
-Deno.test({
-  name: "while Redis is down readyz and POST answer 503 with Retry-After, and the service recovers",
-  ...opts,
-  async fn() {
+transportTest(
+  "while Redis is down readyz and POST answer 503 with Retry-After, and the service recovers",
+  async (_t, via) => {
     const redis = await startRedis({ appendonly: true });
     const xai = await startFakeXai();
-    const service = await startService(baseEnv(redis.url, xai));
+    const service = await startService(await baseEnv(via, redis, xai));
     try {
       const token = await signToken("frank");
       assert.equal(await fetch(`${service.url}/readyz`).then((r) => r.status), 200);
@@ -286,4 +286,4 @@ Deno.test({
       await redis.stop();
     }
   },
-});
+);
