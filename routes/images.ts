@@ -73,6 +73,7 @@ export function imageRoutes(deps: AppDeps): Hono<AppEnv> {
         throw httpErrors.conflict("Cannot create the job: the id is already in use");
       }
       deps.metrics.submitted.inc({ result: created ? "created" : "existing" });
+      if (created) deps.nudge?.();
       const location = `/v1/jobs/${encodeURIComponent(job.id)}`;
       const payload = {
         id: job.id,
