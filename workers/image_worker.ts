@@ -1,10 +1,10 @@
 /** The image worker: claims jobs, keeps their leases, calls the provider, and finishes each job once. */
-import { decodeJwt } from "jose";
 import type { Logger } from "@logtape/logtape";
 import { RetryableError } from "../lib/errors.ts";
 import type { ImageProvider } from "../lib/grok.ts";
-import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/notifications.ts";
+import { PROCESSING_ERROR } from "../lib/notifications.ts";
 import type { Broker, Delivery, JobRecord } from "../lib/queue/types.ts";
+import { adoptSeed } from "./seed.ts";
 
 /** Dependencies and settings of a worker. */
 export interface ImageWorkerOptions {
@@ -47,15 +47,6 @@ export function retryDelay(
 ): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.max(retryAfterMs ?? 0, Math.floor(random() * ceiling));
-}
-
-function unverifiedSubject(token: string): string {
-  try {
-    const sub = decodeJwt(token).sub;
-    return typeof sub === "string" && sub.length <= 256 ? sub : "";
-  } catch {
-    return "";
-  }
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -200,42 +191,14 @@ export class ImageWorker {
       const reason = `Delivered ${delivery.deliveries} times without finishing`;
       return await broker.deadLetter(delivery, reason);
     }
-    if (delivery.seed && !(await this.#adopt(delivery))) return;
+    if (delivery.seed) {
+      const verdict = await adoptSeed(delivery, this.#o);
+      if (verdict === "refused") this.#o.onFinished?.("failed", null);
+      if (verdict !== "run") return;
+    }
     const job = await broker.start(delivery);
     if (!job) return await broker.ack(delivery);
     await this.#generate(delivery, job, signal);
-  }
-
-  /** Turns a seed entry into a job; false when it must not run (refused, or its id is taken). */
-  async #adopt(delivery: Delivery): Promise<boolean> {
-    const { broker, log } = this.#o;
-    const { token, prompt } = delivery.seed!;
-    let owner = "";
-    let refused = false;
-    try {
-      owner = (await this.#o.verifyToken(token)).sub;
-    } catch {
-      owner = unverifiedSubject(token);
-      refused = true;
-    }
-    const trimmed = prompt.trim().slice(0, 4000);
-    if (!(await broker.adoptSeed(delivery, { owner, prompt: trimmed }))) {
-      const existing = await broker.get(delivery.jobId);
-      const ours = existing?.owner === owner && existing.prompt === trimmed;
-      if (!ours) {
-        log.warn("Ignoring stream entry for existing job {id}", { id: delivery.jobId });
-        await broker.ack(delivery);
-        return false;
-      }
-    }
-    if (refused || !trimmed) {
-      const error = refused ? SESSION_EXPIRED : PROCESSING_ERROR;
-      const reason = refused ? "The token is invalid or expired" : "The prompt is empty";
-      await broker.finish(delivery, { type: "failed", error, reason });
-      this.#o.onFinished?.("failed", null);
-      return false;
-    }
-    return true;
   }
 
   /**

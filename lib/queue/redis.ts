@@ -1,17 +1,21 @@
 /** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
-import { z } from "zod";
 import { BrokerUnavailableError } from "../errors.ts";
 import {
-  dataUrl,
   type JobStatus,
-  type Notification,
   type NotificationBody,
-  notificationSchema,
   PROCESSING_ERROR,
   type StoredEvent,
 } from "../notifications.ts";
 import { defineScript, type RedisClient, type RedisReply, type Script } from "../redis/types.ts";
 import { CREATE, FINISH, PROMOTE, RECORD_FIELDS, RETRY, START } from "./scripts.ts";
+import {
+  fieldsToObject,
+  hydrate,
+  notification,
+  parseNotification,
+  toDelivery,
+  toRecord,
+} from "./redis_codec.ts";
 import type {
   BlockOptions,
   Broker,
@@ -37,68 +41,6 @@ export interface RedisBrokerOptions {
 
 const GROUP = "workers";
 const CANCELED = "Job canceled";
-
-const entrySchema = z.object({
-  Id: z.string().min(1).max(256),
-  Token: z.string().max(16_384).optional(),
-  Prompt: z.string().max(100_000).optional(),
-});
-
-function fieldsToObject(fields: RedisReply): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!Array.isArray(fields)) return out;
-  for (let i = 0; i + 1 < fields.length; i += 2) out[String(fields[i])] = String(fields[i + 1]);
-  return out;
-}
-
-function toDelivery(entry: RedisReply, deliveries = 1): Delivery {
-  const [entryId, fields] = entry as [string, RedisReply];
-  const parsed = entrySchema.safeParse(fieldsToObject(fields));
-  if (!parsed.success) return { entryId, jobId: "", deliveries };
-  const { Id, Token, Prompt } = parsed.data;
-  const seed = Token !== undefined ? { token: Token, prompt: Prompt ?? "" } : undefined;
-  return { entryId, jobId: Id, deliveries, seed };
-}
-
-function toRecord(id: string, values: RedisReply[]): JobRecord {
-  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, values[i] ?? ""])) as Record<
-    (typeof RECORD_FIELDS)[number],
-    string
-  >;
-  return {
-    id,
-    owner: r.owner,
-    status: r.status as JobStatus,
-    prompt: r.prompt,
-    model: r.model || undefined,
-    aspectRatio: r.aspect || undefined,
-    createdAt: r.created,
-    updatedAt: r.updated,
-    attempts: Number(r.attempts) || 0,
-    error: r.error || undefined,
-    mimeType: r.mime || undefined,
-    revisedPrompt: r.revised || undefined,
-    reason: r.reason || undefined,
-  };
-}
-
-function notification(jobId: string, body: NotificationBody): string {
-  return JSON.stringify({ id: jobId, ...body, at: new Date().toISOString() });
-}
-
-function parseNotification(json: string): Notification | null {
-  try {
-    const parsed = notificationSchema.safeParse(JSON.parse(json));
-    return parsed.success ? parsed.data : null;
-  } catch {
-    return null;
-  }
-}
-
-function hydrate(n: Notification, fields: Record<string, string>): Notification {
-  if (n.type !== "succeeded" || !fields.image) return n;
-  return { ...n, data: { ...n.data, image: dataUrl(fields.mime, fields.image) } };
-}
 
 class RedisBroker implements Broker {
   readonly kind: "redis" | "upstash";

@@ -1,0 +1,81 @@
+/** Decoding of the Redis broker's replies: stream entries, job hashes and stored notifications. */
+import { z } from "zod";
+import {
+  dataUrl,
+  type JobStatus,
+  type Notification,
+  type NotificationBody,
+  notificationSchema,
+} from "../notifications.ts";
+import type { RedisReply } from "../redis/types.ts";
+import { RECORD_FIELDS } from "./scripts.ts";
+import type { Delivery, JobRecord } from "./types.ts";
+
+/** A jobs-stream entry: `Id`, and `Token` and `Prompt` when another service added it. */
+const entrySchema = z.object({
+  Id: z.string().min(1).max(256),
+  Token: z.string().max(16_384).optional(),
+  Prompt: z.string().max(100_000).optional(),
+});
+
+/** Turns a flat `[field, value, …]` reply into an object. */
+export function fieldsToObject(fields: RedisReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!Array.isArray(fields)) return out;
+  for (let i = 0; i + 1 < fields.length; i += 2) out[String(fields[i])] = String(fields[i + 1]);
+  return out;
+}
+
+/** Reads a stream entry as a delivery; a malformed entry gets an empty job id. */
+export function toDelivery(entry: RedisReply, deliveries = 1): Delivery {
+  const [entryId, fields] = entry as [string, RedisReply];
+  const parsed = entrySchema.safeParse(fieldsToObject(fields));
+  if (!parsed.success) return { entryId, jobId: "", deliveries };
+  const { Id, Token, Prompt } = parsed.data;
+  const seed = Token !== undefined ? { token: Token, prompt: Prompt ?? "" } : undefined;
+  return { entryId, jobId: Id, deliveries, seed };
+}
+
+/** Reads HMGET values (RECORD_FIELDS order) as a job record. */
+export function toRecord(id: string, values: RedisReply[]): JobRecord {
+  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, values[i] ?? ""])) as Record<
+    (typeof RECORD_FIELDS)[number],
+    string
+  >;
+  return {
+    id,
+    owner: r.owner,
+    status: r.status as JobStatus,
+    prompt: r.prompt,
+    model: r.model || undefined,
+    aspectRatio: r.aspect || undefined,
+    createdAt: r.created,
+    updatedAt: r.updated,
+    attempts: Number(r.attempts) || 0,
+    error: r.error || undefined,
+    mimeType: r.mime || undefined,
+    revisedPrompt: r.revised || undefined,
+    reason: r.reason || undefined,
+  };
+}
+
+/** Serialises a notification for storage, stamping its job id and time. */
+export function notification(jobId: string, body: NotificationBody): string {
+  return JSON.stringify({ id: jobId, ...body, at: new Date().toISOString() });
+}
+
+/** Parses a stored notification, or null when it does not validate. */
+export function parseNotification(json: string): Notification | null {
+  try {
+    const parsed = notificationSchema.safeParse(JSON.parse(json));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Puts the stored image back into a succeeded notification. */
+export function hydrate(n: Notification, fields: Record<string, string>): Notification {
+  if (n.type !== "succeeded" || !fields.image) return n;
+  return { ...n, data: { ...n.data, image: dataUrl(fields.mime, fields.image) } };
+}
