@@ -1,5 +1,6 @@
 /** Builds the Hono application from its dependencies; nothing here listens or connects. */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
@@ -42,7 +43,7 @@ export interface AppDeps {
 export type AppEnv = { Variables: { requestId: string } };
 
 /** Maps any thrown error to the contract's error body; a 5xx only for real server faults. */
-export function toErrorResponse(error: unknown, log: Logger): Response {
+export function toHttpError(error: unknown, log: Logger): HttpError {
   let http: HttpError;
   if (error instanceof HttpError) http = error;
   else if (error instanceof Error && error.name === "BrokerUnavailableError") {
@@ -53,7 +54,12 @@ export function toErrorResponse(error: unknown, log: Logger): Response {
     log.error("Unhandled error: {error}", { error: String(error) });
     http = new HttpError(500, "unavailable", "Cannot complete the request: internal error");
   }
-  return Response.json(http.toBody(), { status: http.status, headers: http.headers });
+  return http;
+}
+
+/** The error as a response built on the context, so headers set by middleware (request id) stay. */
+function respond(c: Context, http: HttpError): Response {
+  return c.json(http.toBody(), http.status as ContentfulStatusCode, http.headers);
 }
 
 function isRedisDown(error: unknown): boolean {
@@ -97,10 +103,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     );
   }
   app.use(deps.metrics.middleware);
-  app.onError((error) => toErrorResponse(error, log));
-  app.notFound(() =>
-    toErrorResponse(httpErrors.notFound("Cannot find the route: no such path"), log)
-  );
+  app.onError((error, c) => respond(c, toHttpError(error, log)));
+  app.notFound((c) => respond(c, httpErrors.notFound("Cannot find the route: no such path")));
   app.route("/", opsRoutes(deps));
   if (config.ROLE !== "worker") {
     app.route("/", webRoutes(deps));

@@ -42,6 +42,7 @@ export class Relay {
   #ready: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   #idleMaxMs: number;
+  #watchers = new Set<(item: FeedItem) => void>();
 
   constructor(
     { broker, log, blockMs = 5_000, idleMaxMs = 8_000 }: {
@@ -120,8 +121,15 @@ export class Relay {
     });
   }
 
+  /** Calls `fn` with every feed item this process reads (for example, to stop a canceled job at once). */
+  watch(fn: (item: FeedItem) => void): () => void {
+    this.#watchers.add(fn);
+    return () => this.#watchers.delete(fn);
+  }
+
   #dispatch(items: FeedItem[]): void {
     for (const item of items) {
+      for (const watcher of this.#watchers) watcher(item);
       const set = this.#subs.get(item.jobId);
       if (!set) continue;
       for (const entry of set) this.#offer(entry, item);
@@ -154,8 +162,11 @@ export class Relay {
     try {
       do {
         entry.pending = false;
-        const events = await this.#broker.events(entry.jobId, { after: entry.lastSent });
+        // The whole log (one read either way): a subscriber that already has the terminal event is done.
+        const events = await this.#broker.events(entry.jobId);
         for (const event of events) this.#deliver(entry, event);
+        const last = events.at(-1);
+        if (last && isTerminal(last.notification.type)) this.#remove(entry, "terminal");
       } while (entry.pending && !entry.closed);
     } catch (error) {
       entry.pending = true;

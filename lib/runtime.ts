@@ -152,6 +152,10 @@ export async function startRuntime(
     worker.start();
     const started = worker;
     deps.nudge = () => started.nudge();
+    // With a relay in this process, a cancel stops the provider call at once instead of at the next lease renewal.
+    relay?.watch((item) => {
+      if (item.notification.type === "canceled") started.abortJob(item.jobId);
+    });
   }
   const devToken = config.devMode && auth.sign ? await auth.sign("dev-user", 86_400) : null;
   let closing: Promise<void> | null = null;

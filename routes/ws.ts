@@ -38,10 +38,12 @@ export function wsRoutes(deps: AppDeps): Hono<AppEnv> {
     if (
       !originAllowed(c.req.header("Origin"), c.req.header("Host"), deps.config.CORS_ORIGINS ?? [])
     ) {
-      return c.json(
-        httpErrors.notFound("Cannot open the socket: origin not allowed").toBody(),
+      const refused = new HttpError(
         403,
+        "unauthorized",
+        "Cannot open the socket: origin not allowed",
       );
+      return c.json(refused.toBody(), 403);
     }
     if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
       throw httpErrors.invalid("Cannot open the socket: a WebSocket upgrade is required");

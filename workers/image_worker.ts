@@ -91,6 +91,13 @@ export class ImageWorker {
     this.#o.idleSweepMs = options.idleSweepMs ?? Math.min(15_000, options.leaseMs);
   }
 
+  /** Aborts the provider call of a job running here, because its job was canceled. */
+  abortJob(jobId: string): void {
+    for (const flight of this.#inflight.values()) {
+      if (flight.delivery.jobId === jobId) flight.controller.abort("canceled");
+    }
+  }
+
   /** Ends an idle poll pause at once (new work was just submitted in this process). */
   nudge(): void {
     this.#wake?.();

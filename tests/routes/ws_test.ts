@@ -1,0 +1,267 @@
+import assert from "node:assert/strict";
+import { compareEventIds } from "../../lib/notifications.ts";
+import {
+  countingProvider,
+  serveTestService,
+  startTestService,
+  submitJob,
+  type TestService,
+  waitForStatus,
+} from "../support/app.ts";
+
+// deno-lint-ignore no-explicit-any
+type Message = any;
+
+/** A WebSocket client that queues incoming JSON messages and records how the socket closed. */
+class Client {
+  readonly socket: WebSocket;
+  readonly opened: Promise<boolean>;
+  readonly closed: Promise<CloseEvent>;
+  #queue: Message[] = [];
+  #wake: (() => void) | null = null;
+
+  constructor(url: string, headers?: Record<string, string>) {
+    this.socket = headers ? new WebSocket(url, { headers }) : new WebSocket(url);
+    this.opened = new Promise((resolve) => {
+      this.socket.addEventListener("open", () => resolve(true), { once: true });
+      this.socket.addEventListener("close", () => resolve(false), { once: true });
+    });
+    this.closed = new Promise((resolve) => {
+      this.socket.addEventListener("close", (event) => {
+        this.#wake?.();
+        resolve(event);
+      }, { once: true });
+    });
+    this.socket.addEventListener("error", () => {});
+    this.socket.addEventListener("message", (event) => {
+      this.#queue.push(JSON.parse(event.data));
+      this.#wake?.();
+    });
+  }
+
+  send(message: unknown): void {
+    this.socket.send(JSON.stringify(message));
+  }
+
+  /** The next message, failing after `ms` or when the socket closes first. */
+  async next(ms = 10_000): Promise<Message> {
+    const deadline = Date.now() + ms;
+    while (this.#queue.length === 0) {
+      if (this.socket.readyState >= WebSocket.CLOSING) {
+        throw new Error("Cannot read: socket closed");
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Cannot read: no message within ${ms} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = null;
+    }
+    return this.#queue.shift();
+  }
+
+  /** Notifications until every job in `ids` has had its terminal event, grouped by job. */
+  async notifications(ids: string[]): Promise<Map<string, Message[]>> {
+    const byJob = new Map<string, Message[]>(ids.map((id) => [id, []]));
+    const open = new Set(ids);
+    while (open.size > 0) {
+      const message = await this.next();
+      if (message.type !== "notification") continue;
+      const id = message.notification.id;
+      assert.ok(byJob.has(id), `unexpected job ${id}`);
+      byJob.get(id)!.push(message);
+      if (["succeeded", "failed", "canceled"].includes(message.notification.type)) open.delete(id);
+    }
+    return byJob;
+  }
+
+  async close(): Promise<void> {
+    if (this.socket.readyState < WebSocket.CLOSING) this.socket.close(1000);
+    await this.closed;
+  }
+}
+
+/** Checks order and shape of one job's notification messages and returns their types. */
+function typesOf(messages: Message[], id: string): string[] {
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i];
+    assert.deepEqual(Object.keys(message).sort(), ["event_id", "notification", "type"]);
+    assert.equal(message.notification.id, id);
+    if (i > 0) assert.ok(compareEventIds(messages[i - 1].event_id, message.event_id) < 0);
+  }
+  return messages.map((message) => message.notification.type);
+}
+
+async function withServer(
+  fn: (service: TestService, wsOrigin: string) => Promise<void>,
+  env: Record<string, string> = {},
+): Promise<void> {
+  const service = await startTestService({ provider: countingProvider({ latencyMs: 100 }), env });
+  const server = serveTestService(service);
+  try {
+    await fn(service, server.wsOrigin);
+  } finally {
+    await service.close();
+    await server.close();
+  }
+}
+
+Deno.test("GET /v1/ws with a ticket streams one job's notifications in order", async () => {
+  await withServer(async (service, wsOrigin) => {
+    const token = await service.token("alice");
+    const { body } = await submitJob(service, token);
+    const other = await submitJob(service, token);
+    const client = new Client(`${wsOrigin}${body.urls.websocket}`);
+    try {
+      assert.equal(await client.opened, true);
+      client.send({ type: "subscribe", id: other.body.id });
+      const refused = await client.next();
+      assert.equal(refused.type, "error");
+      assert.equal(refused.code, "not_found");
+      client.send({ type: "subscribe", id: body.id });
+      const byJob = await client.notifications([body.id]);
+      assert.deepEqual(typesOf(byJob.get(body.id)!, body.id), ["queued", "started", "succeeded"]);
+      const last = byJob.get(body.id)!.at(-1).notification;
+      assert.equal(last.success, true);
+      assert.match(last.data.image, /^data:image\/png;base64,/);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+Deno.test("GET /v1/ws authenticates by first message and serves two jobs on one socket", async () => {
+  await withServer(async (service, wsOrigin) => {
+    const token = await service.token("alice");
+    const a = (await submitJob(service, token, { prompt: "first" })).body;
+    const b = (await submitJob(service, token, { prompt: "second" })).body;
+    const client = new Client(`${wsOrigin}/v1/ws`);
+    try {
+      assert.equal(await client.opened, true);
+      client.send({ type: "auth", token });
+      client.send({ type: "subscribe", id: a.id });
+      client.send({ type: "subscribe", id: b.id });
+      const byJob = await client.notifications([a.id, b.id]);
+      assert.deepEqual(typesOf(byJob.get(a.id)!, a.id), ["queued", "started", "succeeded"]);
+      assert.deepEqual(typesOf(byJob.get(b.id)!, b.id), ["queued", "started", "succeeded"]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+Deno.test("GET /v1/ws closes with 1008 when authentication fails", async (t) => {
+  await withServer(async (service, wsOrigin) => {
+    await t.step("with a bad token in the auth message", async () => {
+      const client = new Client(`${wsOrigin}/v1/ws`);
+      assert.equal(await client.opened, true);
+      client.send({ type: "auth", token: "not-a-jwt" });
+      assert.equal((await client.closed).code, 1008);
+    });
+    await t.step("with a subscribe before any auth message", async () => {
+      const client = new Client(`${wsOrigin}/v1/ws`);
+      assert.equal(await client.opened, true);
+      client.send({ type: "subscribe", id: "some-job" });
+      assert.equal((await client.closed).code, 1008);
+    });
+    await t.step("with no auth message within 5 seconds", async () => {
+      const client = new Client(`${wsOrigin}/v1/ws`);
+      assert.equal(await client.opened, true);
+      const started = Date.now();
+      assert.equal((await client.closed).code, 1008);
+      assert.ok(Date.now() - started >= 4_000, "not closed before the deadline");
+    });
+    await t.step("with a forged ticket (no upgrade)", async () => {
+      const client = new Client(`${wsOrigin}/v1/ws?ticket=forged.ticket.x`);
+      assert.equal(await client.opened, false);
+      const response = await service.request("/v1/ws?ticket=forged.ticket.x", {
+        headers: { Upgrade: "websocket" },
+      });
+      assert.equal(response.status, 401);
+    });
+  });
+});
+
+Deno.test("GET /v1/ws answers not_found for another owner's job", async () => {
+  await withServer(async (service, wsOrigin) => {
+    const alice = await service.token("alice");
+    const { body } = await submitJob(service, alice);
+    const client = new Client(`${wsOrigin}/v1/ws`);
+    try {
+      assert.equal(await client.opened, true);
+      client.send({ type: "auth", token: await service.token("bob") });
+      client.send({ type: "subscribe", id: body.id });
+      let message = await client.next();
+      while (message.type !== "error") {
+        assert.notEqual(message.type, "notification");
+        message = await client.next();
+      }
+      assert.equal(message.code, "not_found");
+      assert.equal(typeof message.message, "string");
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+Deno.test("GET /v1/ws refuses a cross-origin browser unless CORS_ORIGINS allows it", async (t) => {
+  await t.step("an unlisted origin gets 403 and no upgrade", async () => {
+    await withServer(async (service, wsOrigin) => {
+      const headers = { Origin: "https://evil.example", Upgrade: "websocket" };
+      const response = await service.request("/v1/ws", { headers });
+      assert.equal(response.status, 403);
+      assert.ok((await response.json()).error);
+      const client = new Client(`${wsOrigin}/v1/ws`, { Origin: "https://evil.example" });
+      assert.equal(await client.opened, false);
+    });
+  });
+  await t.step("a listed origin may connect", async () => {
+    await withServer(async (service, wsOrigin) => {
+      const token = await service.token("alice");
+      const { body } = await submitJob(service, token);
+      const client = new Client(`${wsOrigin}${body.urls.websocket}`, {
+        Origin: "https://app.example",
+      });
+      try {
+        assert.equal(await client.opened, true);
+        client.send({ type: "subscribe", id: body.id });
+        const byJob = await client.notifications([body.id]);
+        assert.equal(byJob.get(body.id)!.at(-1).notification.type, "succeeded");
+      } finally {
+        await client.close();
+      }
+    }, { CORS_ORIGINS: "https://other.example, https://app.example" });
+  });
+});
+
+Deno.test("GET /v1/ws replays only the events after last_event_id", async () => {
+  await withServer(async (service, wsOrigin) => {
+    const token = await service.token("alice");
+    const { body } = await submitJob(service, token);
+    await waitForStatus(service, token, body.id, ["succeeded"]);
+    const first = new Client(`${wsOrigin}${body.urls.websocket}`);
+    let all: Message[];
+    try {
+      assert.equal(await first.opened, true);
+      first.send({ type: "subscribe", id: body.id });
+      all = (await first.notifications([body.id])).get(body.id)!;
+    } finally {
+      await first.close();
+    }
+    assert.equal(all.length, 3);
+    const second = new Client(`${wsOrigin}${body.urls.websocket}`);
+    try {
+      assert.equal(await second.opened, true);
+      second.send({ type: "subscribe", id: body.id, last_event_id: all[0].event_id });
+      const rest = (await second.notifications([body.id])).get(body.id)!;
+      assert.deepEqual(rest.map((m) => m.event_id), [all[1].event_id, all[2].event_id]);
+      assert.deepEqual(typesOf(rest, body.id), ["started", "succeeded"]);
+    } finally {
+      await second.close();
+    }
+  });
+});
