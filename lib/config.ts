@@ -72,6 +72,7 @@ const envSchema = z.object({
   PROVIDER_TIMEOUT_MS: int(1000, 600_000, 120_000),
   DOWNLOAD_MAX_BYTES: int(1024, 64 * 1024 * 1024, 20 * 1024 * 1024),
   DRAIN_TIMEOUT_MS: int(0, 600_000, 10_000),
+  SSE_KEEPALIVE_MS: int(100, 15_000, 15_000),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
 });
 

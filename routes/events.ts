@@ -6,9 +6,6 @@ import { httpErrors } from "../lib/errors.ts";
 import { authenticateReader, lastEventId, ownedJob } from "../lib/http.ts";
 import type { StoredEvent } from "../lib/notifications.ts";
 
-/** Interval of the keepalive comment while a stream is open. */
-export const KEEPALIVE_MS = 15_000;
-
 /** Milliseconds a client is told to wait before it reconnects after the server ends a stream early. */
 export const RECONNECT_HINT_MS = 1_000;
 
@@ -41,7 +38,7 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
       stream.onAbort(() => subscription?.close());
       const keepalive = setInterval(() => {
         chain = chain.then(() => stream.write(": keepalive\n\n")).then(() => {}, () => {});
-      }, KEEPALIVE_MS);
+      }, deps.config.SSE_KEEPALIVE_MS);
       deps.metrics.subscribers.inc({ transport: "sse" });
       try {
         subscription = await relay.subscribe(id, { event: write, done: resolveDone }, after);

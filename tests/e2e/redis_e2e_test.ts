@@ -287,3 +287,48 @@ transportTest(
     }
   },
 );
+
+Deno.test({
+  name:
+    "one relay connection serves every SSE subscriber of a process, and SIGTERM ends streams with retry:",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const redis = await startRedis();
+    const xai = await startFakeXai({ latencyMs: 20_000 });
+    const via: Via = { name: "tcp", redisEnv: (r) => Promise.resolve({ REDIS_URL: r.url }) };
+    const service = await startService(await baseEnv(via, redis, xai, { DRAIN_TIMEOUT_MS: "200" }));
+    const clients = async () =>
+      String(await redisCommand(redis.port, ["CLIENT", "LIST"])).trim().split("\n").length;
+    try {
+      const token = await signToken("ivy");
+      const { body } = await submit(service.url, token, {
+        prompt: "watched by many",
+        id: "many-1",
+      });
+      assert.equal(body.id, "many-1");
+      const before = await clients();
+      const streams = await Promise.all(
+        Array.from(
+          { length: 20 },
+          () =>
+            fetch(`${service.url}/v1/jobs/many-1/events`, {
+              headers: { Authorization: `Bearer ${token}` },
+            }),
+        ),
+      );
+      assert.ok(streams.every((res) => res.status === 200));
+      assert.equal(await clients(), before, "subscribers open no Redis connections");
+      const reading = streams.map((res) => res.text());
+      assert.equal(await service.stop("SIGTERM"), 0);
+      for (const text of await Promise.all(reading)) {
+        assert.match(text, /^retry: \d+$/m);
+        assert.match(text, /event: queued/);
+      }
+    } finally {
+      await service.stop();
+      await xai.close();
+      await redis.stop();
+    }
+  },
+});

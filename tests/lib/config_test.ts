@@ -186,3 +186,30 @@ Deno.test("loadConfig refuses a split ROLE without Redis", async (t) => {
     });
   }
 });
+
+Deno.test("loadConfig keeps Upstash within its request and pending-entry limits", async (t) => {
+  const upstash = {
+    ...KEY,
+    UPSTASH_REDIS_REST_URL: "https://x.upstash.io",
+    UPSTASH_REDIS_REST_TOKEN: "t",
+  };
+  await t.step("images default to 5 MiB over Upstash", () => {
+    assert.equal(loadConfig(upstash).DOWNLOAD_MAX_BYTES, 5 * 1024 * 1024);
+    assert.equal(loadConfig(KEY).DOWNLOAD_MAX_BYTES, 20 * 1024 * 1024);
+  });
+  await t.step("a larger image cap is refused, naming the variable", () => {
+    refuses({ ...upstash, DOWNLOAD_MAX_BYTES: String(8 * 1024 * 1024) }, /DOWNLOAD_MAX_BYTES/);
+  });
+  await t.step("more than 1000 pending entries per consumer is refused", () => {
+    refuses({ ...upstash, WORKER_CONCURRENCY: "1001" }, /WORKER_CONCURRENCY/);
+  });
+});
+
+Deno.test("loadConfig drains within Deno Deploy's 5 s unless told otherwise", () => {
+  assert.equal(loadConfig({ ...KEY, DENO_DEPLOYMENT_ID: "abc" }).DRAIN_TIMEOUT_MS, 4_000);
+  assert.equal(
+    loadConfig({ ...KEY, DENO_DEPLOYMENT_ID: "abc", DRAIN_TIMEOUT_MS: "2000" }).DRAIN_TIMEOUT_MS,
+    2_000,
+  );
+  assert.equal(loadConfig(KEY).DRAIN_TIMEOUT_MS, 10_000);
+});

@@ -227,3 +227,27 @@ Deno.test("GET /v1/jobs/:id/events ends a canceled job's stream with a canceled 
     assert.deepEqual(checkEvents(events, body.id), ["queued", "started", "canceled"]);
   }, { provider: countingProvider({ latencyMs: 500 }) });
 });
+
+Deno.test("GET /v1/jobs/:id/events sends a keepalive comment while the job runs", async () => {
+  const service = await startTestService({
+    env: { SSE_KEEPALIVE_MS: "100" },
+    provider: countingProvider({ latencyMs: 700 }),
+  });
+  try {
+    const token = await service.token("keeper");
+    const submitted = await service.request("/v1/images", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ prompt: "slow fox", id: "keepalive-1" }),
+    });
+    assert.equal(submitted.status, 202);
+    const res = await service.request("/v1/jobs/keepalive-1/events", {
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    const text = await res.text();
+    assert.ok((text.match(/^: keepalive$/gm) ?? []).length >= 2, text);
+    assert.match(text, /event: succeeded/);
+  } finally {
+    await service.close();
+  }
+});

@@ -265,3 +265,32 @@ Deno.test("GET /v1/ws replays only the events after last_event_id", async () => 
     }
   });
 });
+
+Deno.test("GET /v1/ws closes with 1008 when the bearer token expires mid-session", async () => {
+  await withServer(async (service, wsOrigin) => {
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const token = await service.token("short-lived", { expiresIn: exp });
+    const client = new Client(`${wsOrigin}/v1/ws`);
+    assert.equal(await client.opened, true);
+    client.send({ type: "auth", token });
+    assert.equal((await client.next()).type, "authenticated");
+    const closed = await client.closed;
+    assert.equal(closed.code, 1008);
+    assert.match(closed.reason, /expired/i);
+  });
+});
+
+Deno.test("GET /v1/ws holds each owner to MAX_STREAMS_PER_OWNER open sockets", async () => {
+  await withServer(async (service, wsOrigin) => {
+    const token = await service.token("crowd");
+    const first = new Client(`${wsOrigin}/v1/ws`);
+    assert.equal(await first.opened, true);
+    first.send({ type: "auth", token });
+    assert.equal((await first.next()).type, "authenticated");
+    const second = new Client(`${wsOrigin}/v1/ws`);
+    assert.equal(await second.opened, true);
+    second.send({ type: "auth", token });
+    assert.equal((await second.closed).code, 1013);
+    await first.close();
+  }, { MAX_STREAMS_PER_OWNER: "1" });
+});
