@@ -17,6 +17,8 @@ export interface FakeXaiOptions {
   latencyMs?: number;
   /** The kind of image served (default png). */
   image?: "png" | "jpeg" | "webp";
+  /** Probability (0..1) that a generations request without an injected fault answers 500 (default 0). */
+  failRate?: number;
 }
 
 /** One recorded generations request. */
@@ -38,6 +40,8 @@ export interface FakeXai {
   readonly calls: number;
   inject(...faults: Fault[]): void;
   setLatency(ms: number): void;
+  /** Sets the probability (0..1) of a random 500 answer. */
+  setFailRate(rate: number): void;
   close(): Promise<void>;
 }
 
@@ -59,11 +63,19 @@ function json(status: number, body: unknown, headers: Record<string, string> = {
   return Response.json(body, { status, headers });
 }
 
+function checkedRate(rate: number): number {
+  if (!(rate >= 0 && rate <= 1)) {
+    throw new RangeError("Cannot set the fail rate: it must be within 0..1");
+  }
+  return rate;
+}
+
 /** Starts the fake on a free port; stop it with close() in a finally. */
 export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXai> {
   const imageBase64: string = IMAGES[options.image ?? "png"];
   const imageBytes = Uint8Array.fromBase64(imageBase64);
   let latencyMs = options.latencyMs ?? 0;
+  let failRate = checkedRate(options.failRate ?? 0);
   const faults: Fault[] = [];
   const requests: RecordedRequest[] = [];
   const redirects = new Map<string, string>();
@@ -101,6 +113,9 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
       return json(503, { code: "Unavailable", error: "The fake is closing" });
     }
     if (closing) return json(503, { code: "Unavailable", error: "The fake is closing" });
+    if (!fault && failRate > 0 && Math.random() < failRate) {
+      return json(500, { code: "Injected", error: "Injected random 500" });
+    }
     if (fault && "status" in fault) {
       if (fault.status === 400) {
         const error = fault.message ?? "Client specified an invalid argument";
@@ -188,6 +203,9 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     setLatency(ms) {
       if (!(ms >= 0)) throw new RangeError("latency must be >= 0");
       latencyMs = ms;
+    },
+    setFailRate(rate) {
+      failRate = checkedRate(rate);
     },
     close() {
       closing ??= (async () => {

@@ -7,7 +7,7 @@ Deno.test("retryDelay draws full jitter below an exponential ceiling, capped", (
   fc.assert(
     fc.property(
       fc.integer({ min: 1, max: 40 }),
-      fc.double({ min: 0, max: 0.999999 }),
+      fc.double({ min: 0, max: 0.999999, noNaN: true }),
       (attempt, r) => {
         const delay = retryDelay(attempt, { baseMs: 100, maxMs: 5_000, random: () => r });
         const ceiling = Math.min(5_000, 100 * 2 ** (attempt - 1));
