@@ -319,11 +319,22 @@ Deno.test({
       );
       assert.ok(streams.every((res) => res.status === 200));
       assert.equal(await clients(), before, "subscribers open no Redis connections");
-      const reading = streams.map((res) => res.text());
+      // Read each stream until its replay arrived, then stop the service and read to the end.
+      const readers = streams.map((res) =>
+        res.body!.pipeThrough(new TextDecoderStream()).getReader()
+      );
+      const texts = await Promise.all(readers.map(async (reader) => {
+        let text = "";
+        while (!text.includes("event: queued")) text += (await reader.read()).value ?? "";
+        return text;
+      }));
       assert.equal(await service.stop("SIGTERM"), 0);
-      for (const text of await Promise.all(reading)) {
-        assert.match(text, /^retry: \d+$/m);
-        assert.match(text, /event: queued/);
+      for (const [i, reader] of readers.entries()) {
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+          texts[i] += chunk.value;
+        }
+        assert.match(texts[i], /event: queued/);
+        assert.match(texts[i], /^retry: \d+$/m);
       }
     } finally {
       await service.stop();
