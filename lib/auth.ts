@@ -12,6 +12,7 @@ import {
 } from "jose";
 import { z } from "zod";
 import { HttpError } from "./errors.ts";
+import { VerifiedCache } from "./verified_cache.ts";
 
 /** How bearer tokens are verified; exactly one of secret, publicKey and jwksUrl is set. */
 export interface AuthOptions {
@@ -111,9 +112,13 @@ export async function createAuth(options: AuthOptions): Promise<Auth> {
     requiredClaims: ["exp", "sub"],
   };
 
+  const verified = new VerifiedCache<Principal>();
+
   async function verify(token: string): Promise<Principal> {
     if (typeof token !== "string" || token.length === 0) throw unauthorized("the token is missing");
     if (token.length > maxTokenLength) throw unauthorized("the token is too long");
+    const known = verified.get(token);
+    if (known) return known;
     let payload: unknown;
     let header: JWTHeaderParameters;
     try {
@@ -130,7 +135,11 @@ export async function createAuth(options: AuthOptions): Promise<Auth> {
     if (claims.data.iat !== undefined && claims.data.iat > now + clockToleranceSec) {
       throw unauthorized("the token was issued in the future");
     }
-    return { sub: claims.data.sub };
+    const principal = { sub: claims.data.sub };
+    // Cached until exp (required, so present): a reused token skips the signature check.
+    const exp = (payload as { exp?: number }).exp;
+    if (typeof exp === "number") verified.set(token, principal, exp * 1000);
+    return principal;
   }
 
   if (secretBytes === undefined) return { verify };
