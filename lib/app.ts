@@ -14,7 +14,6 @@ import type { Metrics } from "./metrics.ts";
 import type { Broker } from "./queue/types.ts";
 import type { Relay } from "./relay.ts";
 import type { Tickets } from "./tickets.ts";
-import type { RateLimiter } from "./rate_limit.ts";
 import { imageRoutes } from "../routes/images.ts";
 import { jobRoutes } from "../routes/jobs.ts";
 import { eventRoutes } from "../routes/events.ts";
@@ -32,7 +31,6 @@ export interface AppDeps {
   relay: Relay | null;
   log: Logger;
   metrics: Metrics;
-  limiter: RateLimiter;
   /** Open SSE/WebSocket connections per owner in this process. */
   streams: StreamSlots;
   /** Tells this process's worker that a job was just queued (ends an idle poll pause). */

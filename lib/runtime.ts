@@ -8,9 +8,7 @@ import { createMetrics } from "./metrics.ts";
 import { createMemoryBroker } from "./queue/memory.ts";
 import { createRedisBroker } from "./queue/redis.ts";
 import type { Broker } from "./queue/types.ts";
-import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from "./rate_limit.ts";
 import { createTcpClient } from "./redis/tcp.ts";
-import type { RedisClient } from "./redis/types.ts";
 import { createUpstashClient } from "./redis/upstash.ts";
 import { Relay } from "./relay.ts";
 import { StreamSlots } from "./stream_slots.ts";
@@ -35,23 +33,23 @@ export interface RuntimeOverrides {
   workerOptions?: { backoffBaseMs?: number; backoffMaxMs?: number; blockMs?: number };
 }
 
-function connect(config: Config, log: Logger): { broker: Broker; client: RedisClient | null } {
+function connect(config: Config, log: Logger): Broker {
   const prefix = config.REDIS_PREFIX;
   const ttlSec = config.JOB_TTL_SECONDS;
   const onError = (error: Error) =>
     log.warn("Redis connection error: {error}", { error: error.message });
   if (config.broker === "redis") {
     const client = createTcpClient({ url: config.REDIS_URL!, onError });
-    return { broker: createRedisBroker(client, { prefix, ttlSec, kind: "redis" }), client };
+    return createRedisBroker(client, { prefix, ttlSec, kind: "redis" });
   }
   if (config.broker === "upstash") {
     const client = createUpstashClient({
       url: config.UPSTASH_REDIS_REST_URL!,
       token: config.UPSTASH_REDIS_REST_TOKEN!,
     });
-    return { broker: createRedisBroker(client, { prefix, ttlSec, kind: "upstash" }), client };
+    return createRedisBroker(client, { prefix, ttlSec, kind: "upstash" });
   }
-  return { broker: createMemoryBroker({ ttlSec }), client: null };
+  return createMemoryBroker({ ttlSec });
 }
 
 async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
@@ -108,7 +106,7 @@ export async function startRuntime(
   log: Logger,
   overrides: RuntimeOverrides = {},
 ): Promise<Runtime> {
-  const { broker, client } = connect(config, log);
+  const broker = connect(config, log);
   if (config.broker === "memory") {
     log.warn(
       "No REDIS_URL or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
@@ -123,17 +121,10 @@ export async function startRuntime(
   const auth = await makeAuth(config, log);
   const tickets = await createTickets({ secret });
   const metrics = createMetrics();
-  const limiter: RateLimiter = client
-    ? createRedisRateLimiter({
-      client,
-      prefix: config.REDIS_PREFIX,
-      limit: config.RATE_LIMIT_PER_MINUTE,
-    })
-    : createMemoryRateLimiter({ limit: config.RATE_LIMIT_PER_MINUTE });
   const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
-  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, limiter, streams };
+  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
   let worker: ImageWorker | null = null;
   if (config.ROLE !== "api") {
     worker = new ImageWorker({

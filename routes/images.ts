@@ -45,15 +45,8 @@ export function imageRoutes(deps: AppDeps): Hono<AppEnv> {
           "Cannot accept the request: bad Idempotency-Key",
         );
       }
-      const verdict = await deps.limiter.hit(owner);
-      if (!verdict.allowed) {
-        throw httpErrors.rateLimited(
-          verdict.retryAfterSec,
-          "Cannot accept the job: rate limit reached",
-        );
-      }
       const id = body.id ?? key ?? newJobId();
-      const { created, job, refused } = await deps.broker.submit({
+      const { created, job, refused, retryAfterSec } = await deps.broker.submit({
         id,
         owner,
         prompt: body.prompt,
@@ -62,7 +55,14 @@ export function imageRoutes(deps: AppDeps): Hono<AppEnv> {
       }, {
         maxActivePerOwner: deps.config.MAX_ACTIVE_JOBS_PER_OWNER,
         maxQueued: deps.config.MAX_QUEUE_LENGTH,
+        ratePerMinute: deps.config.RATE_LIMIT_PER_MINUTE,
       });
+      if (refused === "rate_limited") {
+        throw httpErrors.rateLimited(
+          retryAfterSec ?? 60,
+          "Cannot accept the job: rate limit reached",
+        );
+      }
       if (refused === "owner_busy") {
         throw httpErrors.rateLimited(5, "Cannot accept the job: too many of your jobs are active");
       }

@@ -62,6 +62,7 @@ export class MemoryBroker implements Broker {
   #dead: DeadLetter[] = [];
   #secrets = new Map<string, string>();
   #active = new Map<string, Set<string>>();
+  #rates = new Map<string, { count: number; resetAt: number }>();
 
   constructor({ ttlSec = 86_400, now = Date.now }: MemoryBrokerOptions = {}) {
     if (!(ttlSec > 0)) throw new RangeError("Cannot create the broker: ttlSec must be positive");
@@ -81,11 +82,23 @@ export class MemoryBroker implements Broker {
     this.#store.sweep();
     const found = this.#store.job(job.id);
     if (found) return { created: false, job: { ...found.record } };
-    const attempted = (refused: "owner_busy" | "backlog"): SubmitResult => ({
+    const attempted = (refused: NonNullable<SubmitResult["refused"]>): SubmitResult => ({
       created: false,
       refused,
       job: { ...job, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
     });
+    if (limits.ratePerMinute) {
+      const now = this.#store.now();
+      const window = this.#rates.get(job.owner);
+      const fresh = !window || window.resetAt <= now;
+      const slot = fresh ? { count: 0, resetAt: now + 60_000 } : window;
+      slot.count += 1;
+      this.#rates.set(job.owner, slot);
+      if (slot.count > limits.ratePerMinute) {
+        const retryAfterSec = Math.max(1, Math.ceil((slot.resetAt - now) / 1000));
+        return { ...attempted("rate_limited"), retryAfterSec };
+      }
+    }
     if (limits.maxQueued && this.#queue.size >= limits.maxQueued) return attempted("backlog");
     const active = this.#active.get(job.owner) ?? new Set<string>();
     if (limits.maxActivePerOwner && active.size >= limits.maxActivePerOwner) {

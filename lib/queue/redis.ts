@@ -102,7 +102,12 @@ class RedisBroker implements Broker {
   async #create(job: NewJob, enqueue: boolean, limits: SubmitLimits = {}): Promise<SubmitResult> {
     const now = new Date().toISOString();
     const queued = notification(job.id, { type: "queued", success: true });
-    const keys = [this.#job(job.id), this.#key("jobs"), this.#key(`owner:${job.owner}:active`)];
+    const keys = [
+      this.#job(job.id),
+      this.#key("jobs"),
+      this.#key(`owner:${job.owner}:active`),
+      this.#key(`owner:${job.owner}:rate`),
+    ];
     const reply = await this.#run("create", keys, [
       job.id,
       job.owner,
@@ -116,6 +121,7 @@ class RedisBroker implements Broker {
       String(limits.maxActivePerOwner ?? 0),
       String(limits.maxQueued ?? 0),
       this.#job(""),
+      String(limits.ratePerMinute ?? 0),
     ]) as RedisReply[];
     if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
     const record: JobRecord = {
@@ -125,6 +131,10 @@ class RedisBroker implements Broker {
       updatedAt: now,
       attempts: 0,
     };
+    if (reply[0] === -3) {
+      const retryAfterSec = Math.max(1, Number(reply[1]));
+      return { created: false, job: record, refused: "rate_limited", retryAfterSec };
+    }
     if (reply[0] === -1) return { created: false, job: record, refused: "owner_busy" };
     if (reply[0] === -2) return { created: false, job: record, refused: "backlog" };
     return { created: true, job: record };

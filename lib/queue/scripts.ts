@@ -26,16 +26,25 @@ const TERMINAL_LUA = `local TERMINAL = {succeeded = true, failed = true, cancele
 
 /** Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. */
 export const CREATE = `
--- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] the owner's set of active job ids
+-- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] the owner's set of active job ids,
+-- KEYS[4] the owner's submission counter for the current one-minute window
 -- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds,
 -- ARGV[8] queued notification JSON, [9] "1" to enqueue, [10] max active jobs per owner (0: none),
--- ARGV[11] max stream length (0: none), [12] prefix of job keys (only read when pruning the active set)
+-- ARGV[11] max stream length (0: none), [12] prefix of job keys (only read when pruning the active set),
+-- ARGV[13] submissions per owner per minute (0: none)
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
--- {-1} when the owner has too many active jobs, {-2} when the queue is full
+-- {-1} when the owner has too many active jobs, {-2} when the queue is full,
+-- {-3, seconds to wait} when the owner is over the rate limit
 ${FIELDS_LUA}
 ${TERMINAL_LUA}
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
+end
+local rate = tonumber(ARGV[13])
+if rate > 0 then
+  local count = redis.call('INCR', KEYS[4])
+  if count == 1 then redis.call('EXPIRE', KEYS[4], 60) end
+  if count > rate then return {-3, redis.call('TTL', KEYS[4])} end
 end
 local maxQueued = tonumber(ARGV[11])
 if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued then

@@ -35,6 +35,8 @@ export interface JobView extends JobRecord {
 
 /** Limits checked atomically with a submit; 0 or absent means no limit. */
 export interface SubmitLimits {
+  /** Submissions one owner may make per one-minute window (replays of an existing id do not count). */
+  ratePerMinute?: number;
   /** Jobs one owner may have queued or running at once. */
   maxActivePerOwner?: number;
   /** Entries the jobs stream may hold before submits are refused. */
@@ -43,12 +45,14 @@ export interface SubmitLimits {
 
 /**
  * What submit found: a new job, the one that already had this id, or a refusal by a limit
- * (`owner_busy`: too many active jobs; `backlog`: the queue is full), in which case nothing was written.
+ * (`rate_limited`: too many submissions this minute, retry after `retryAfterSec`; `owner_busy`: too
+ * many active jobs; `backlog`: the queue is full), in which case no job was written.
  */
 export interface SubmitResult {
   created: boolean;
   job: JobRecord;
-  refused?: "owner_busy" | "backlog";
+  refused?: "rate_limited" | "owner_busy" | "backlog";
+  retryAfterSec?: number;
 }
 
 /** One entry taken from the jobs stream by a consumer. */

@@ -41,4 +41,26 @@ export function limitsContract(test: ContractTest): void {
     await broker.finish(delivery, SUCCESS);
     assert.equal((await broker.submit(second, { maxQueued: 1 })).created, true);
   });
+
+  test("submit holds each owner to ratePerMinute, not counting replays of an existing id", async (broker) => {
+    const owner = `owner-${crypto.randomUUID()}`;
+    const limits = { ratePerMinute: 2 };
+    const first = newJob({ owner });
+    assert.equal((await broker.submit(first, limits)).created, true);
+    assert.equal((await broker.submit(first, limits)).created, false, "a replay");
+    assert.equal((await broker.submit(newJob({ owner }), limits)).created, true);
+    const over = newJob({ owner });
+    const refused = await broker.submit(over, limits);
+    assert.deepEqual([refused.created, refused.refused], [false, "rate_limited"]);
+    assert.ok(
+      refused.retryAfterSec! >= 1 && refused.retryAfterSec! <= 60,
+      `${refused.retryAfterSec}`,
+    );
+    assert.equal(await broker.get(over.id), null);
+    assert.equal(
+      (await broker.submit(newJob(), limits)).created,
+      true,
+      "other owners are not held",
+    );
+  });
 }
