@@ -3,6 +3,7 @@
  * process's SSE and WebSocket subscribers. Routes only register subscribers here.
  */
 import type { Logger } from "@logtape/logtape";
+import { httpErrors } from "./errors.ts";
 import { compareEventIds, isTerminal, type StoredEvent } from "./notifications.ts";
 import type { Broker, FeedItem } from "./queue/types.ts";
 
@@ -18,12 +19,21 @@ export interface Subscription {
 }
 
 interface Entry {
-  jobId: string;
   sink: Subscriber;
   lastSent: string;
-  replaying: boolean;
-  pending: boolean;
+  /** False until the entry's replay has been read. */
+  ready: boolean;
   closed: boolean;
+  /** When set, the first read must show this owner, or the subscription is refused as not found. */
+  owner?: string;
+  refused?: boolean;
+}
+
+/** The local subscribers of one job, and the single read of its log that serves them all. */
+interface JobSubs {
+  entries: Set<Entry>;
+  reading: Promise<void> | null;
+  again: boolean;
 }
 
 function nextId(id: string): string | null {
@@ -35,14 +45,14 @@ export class Relay {
   #broker: Broker;
   #log: Logger;
   #blockMs: number;
-  #subs = new Map<string, Set<Entry>>();
+  #idleMaxMs: number;
+  #jobs = new Map<string, JobSubs>();
+  #watchers = new Set<(item: FeedItem) => void>();
   #stop = new AbortController();
   #loop: Promise<void> | null = null;
-  #closing: Promise<void> | null = null;
   #ready: Promise<void> | null = null;
   #wake: (() => void) | null = null;
-  #idleMaxMs: number;
-  #watchers = new Set<(item: FeedItem) => void>();
+  #closing: Promise<void> | null = null;
 
   constructor(
     { broker, log, blockMs = 5_000, idleMaxMs = 8_000 }: {
@@ -53,16 +63,16 @@ export class Relay {
       idleMaxMs?: number;
     },
   ) {
-    this.#idleMaxMs = idleMaxMs;
     this.#broker = broker;
     this.#log = log;
     this.#blockMs = blockMs;
+    this.#idleMaxMs = idleMaxMs;
   }
 
   /** Number of live subscribers in this process. */
   get size(): number {
     let n = 0;
-    for (const set of this.#subs.values()) n += set.size;
+    for (const job of this.#jobs.values()) n += job.entries.size;
     return n;
   }
 
@@ -99,8 +109,8 @@ export class Relay {
         failures++;
         this.#log.warn("Cannot read the relay feed: {error}", { error: String(error) });
         await this.#sleep(Math.min(100 * 2 ** failures, 5_000));
-        // After an outage, catch every subscriber up from the job logs.
-        for (const set of this.#subs.values()) for (const entry of set) void this.#catchUp(entry);
+        // After an outage, catch every job up from its log.
+        for (const jobId of this.#jobs.keys()) void this.#read(jobId);
       }
     }
     ready();
@@ -128,95 +138,112 @@ export class Relay {
   }
 
   #dispatch(items: FeedItem[]): void {
+    const stale = new Set<string>();
     for (const item of items) {
       for (const watcher of this.#watchers) watcher(item);
-      const set = this.#subs.get(item.jobId);
-      if (!set) continue;
-      for (const entry of set) this.#offer(entry, item);
+      const job = this.#jobs.get(item.jobId);
+      if (!job) continue;
+      for (const entry of job.entries) {
+        if (!entry.ready || job.reading || stale.has(item.jobId)) {
+          stale.add(item.jobId);
+        } else if (compareEventIds(item.eventId, entry.lastSent) > 0) {
+          // The next event, without an image: straight from the feed. Anything else: read the log.
+          const direct = nextId(entry.lastSent) === item.eventId &&
+            item.notification.type !== "succeeded";
+          if (direct) {
+            this.#deliver(entry, { eventId: item.eventId, notification: item.notification });
+          } else stale.add(item.jobId);
+        }
+      }
     }
-  }
-
-  #offer(entry: Entry, item: FeedItem): void {
-    if (entry.closed || entry.replaying || entry.pending) {
-      entry.pending = true;
-      return;
-    }
-    if (compareEventIds(item.eventId, entry.lastSent) <= 0) return;
-    const direct = nextId(entry.lastSent) === item.eventId &&
-      item.notification.type !== "succeeded";
-    if (direct) this.#deliver(entry, { eventId: item.eventId, notification: item.notification });
-    else void this.#catchUp(entry);
+    // One read of each job's log serves every local subscriber of that job.
+    for (const jobId of stale) void this.#read(jobId);
   }
 
   #deliver(entry: Entry, event: StoredEvent): void {
     if (entry.closed || compareEventIds(event.eventId, entry.lastSent) <= 0) return;
     entry.lastSent = event.eventId;
     entry.sink.event(event);
-    if (isTerminal(event.notification.type)) this.#remove(entry, "terminal");
   }
 
-  /** Reads the job's log after what the subscriber has, and delivers it; repeats if more came meanwhile. */
-  async #catchUp(entry: Entry): Promise<void> {
-    if (entry.replaying || entry.closed) return;
-    entry.replaying = true;
-    try {
-      do {
-        entry.pending = false;
-        // The whole log (one read either way): a subscriber that already has the terminal event is done.
-        const events = await this.#broker.events(entry.jobId);
-        for (const event of events) this.#deliver(entry, event);
-        const last = events.at(-1);
-        if (last && isTerminal(last.notification.type)) this.#remove(entry, "terminal");
-      } while (entry.pending && !entry.closed);
-    } catch (error) {
-      entry.pending = true;
-      this.#log.warn("Cannot read events of job {id}: {error}", {
-        id: entry.jobId,
-        error: String(error),
-      });
-    } finally {
-      entry.replaying = false;
+  /** Reads the job's log once and delivers what each subscriber lacks; reads again if more came meanwhile. */
+  #read(jobId: string): Promise<void> {
+    const job = this.#jobs.get(jobId);
+    if (!job) return Promise.resolve();
+    if (job.reading) {
+      job.again = true;
+      return job.reading;
     }
+    job.reading = (async () => {
+      try {
+        do {
+          job.again = false;
+          const history = await this.#broker.history(jobId);
+          const events = history?.events ?? [];
+          const ended = events.length > 0 && isTerminal(events.at(-1)!.notification.type);
+          for (const entry of [...job.entries]) {
+            if (entry.owner !== undefined && !entry.ready && history?.owner !== entry.owner) {
+              entry.refused = true;
+              this.#remove(entry, "closed", jobId);
+              continue;
+            }
+            entry.ready = true;
+            for (const event of events) this.#deliver(entry, event);
+            if (ended) this.#remove(entry, "terminal", jobId);
+          }
+        } while (job.again && job.entries.size > 0);
+      } catch (error) {
+        this.#log.warn("Cannot read events of job {id}: {error}", {
+          id: jobId,
+          error: String(error),
+        });
+      } finally {
+        job.reading = null;
+        if (job.entries.size === 0 && this.#jobs.get(jobId) === job) this.#jobs.delete(jobId);
+      }
+    })();
+    return job.reading;
   }
 
   /**
-   * Registers a subscriber, replays the job's events after `after` (or all), then goes live.
-   * Events that arrive during the replay are caught up afterwards, so nothing is missed or repeated.
+   * Registers a subscriber, replays the job's events after `after` (or all), then goes live; events
+   * that arrive during the replay are read again afterwards, so nothing is missed or repeated. With
+   * `owner`, the replay's read also checks ownership and throws 404 for anyone else's job.
    */
-  async subscribe(jobId: string, sink: Subscriber, after?: string): Promise<Subscription> {
-    const entry: Entry = {
-      jobId,
-      sink,
-      lastSent: after ?? "0",
-      replaying: false,
-      pending: false,
-      closed: false,
-    };
-    let set = this.#subs.get(jobId);
-    if (!set) this.#subs.set(jobId, set = new Set());
-    set.add(entry);
+  async subscribe(
+    jobId: string,
+    sink: Subscriber,
+    after?: string,
+    { owner }: { owner?: string } = {},
+  ): Promise<Subscription> {
+    const entry: Entry = { sink, lastSent: after ?? "0", ready: false, closed: false, owner };
+    let job = this.#jobs.get(jobId);
+    if (!job) this.#jobs.set(jobId, job = { entries: new Set(), reading: null, again: false });
+    job.entries.add(entry);
     this.#wake?.();
-    await this.#catchUp(entry);
-    if (entry.pending && !entry.closed) await this.#catchUp(entry);
-    return { close: () => this.#remove(entry, "closed") };
+    await this.#read(jobId);
+    if (entry.refused) throw httpErrors.notFound();
+    return { close: () => this.#remove(entry, "closed", jobId) };
   }
 
-  #remove(entry: Entry, reason: "terminal" | "closed"): void {
+  #remove(entry: Entry, reason: "terminal" | "closed", jobId: string): void {
     if (entry.closed) return;
     entry.closed = true;
-    const set = this.#subs.get(entry.jobId);
-    set?.delete(entry);
-    if (set?.size === 0) this.#subs.delete(entry.jobId);
-    entry.sink.done?.(reason);
+    const job = this.#jobs.get(jobId);
+    if (job?.entries.delete(entry) && job.entries.size === 0 && !job.reading) {
+      this.#jobs.delete(jobId);
+    }
+    if (!entry.refused) entry.sink.done?.(reason);
   }
 
   /** Stops the reader and ends every subscription; idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
-      for (const set of [...this.#subs.values()]) {
-        for (const entry of [...set]) this.#remove(entry, "closed");
+      for (const [jobId, job] of [...this.#jobs]) {
+        for (const entry of [...job.entries]) this.#remove(entry, "closed", jobId);
       }
+      this.#jobs.clear();
       await this.#loop?.catch(() => {});
     })();
     return this.#closing;

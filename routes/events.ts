@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../lib/app.ts";
 import { httpErrors } from "../lib/errors.ts";
-import { authenticateReader, lastEventId, ownedJob } from "../lib/http.ts";
+import { authenticateReader, JOB_ID, lastEventId } from "../lib/http.ts";
 import type { StoredEvent } from "../lib/notifications.ts";
 import { SseHub } from "../lib/sse.ts";
 
@@ -16,7 +16,7 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
   app.get("/v1/jobs/:id/events", async (c) => {
     const id = c.req.param("id");
     const owner = await authenticateReader(c, deps, id);
-    await ownedJob(deps, owner, id);
+    if (!JOB_ID.test(id)) throw httpErrors.notFound();
     const after = lastEventId(c);
     const relay = deps.relay;
     if (!relay) throw httpErrors.notFound();
@@ -40,15 +40,17 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
         sse.close();
       },
     };
-    relay.subscribe(id, sink, after).then((subscription) => {
-      if (ended === null) void sse.closed.then(() => cleanup(subscription));
-      else cleanup(subscription);
-    }, (error) => {
-      deps.log.warn("Cannot replay events of job {id}: {error}", { id, error: String(error) });
-      sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
+    let subscription;
+    try {
+      // One read replays the log and checks the owner: anyone else's job is a 404 like an unknown one.
+      subscription = await relay.subscribe(id, sink, after, { owner });
+    } catch (error) {
       sse.close();
       cleanup();
-    });
+      throw error;
+    }
+    if (ended === null) void sse.closed.then(() => cleanup(subscription));
+    else cleanup(subscription);
     return c.body(sse.body, 200, {
       "Content-Type": "text/event-stream",
       "Cache-Control": "no-cache",

@@ -5,7 +5,7 @@ import { decodeJwt } from "jose";
 import type { WSContext } from "hono/ws";
 import type { AppDeps, AppEnv } from "../lib/app.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
-import { ownedJob } from "../lib/http.ts";
+import { JOB_ID } from "../lib/http.ts";
 import type { Subscription } from "../lib/relay.ts";
 import { wsMessage } from "../lib/schemas.ts";
 
@@ -126,8 +126,7 @@ function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } |
             "Cannot subscribe: too many subscriptions on this socket",
           );
         }
-        await ownedJob(deps, owner, message.id);
-        if (subs.has(message.id)) return;
+        if (!JOB_ID.test(message.id)) throw httpErrors.notFound();
         const relay = deps.relay;
         if (!relay) throw httpErrors.notFound();
         const id = message.id;
@@ -135,15 +134,24 @@ function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } |
         let dropped = false;
         subs.set(id, { close: () => (dropped = true) });
         deps.metrics.subscribers.inc({ transport: "ws" });
-        const sub = await relay.subscribe(id, {
-          event: (e) =>
-            send(ws, { type: "notification", event_id: e.eventId, notification: e.notification }),
-          done: () => {
-            ended = true;
-            subs.delete(id);
-            deps.metrics.subscribers.dec({ transport: "ws" });
+        const sub = await relay.subscribe(
+          id,
+          {
+            event: (e) =>
+              send(ws, { type: "notification", event_id: e.eventId, notification: e.notification }),
+            done: () => {
+              ended = true;
+              subs.delete(id);
+              deps.metrics.subscribers.dec({ transport: "ws" });
+            },
           },
-        }, message.last_event_id);
+          message.last_event_id,
+          { owner },
+        ).catch((error) => {
+          subs.delete(id);
+          deps.metrics.subscribers.dec({ transport: "ws" });
+          throw error;
+        });
         if (ended) return;
         if (dropped || ws.readyState !== 1) return sub.close();
         subs.set(id, sub);

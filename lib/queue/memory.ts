@@ -235,6 +235,11 @@ export class MemoryBroker implements Broker {
     this.#queue.remove(delivery.entryId);
   }
 
+  async history(id: string): Promise<{ owner: string; events: StoredEvent[] } | null> {
+    const job = this.#store.job(id);
+    return job ? { owner: job.record.owner, events: await this.events(id) } : null;
+  }
+
   async events(id: string, options: { after?: string } = {}): Promise<StoredEvent[]> {
     const job = this.#store.job(id);
     const { after } = options;

@@ -366,10 +366,19 @@ class RedisBroker implements Broker {
   }
 
   async events(id: string, options: { after?: string } = {}): Promise<StoredEvent[]> {
+    return (await this.history(id, options.after))?.events ?? [];
+  }
+
+  async history(id: string, after?: string) {
     const fields = fieldsToObject(await this.#client.send(["HGETALL", this.#job(id)]));
+    if (fields.status === undefined) return null;
+    return { owner: fields.owner ?? "", events: this.#decodeEvents(fields, after) };
+  }
+
+  #decodeEvents(fields: Record<string, string>, after?: string): StoredEvent[] {
     const last = Number(fields.seq ?? 0);
     const out: StoredEvent[] = [];
-    for (let seq = Number(options.after ?? 0) + 1; seq <= last; seq++) {
+    for (let seq = Number(after ?? 0) + 1; seq <= last; seq++) {
       const n = fields[`e${seq}`] ? parseNotification(fields[`e${seq}`]) : null;
       if (n) out.push({ eventId: String(seq), notification: hydrate(n, fields) });
     }

@@ -131,6 +131,8 @@ export interface Broker {
   ack(delivery: Delivery): Promise<void>;
   /** The job's events after `after` (exclusive), or all of them, images included. */
   events(id: string, options?: { after?: string }): Promise<StoredEvent[]>;
+  /** The job's owner and all its events in one read, or null when there is no such job. */
+  history(id: string): Promise<{ owner: string; events: StoredEvent[] } | null>;
   /** Reads the relay feed after `cursor` (null: from now), waiting up to `blockMs`. */
   tail(
     cursor: string | null,

@@ -343,3 +343,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a succeeded event is read from Redis once per process, however many subscribers watch it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const redis = await startRedis();
+    const xai = await startFakeXai({ latencyMs: 1_500 });
+    const via: Via = { name: "tcp", redisEnv: (r) => Promise.resolve({ REDIS_URL: r.url }) };
+    const service = await startService(
+      await baseEnv(via, redis, xai, { MAX_STREAMS_PER_OWNER: "0" }),
+    );
+    const hgetalls = async () => {
+      const info = String(await redisCommand(redis.port, ["INFO", "commandstats"]));
+      return Number(info.match(/cmdstat_hgetall:calls=(\d+)/)?.[1] ?? 0);
+    };
+    try {
+      const token = await signToken("jay");
+      await submit(service.url, token, { prompt: "popular", id: "popular-1" });
+      const streams = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          fetch(`${service.url}/v1/jobs/popular-1/events`, {
+            headers: { Authorization: `Bearer ${token}` },
+          })),
+      );
+      const before = await hgetalls();
+      const texts = await Promise.all(streams.map((res) => res.text()));
+      for (const text of texts) {
+        assert.equal((text.match(/^event: succeeded$/gm) ?? []).length, 1);
+        assert.equal((text.match(/^event: started$/gm) ?? []).length, 1);
+      }
+      assert.ok(await hgetalls() - before <= 2, `${await hgetalls() - before} reads`);
+    } finally {
+      await service.stop();
+      await xai.close();
+      await redis.stop();
+    }
+  },
+});

@@ -63,4 +63,17 @@ export function limitsContract(test: ContractTest): void {
       "other owners are not held",
     );
   });
+
+  test("history returns the owner and every event in one read, or null", async (broker) => {
+    const job = newJob();
+    assert.equal(await broker.history(job.id), null);
+    await broker.submit(job);
+    const delivery = await claimJob(broker, job.id);
+    await broker.start(delivery);
+    await broker.finish(delivery, SUCCESS);
+    const history = await broker.history(job.id);
+    assert.equal(history?.owner, job.owner);
+    assert.deepEqual(history?.events, await broker.events(job.id));
+    assert.deepEqual(history?.events.map((e) => e.eventId), ["1", "2", "3"]);
+  });
 }
