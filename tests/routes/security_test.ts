@@ -241,3 +241,52 @@ Deno.test("an unexpected error becomes a generic 500 body without a stack trace"
     error: { code: "unavailable", message: "Cannot complete the request: internal error" },
   });
 });
+
+Deno.test({
+  name: "CORS answers only the origins listed in CORS_ORIGINS",
+  ...opts,
+  async fn(t) {
+    const service = await startTestService({
+      env: { CORS_ORIGINS: "https://app.example" },
+      provider: countingProvider(),
+    });
+    const preflight = (origin: string) =>
+      service.request("/v1/images", {
+        method: "OPTIONS",
+        headers: {
+          Origin: origin,
+          "Access-Control-Request-Method": "POST",
+          "Access-Control-Request-Headers": "authorization,content-type",
+        },
+      });
+    try {
+      await t.step("a listed origin is allowed", async () => {
+        const res = await preflight("https://app.example");
+        assert.equal(res.headers.get("Access-Control-Allow-Origin"), "https://app.example");
+        await res.body?.cancel();
+      });
+      await t.step("any other origin gets no CORS grant", async () => {
+        const res = await preflight("https://evil.example");
+        assert.equal(res.headers.get("Access-Control-Allow-Origin"), null);
+        await res.body?.cancel();
+      });
+    } finally {
+      await service.close();
+    }
+    const closed = await startTestService({ provider: countingProvider() });
+    try {
+      const res = await closed.request("/v1/images", {
+        method: "OPTIONS",
+        headers: { Origin: "https://app.example", "Access-Control-Request-Method": "POST" },
+      });
+      assert.equal(
+        res.headers.get("Access-Control-Allow-Origin"),
+        null,
+        "no CORS without CORS_ORIGINS",
+      );
+      await res.body?.cancel();
+    } finally {
+      await closed.close();
+    }
+  },
+});
