@@ -1,5 +1,7 @@
 /** The machine's limits and the HTTP load generator: wrk, redis-benchmark and a bare Deno.serve. */
 import { sleep } from "./stats.ts";
+import { CREATE } from "../lib/queue/scripts.ts";
+import { redisCommand } from "../tests/support/redis_server.ts";
 
 /** What one wrk run measured. */
 export interface WrkResult {
@@ -133,6 +135,42 @@ export async function xaddOpsPerSec(port: number, requests: number): Promise<num
   const row = out.trim().split("\n").find((line) => line.startsWith('"XADD'));
   if (!ok || !row) throw new Error(`Cannot run redis-benchmark: ${out.slice(-500)}`);
   return Math.round(Number(JSON.parse(`[${row}]`)[1]));
+}
+
+/**
+ * Runs `redis-benchmark` with the service's own submit script (EVALSHA of CREATE, a new random job id
+ * each call, no limits) and returns ops/s: what Redis alone can accept, whatever the HTTP side does.
+ */
+export async function submitScriptOpsPerSec(port: number, requests: number): Promise<number> {
+  const prefix = "bench-script:";
+  const sha = String(await redisCommand(port, ["SCRIPT", "LOAD", CREATE]));
+  const queued = JSON.stringify({
+    id: "x",
+    type: "queued",
+    success: true,
+    at: new Date().toISOString(),
+  });
+  const { ok, out } = await run("redis-benchmark", [
+    ...["-h", "127.0.0.1", "-p", String(port), "-c", "50", "-n", String(requests)],
+    ...[
+      "-r",
+      "100000000",
+      "--csv",
+      "EVALSHA",
+      sha,
+      "4",
+      `${prefix}job:__rand_int__`,
+      `${prefix}jobs`,
+    ],
+    ...[`${prefix}owner:o:active`, `${prefix}owner:o:rate`, "__rand_int__", "owner", "a red fox"],
+    ...["", "", new Date().toISOString(), "600", queued, "1", "0", "0", `${prefix}job:`, "0"],
+  ]);
+  const row = out.trim().split("\n").find((line) => line.startsWith('"EVALSHA'));
+  // The test name quotes the script's JSON argument, so read the first number field after it.
+  const ops = row?.match(/","(\d+(?:\.\d+)?)"/)?.[1];
+  if (!ok || !ops) throw new Error(`Cannot run redis-benchmark: ${out.slice(-500)}`);
+  await redisCommand(port, ["DEL", `${prefix}jobs`]);
+  return Math.round(Number(ops));
 }
 
 /** Starts bench/hello_server.ts (a bare Deno.serve) on `port`; returns a stop function. */

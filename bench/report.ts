@@ -7,6 +7,8 @@ export interface Limits {
   helloP50Ms: number;
   helloP99Ms: number;
   xaddOps: number;
+  /** redis-benchmark running the service's own submit script (EVALSHA): Redis's ceiling for submits. */
+  submitScriptOps: number;
 }
 
 /** One line of the table. */

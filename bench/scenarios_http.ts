@@ -1,6 +1,6 @@
 /** Scenarios 1 and 2: the machine's limits, and `POST /v1/images` under wrk. */
 import { startFakeXai } from "../tests/support/fake_xai.ts";
-import { runWrk, startHello, xaddOpsPerSec } from "./load.ts";
+import { runWrk, startHello, submitScriptOpsPerSec, xaddOpsPerSec } from "./load.ts";
 import { serviceEnv, startServices } from "./processes.ts";
 import { type Bench, type Limits, ofHelloLatency, ofLimits } from "./report.ts";
 import { withCpu } from "./stats.ts";
@@ -33,14 +33,19 @@ export async function measureLimits(bench: Pick<Bench, "quick" | "redis" | "log"
     await hello.stop();
   }
   const xaddOps = await xaddOpsPerSec(bench.redis.port, bench.quick ? 50_000 : 300_000);
+  const submitScriptOps = await submitScriptOpsPerSec(
+    bench.redis.port,
+    bench.quick ? 30_000 : 200_000,
+  );
   const limits: Limits = {
     helloRps: wrk.result.requestsPerSec,
     helloP50Ms: wrk.result.p50Ms,
     helloP99Ms: wrk.result.p99Ms,
     xaddOps,
+    submitScriptOps,
   };
   bench.log(`limits: ${JSON.stringify(limits)}`);
-  return { limits, raw: { hello: wrk, xaddOps } };
+  return { limits, raw: { hello: wrk, xaddOps, submitScriptOps } };
 }
 
 /** Adds scenario 1's rows. */
@@ -57,6 +62,13 @@ export function limitRows(bench: Bench): void {
     { scenario, figure: "Deno.serve p50", value: limits.helloP50Ms, unit: "ms" },
     { scenario, figure: "Deno.serve p99", value: limits.helloP99Ms, unit: "ms" },
     { scenario, figure: "redis-benchmark XADD (50 clients)", value: limits.xaddOps, unit: "ops/s" },
+    {
+      scenario,
+      figure: "redis-benchmark EVALSHA of the submit script (50 clients)",
+      value: limits.submitScriptOps,
+      unit: "ops/s",
+      ratio: `${(100 * limits.submitScriptOps / limits.helloRps).toFixed(0)}% of Deno.serve`,
+    },
   );
 }
 
@@ -104,6 +116,14 @@ export async function submitScenario(bench: Bench): Promise<void> {
         ratio: ofHelloLatency(result.p99Ms, bench.limits, 99),
       },
       { scenario, figure: "errors (non-2xx, socket)", value: result.errors, unit: "" },
+      {
+        scenario,
+        figure: "share of Redis's own ceiling for the submit script",
+        value: (100 * result.requestsPerSec) / bench.limits.submitScriptOps,
+        unit: "%",
+        ratio:
+          "Redis alone, with a C client and a core to itself, runs the script at the figure above",
+      },
     );
   } finally {
     await services.stop();
