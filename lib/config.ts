@@ -49,7 +49,7 @@ const envSchema = z.object({
   WORKER_CONCURRENCY: int(1, 4096, 8),
   GROK_API: z.url({ protocol: /^https?$/ }).default("https://api.x.ai/v1"),
   XAI_API_KEY: optionalString,
-  GROK_MODEL: z.string().min(1).default("grok-2-image-1212"),
+  GROK_MODEL: z.string().min(1).default("grok-imagine-image"),
   GROK_RESPONSE_FORMAT: z.enum(["b64_json", "url"]).default("b64_json"),
   IMAGE_HOSTS: csv.pipe(z.array(hostPort)).default(["imgen.x.ai"]),
   JWT_SECRET: optionalString,
