@@ -9,21 +9,10 @@ import {
   submitJob,
   type TestService,
   waitForStatus,
+  withService,
 } from "../support/app.ts";
 
 type SseEvent = Awaited<ReturnType<typeof readSse>>[number];
-
-async function withService(
-  fn: (service: TestService) => Promise<void>,
-  options: Parameters<typeof startTestService>[0] = {},
-): Promise<void> {
-  const service = await startTestService({ provider: countingProvider(), ...options });
-  try {
-    await fn(service);
-  } finally {
-    await service.close();
-  }
-}
 
 /** Submits a job for `sub` and waits for it to end; returns its id, token and submit body. */
 async function finishedJob(service: TestService, sub = "alice") {

@@ -4,23 +4,11 @@ import {
   countingProvider,
   delay,
   signToken,
-  startTestService,
   submitJob,
   type TestService,
   waitForStatus,
+  withService,
 } from "../support/app.ts";
-
-async function withService(
-  fn: (service: TestService) => Promise<void>,
-  options: Parameters<typeof startTestService>[0] = {},
-): Promise<void> {
-  const service = await startTestService({ provider: countingProvider(), ...options });
-  try {
-    await fn(service);
-  } finally {
-    await service.close();
-  }
-}
 
 function assertErrorBody(body: unknown, code: string): void {
   const error = (body as { error?: { code?: unknown; message?: unknown } }).error;

@@ -189,3 +189,16 @@ export function serveTestService(
     close: () => (closing ??= server.shutdown()),
   };
 }
+
+/** Runs `fn` against a fresh in-memory service (instant counting provider unless options say otherwise). */
+export async function withService(
+  fn: (service: TestService) => Promise<void>,
+  options: Parameters<typeof startTestService>[0] = {},
+): Promise<void> {
+  const service = await startTestService({ provider: countingProvider(), ...options });
+  try {
+    await fn(service);
+  } finally {
+    await service.close();
+  }
+}
