@@ -13,8 +13,8 @@ export interface Metrics {
   inflight: Gauge;
 }
 
-/** Creates a fresh registry with the service's metrics. */
-export function createMetrics(): Metrics {
+/** Creates a fresh registry with the service's metrics; `inflight` reads the worker's running jobs. */
+export function createMetrics({ inflight = () => 0 }: { inflight?: () => number } = {}): Metrics {
   const registry = new Registry();
   const { registerMetrics } = prometheus({ registry });
   const submitted = new Counter({
@@ -35,10 +35,20 @@ export function createMetrics(): Metrics {
     labelNames: ["transport"],
     registers: [registry],
   });
-  const inflight = new Gauge({
+  const inflightGauge = new Gauge({
     name: "worker_jobs_in_flight",
     help: "Jobs this process's worker is running now",
     registers: [registry],
+    collect() {
+      this.set(inflight());
+    },
   });
-  return { registry, middleware: registerMetrics, submitted, finished, subscribers, inflight };
+  return {
+    registry,
+    middleware: registerMetrics,
+    submitted,
+    finished,
+    subscribers,
+    inflight: inflightGauge,
+  };
 }

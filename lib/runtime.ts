@@ -120,12 +120,12 @@ export async function startRuntime(
   );
   const auth = await makeAuth(config, log);
   const tickets = await createTickets({ secret });
-  const metrics = createMetrics();
+  let worker: ImageWorker | null = null;
+  const metrics = createMetrics({ inflight: () => worker?.active ?? 0 });
   const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
   const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
-  let worker: ImageWorker | null = null;
   if (config.ROLE !== "api") {
     worker = new ImageWorker({
       broker,

@@ -48,6 +48,9 @@ Deno.test("GET /metrics serves Prometheus text that counts submissions", async (
     const text = await response.text();
     assert.match(text, /^# TYPE jobs_submitted_total counter$/m);
     assert.match(text, /^jobs_submitted_total\{result="created"\} 1$/m);
+    assert.match(text, /^jobs_finished_total\{status="succeeded"\} 1$/m);
+    assert.match(text, /^worker_jobs_in_flight 0$/m);
+    assert.match(text, /^http_request_duration_seconds_count\{.*\} \d+$/m);
   });
 });
 
