@@ -14,7 +14,10 @@ export const submitBody = z.object({
   Id: jobId.optional(),
   Token: z.string().max(8192).optional(),
   model: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a model name").optional(),
-  aspect_ratio: z.string().regex(/^\d{1,2}:\d{1,2}$/, "must look like 16:9").optional(),
+  aspect_ratio: z.string().regex(
+    /^(auto|\d{1,2}(\.\d{1,2})?:\d{1,2}(\.\d{1,2})?)$/,
+    "must look like 16:9, 19.5:9 or auto",
+  ).optional(),
 }).transform((body, ctx) => {
   const prompt = (body.prompt ?? body.Prompt ?? "").trim();
   if (prompt.length < 1 || prompt.length > 4000) {
