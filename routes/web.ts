@@ -81,5 +81,6 @@ export function webRoutes(_deps: AppDeps): Hono<AppEnv> {
     }),
     (c) => c.html(PAGE),
   );
+  app.get("/favicon.ico", (c) => c.body(null, 204));
   return app;
 }
