@@ -7,6 +7,7 @@ import {
   type StoredEvent,
 } from "../notifications.ts";
 import { defineScript, type RedisClient, type RedisReply, type Script } from "../redis/types.ts";
+import { BlockingReader } from "./blocking_reader.ts";
 import { CREATE, FINISH, PROMOTE, RECORD_FIELDS, RETRY, START } from "./scripts.ts";
 import {
   fieldsToObject,
@@ -50,12 +51,14 @@ class RedisBroker implements Broker {
   #ttl: string;
   #feedMax: string;
   #scripts: Promise<Record<string, Script>>;
-  #claimConn: RedisClient | null | undefined;
-  #tailConn: RedisClient | null | undefined;
+  #claims: BlockingReader;
+  #feed: BlockingReader;
   #closing: Promise<void> | null = null;
 
   constructor(client: RedisClient, options: RedisBrokerOptions) {
     this.#client = client;
+    this.#claims = new BlockingReader(client);
+    this.#feed = new BlockingReader(client);
     this.kind = options.kind ?? "redis";
     this.blocking = this.kind === "redis";
     this.#prefix = options.prefix ?? "img:";
@@ -274,54 +277,14 @@ class RedisBroker implements Broker {
   }
 
   async claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
-    this.#claimConn ??= this.#client.blocking();
-    const conn = this.#claimConn ?? this.#client;
-    const block = this.#claimConn ? ["BLOCK", String(options.blockMs)] : [];
-    const reply = await this.#interruptible(
-      conn,
-      options.signal,
-      () => (this.#claimConn = undefined),
-      [
-        "XREADGROUP",
-        "GROUP",
-        GROUP,
-        consumer,
-        "COUNT",
-        String(count),
-        ...block,
-        "STREAMS",
-        this.#key("jobs"),
-        ">",
-      ],
+    const reply = await this.#claims.read(
+      ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", String(count)],
+      ["STREAMS", this.#key("jobs"), ">"],
+      options,
     );
-    if (reply === undefined) return [];
     if (!Array.isArray(reply) || reply.length === 0) return [];
     const [, entries] = reply[0] as [string, RedisReply[]];
     return entries.map((entry) => toDelivery(entry));
-  }
-
-  /** Sends a blocking read that an abort ends at once by dropping its dedicated connection. */
-  async #interruptible(
-    conn: RedisClient,
-    signal: AbortSignal | undefined,
-    forget: () => void,
-    command: string[],
-  ): Promise<RedisReply | undefined> {
-    if (signal?.aborted) return undefined;
-    if (!signal || conn === this.#client) return await conn.send(command);
-    const onAbort = () => {
-      forget();
-      void conn.close();
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      return await conn.send(command);
-    } catch (error) {
-      if (signal.aborted) return undefined;
-      throw error;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
   }
 
   async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
@@ -397,22 +360,10 @@ class RedisBroker implements Broker {
         : "0-0";
       return { cursor: id, items: [] };
     }
-    this.#tailConn ??= this.#client.blocking();
-    const conn = this.#tailConn ?? this.#client;
-    const block = this.#tailConn ? ["BLOCK", String(options.blockMs)] : [];
-    const reply = await this.#interruptible(
-      conn,
-      options.signal,
-      () => (this.#tailConn = undefined),
-      [
-        "XREAD",
-        "COUNT",
-        "1000",
-        ...block,
-        "STREAMS",
-        feed,
-        cursor,
-      ],
+    const reply = await this.#feed.read(
+      ["XREAD", "COUNT", "1000"],
+      ["STREAMS", feed, cursor],
+      options,
     );
     if (!Array.isArray(reply) || reply.length === 0) return { cursor, items: [] };
     const [, entries] = reply[0] as [string, RedisReply[]];
@@ -442,7 +393,7 @@ class RedisBroker implements Broker {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await Promise.allSettled([this.#claimConn?.close(), this.#tailConn?.close()]);
+      await Promise.allSettled([this.#claims.close(), this.#feed.close()]);
       await this.#client.close();
     })();
     return this.#closing;

@@ -33,11 +33,13 @@ class TcpClient implements RedisClient {
   #options: TcpClientOptions;
   #children = new Set<TcpClient>();
   #isBlocking: boolean;
+  #onClose: (() => void) | undefined;
   #closing: Promise<void> | null = null;
 
-  constructor(options: TcpClientOptions, blocking = false) {
+  constructor(options: TcpClientOptions, blocking = false, onClose?: () => void) {
     this.#options = options;
     this.#isBlocking = blocking;
+    this.#onClose = onClose;
     const base = baseOptions(options.commandTimeoutMs ?? 3_000);
     this.#redis = new Redis(options.url, {
       ...base,
@@ -71,7 +73,7 @@ class TcpClient implements RedisClient {
   }
 
   blocking(): RedisClient | null {
-    const child = new TcpClient(this.#options, true);
+    const child: TcpClient = new TcpClient(this.#options, true, () => this.#children.delete(child));
     this.#children.add(child);
     return child;
   }
@@ -84,6 +86,7 @@ class TcpClient implements RedisClient {
         this.#isBlocking ? Promise.resolve() : this.#redis.quit(),
       ]);
       this.#redis.disconnect();
+      this.#onClose?.();
       for (const result of results) {
         if (result.status === "rejected") this.#options.onError?.(result.reason);
       }
