@@ -53,16 +53,24 @@ export class Relay {
   #ready: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   #closing: Promise<void> | null = null;
+  #resync: ReturnType<typeof setInterval> | undefined;
+  #resyncMs: number;
 
   constructor(
-    { broker, log, blockMs = 5_000, idleMaxMs = 8_000 }: {
+    { broker, log, blockMs = 5_000, idleMaxMs = 8_000, resyncMs = 30_000 }: {
       broker: Broker;
       log: Logger;
       blockMs?: number;
       /** Longest pause between polls of a non-blocking broker with no subscribers here. */
       idleMaxMs?: number;
+      /**
+       * How often every watched job's log is read again, whatever the feed said: a safety net for a
+       * feed item this reader never saw (trimmed while it lagged), so no subscriber waits forever.
+       */
+      resyncMs?: number;
     },
   ) {
+    this.#resyncMs = resyncMs;
     this.#broker = broker;
     this.#log = log;
     this.#blockMs = blockMs;
@@ -82,6 +90,9 @@ export class Relay {
     let resolveReady!: () => void;
     this.#ready = new Promise((resolve) => (resolveReady = resolve));
     this.#loop = this.#run(resolveReady);
+    this.#resync = setInterval(() => {
+      for (const jobId of this.#jobs.keys()) void this.#read(jobId);
+    }, this.#resyncMs);
     return this.#ready;
   }
 
@@ -240,6 +251,7 @@ export class Relay {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
+      clearInterval(this.#resync);
       for (const [jobId, job] of [...this.#jobs]) {
         for (const entry of [...job.entries]) this.#remove(entry, "closed", jobId);
       }

@@ -63,7 +63,7 @@ class RedisBroker implements Broker {
     this.blocking = this.kind === "redis";
     this.#prefix = options.prefix ?? "img:";
     this.#ttl = String(options.ttlSec ?? 86_400);
-    this.#feedMax = String(options.feedMaxLen ?? 10_000);
+    this.#feedMax = String(options.feedMaxLen ?? 50_000);
     this.#scripts = (async () => ({
       create: await defineScript(CREATE),
       start: await defineScript(START),
