@@ -126,14 +126,31 @@ class TestRedis implements RedisServer {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (Date.now() < deadline) {
       if (this.#exited) break;
-      if (await pingOnce(this.port)) return;
+      // The PONG must come from our process: another test's server may hold the port we picked.
+      if (await pingOnce(this.port)) {
+        if (await this.#answersAsOurs(child.pid)) return;
+        break;
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    const why = this.#exited ? "it exited" : `no PONG within ${READY_TIMEOUT_MS} ms`;
+    const why = this.#exited
+      ? "it exited"
+      : Date.now() < deadline
+      ? "the port answers for another process"
+      : `no PONG within ${READY_TIMEOUT_MS} ms`;
     await this.kill();
     throw new Error(
       `Cannot start redis-server on port ${this.port}: ${why}\n${await logTail(this.dir)}`,
     );
+  }
+
+  async #answersAsOurs(pid: number): Promise<boolean> {
+    try {
+      const info = String(await redisCommand(this.port, ["INFO", "server"]));
+      return info.match(/process_id:(\d+)/)?.[1] === String(pid);
+    } catch {
+      return false;
+    }
   }
 
   async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {

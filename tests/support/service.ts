@@ -10,20 +10,15 @@ export interface ServiceProcess {
   stop(signal?: Deno.Signal): Promise<number>;
 }
 
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-/** Starts `main.ts` with `env` (plus PORT and HOST) and waits until `/healthz` answers. */
+/**
+ * Starts `main.ts` with `env` on PORT 0 (the kernel picks a free port, so parallel tests can never race
+ * for one), reads the port from its "Listening on" log line, and waits until `/healthz` answers.
+ */
 export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
-  const port = freePort();
   const main = new URL("../../main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", main],
-    env: { PORT: String(port), HOST: "127.0.0.1", NO_COLOR: "1", ...env },
+    env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...env },
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",
@@ -34,27 +29,31 @@ export async function startService(env: Record<string, string>): Promise<Service
     for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
   };
   const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const url = `http://127.0.0.1:${port}`;
   let exited = false;
   const status = child.status.then((s) => {
     exited = true;
     return s;
   });
   const deadline = Date.now() + 30_000;
+  let url = "";
   while (true) {
     if (exited) throw new Error(`Cannot start the service: it exited\n${text}`);
-    try {
-      const res = await fetch(`${url}/healthz`);
-      await res.body?.cancel();
-      if (res.ok) break;
-    } catch {
-      // not listening yet
+    const port = text.match(/Listening on http:\/\/[^\s:]+:(\d+)/)?.[1];
+    if (port) {
+      url = `http://127.0.0.1:${port}`;
+      try {
+        const res = await fetch(`${url}/healthz`);
+        await res.body?.cancel();
+        if (res.ok) break;
+      } catch {
+        // not answering yet
+      }
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`Cannot start the service: no answer in 30 s\n${text}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
   let stopped: Promise<number> | null = null;
   return {
