@@ -20,9 +20,11 @@ async function main(): Promise<void> {
     port: config.PORT,
     hostname: config.HOST,
     onListen: ({ hostname, port }) => {
-      log.info(
-        `Listening on http://${hostname}:${port} (role ${config.ROLE}, broker ${config.broker})`,
-      );
+      const line =
+        `Listening on http://${hostname}:${port} (role ${config.ROLE}, broker ${config.broker})`;
+      // Always printed, as Deno.serve does by default: with PORT=0 it is how you learn the port.
+      if (log.isEnabledFor("info")) log.info(line);
+      else console.log(line);
       if (runtime.devToken) {
         // Printed outside the logger on purpose: logs redact tokens, and this one is for you to copy.
         console.log(`DEV_MODE token (sub dev-user, 24 h):\n${runtime.devToken}`);
