@@ -9,7 +9,7 @@ import type { Auth } from "./auth.ts";
 import { redactUrl } from "./logging.ts";
 import type { StreamSlots } from "./stream_slots.ts";
 import type { Config } from "./config.ts";
-import { HttpError, httpErrors } from "./errors.ts";
+import { BrokerUnavailableError, HttpError, httpErrors } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Broker } from "./queue/types.ts";
 import type { Relay } from "./relay.ts";
@@ -44,9 +44,7 @@ export type AppEnv = { Variables: { requestId: string } };
 export function toHttpError(error: unknown, log: Logger): HttpError {
   let http: HttpError;
   if (error instanceof HttpError) http = error;
-  else if (error instanceof Error && error.name === "BrokerUnavailableError") {
-    http = httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
-  } else if (isRedisDown(error)) {
+  else if (error instanceof BrokerUnavailableError || isUnavailableReply(error)) {
     http = httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
   } else {
     log.error("Unhandled error: {error}", { error: String(error) });
@@ -60,17 +58,14 @@ function respond(c: Context, http: HttpError): Response {
   return c.json(http.toBody(), http.status as ContentfulStatusCode, http.headers);
 }
 
-function isRedisDown(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  // Redis error replies (an AOF still loading, a proxy that lost its backend) and transport failures.
-  if (
-    /^(ERR|LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOSCRIPT)\b/.test(error.message)
-  ) {
-    return true;
-  }
-  const text = `${error.name} ${error.message}`;
-  return /Connection is closed|ECONNREFUSED|ECONNRESET|Command timed out|MaxRetriesPerRequest|Stream isn't writeable|enableOfflineQueue|connect ETIMEDOUT|fetch failed|Redis/i
-    .test(text);
+/**
+ * Redis answers that mean "not now" rather than "wrong": an AOF still loading, a replica, a cluster in
+ * flux, or a REST proxy that lost its Redis (`ERR …` with HTTP 500, which @upstash/redis does not expose).
+ * Transport failures arrive as BrokerUnavailableError from the seam.
+ */
+function isUnavailableReply(error: unknown): boolean {
+  return error instanceof Error &&
+    /^(ERR|LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN)\b/.test(error.message);
 }
 
 /** Creates the application: operations routes always, `/v1` routes unless ROLE=worker. */

@@ -7,9 +7,6 @@ export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancele
 /** Statuses after which nothing changes. */
 export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(["succeeded", "failed", "canceled"]);
 
-/** Event types that end a job. */
-export const TERMINAL_EVENTS: ReadonlySet<string> = TERMINAL_STATUSES;
-
 /** Message of the seed service for an invalid or expired token. */
 export const SESSION_EXPIRED = "Session expired. Please log in again";
 
@@ -58,7 +55,7 @@ export interface StoredEvent {
 
 /** Returns true when the event type ends the job. */
 export function isTerminal(type: string): boolean {
-  return TERMINAL_EVENTS.has(type);
+  return TERMINAL_STATUSES.has(type);
 }
 
 /** Builds a data URL from base64 bytes and their media type. */

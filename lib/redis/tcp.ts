@@ -1,5 +1,6 @@
 /** The TCP transport: ioredis behind the small RedisClient interface. */
-import { Redis, type RedisOptions } from "ioredis";
+import { Redis, type RedisOptions, ReplyError } from "ioredis";
+import { BrokerUnavailableError } from "../errors.ts";
 import type { PipelineReply, RedisClient, RedisCommand, RedisReply, Script } from "./types.ts";
 
 /** Options of the TCP transport. */
@@ -22,6 +23,13 @@ function baseOptions(commandTimeoutMs: number): RedisOptions {
     retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     reconnectOnError: (error: Error) => error.message.startsWith("READONLY"),
   };
+}
+
+/** A reply from the server stays as it is; anything else (closed, refused, timed out) means Redis is unreachable. */
+function classify(error: unknown): Error {
+  if (error instanceof ReplyError || error instanceof BrokerUnavailableError) return error as Error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new BrokerUnavailableError(`Cannot reach Redis: ${message}`, { cause: error });
 }
 
 function isNoScript(error: unknown): boolean {
@@ -49,17 +57,23 @@ class TcpClient implements RedisClient {
     this.#redis.on("error", (error: Error) => options.onError?.(error));
   }
 
-  send(command: RedisCommand): Promise<RedisReply> {
+  async send(command: RedisCommand): Promise<RedisReply> {
     const [name, ...args] = command;
-    return this.#redis.call(name, ...args) as Promise<RedisReply>;
+    try {
+      return await this.#redis.call(name, ...args) as RedisReply;
+    } catch (error) {
+      throw classify(error);
+    }
   }
 
   async pipeline(commands: RedisCommand[]): Promise<PipelineReply[]> {
     if (commands.length === 0) return [];
     const pipe = this.#redis.pipeline();
     for (const [name, ...args] of commands) pipe.call(name, ...args);
-    const results = (await pipe.exec()) ?? [];
-    return results.map(([error, reply]) => error ?? (reply as RedisReply));
+    const results = await pipe.exec().catch((error) => {
+      throw classify(error);
+    }) ?? [];
+    return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
   }
 
   async eval(script: Script, keys: string[], args: string[]): Promise<RedisReply> {
