@@ -135,19 +135,22 @@ transportTest(
     const xai = await startFakeXai();
     const service = await startService(await baseEnv(via, redis, xai));
     const carol = await signToken("carol");
+    /** Adds a job the way another service does: XADD with the seed's fields. */
+    const addSeedEntry = (Token: string, Prompt: string, Id: string) =>
+      redisCommand(redis.port, [
+        "XADD",
+        "e2e:jobs",
+        "*",
+        "Token",
+        Token,
+        "Prompt",
+        Prompt,
+        "Id",
+        Id,
+      ]);
     try {
       await t.step("a valid token runs the job for its subject", async () => {
-        await redisCommand(redis.port, [
-          "XADD",
-          "e2e:jobs",
-          "*",
-          "Token",
-          carol,
-          "Prompt",
-          "from another service",
-          "Id",
-          "seed-ok",
-        ]);
+        await addSeedEntry(carol, "from another service", "seed-ok");
         const job = await waitForStatus(service.url, carol, "seed-ok", ["succeeded", "failed"]);
         assert.equal(job.status, "succeeded");
         assert.equal(job.prompt, "from another service");
@@ -160,17 +163,7 @@ transportTest(
             expiresIn: Math.floor(Date.now() / 1000) - 3600,
           });
           const before = xai.calls;
-          await redisCommand(redis.port, [
-            "XADD",
-            "e2e:jobs",
-            "*",
-            "Token",
-            expired,
-            "Prompt",
-            "too late",
-            "Id",
-            "seed-expired",
-          ]);
+          await addSeedEntry(expired, "too late", "seed-expired");
           const job = await waitForStatus(service.url, carol, "seed-expired", [
             "failed",
             "succeeded",
@@ -192,28 +185,8 @@ transportTest(
       );
       await t.step("an entry never overwrites an existing job with the same id", async () => {
         const dave = await signToken("dave");
-        await redisCommand(redis.port, [
-          "XADD",
-          "e2e:jobs",
-          "*",
-          "Token",
-          dave,
-          "Prompt",
-          "hijack",
-          "Id",
-          "seed-ok",
-        ]);
-        await redisCommand(redis.port, [
-          "XADD",
-          "e2e:jobs",
-          "*",
-          "Token",
-          carol,
-          "Prompt",
-          "marker",
-          "Id",
-          "seed-marker",
-        ]);
+        await addSeedEntry(dave, "hijack", "seed-ok");
+        await addSeedEntry(carol, "marker", "seed-marker");
         await waitForStatus(service.url, carol, "seed-marker", ["succeeded"]);
         const job = await waitForStatus(service.url, carol, "seed-ok", ["succeeded"]);
         assert.equal(job.prompt, "from another service");
