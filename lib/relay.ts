@@ -4,6 +4,7 @@
  */
 import type { Logger } from "@logtape/logtape";
 import { httpErrors } from "./errors.ts";
+import { Wakeable } from "./pause.ts";
 import { compareEventIds, isTerminal, type StoredEvent } from "./notifications.ts";
 import type { Broker, FeedItem } from "./queue/types.ts";
 
@@ -51,7 +52,8 @@ export class Relay {
   #stop = new AbortController();
   #loop: Promise<void> | null = null;
   #ready: Promise<void> | null = null;
-  #wake: (() => void) | null = null;
+  /** Polling pauses end early when a subscriber arrives, so polling speeds up at once. */
+  #idle = new Wakeable();
   #closing: Promise<void> | null = null;
   #resync: ReturnType<typeof setInterval> | undefined;
   #resyncMs: number;
@@ -114,32 +116,22 @@ export class Relay {
           idleMs = result.items.length > 0
             ? 0
             : Math.min(Math.max(100, idleMs * 2), this.#idleMaxMs);
-          if (idleMs > 0) await this.#sleep(this.size > 0 ? Math.min(idleMs, 500) : idleMs);
+          if (idleMs > 0) {
+            await this.#idle.sleep(
+              this.size > 0 ? Math.min(idleMs, 500) : idleMs,
+              this.#stop.signal,
+            );
+          }
         }
       } catch (error) {
         failures++;
         this.#log.warn("Cannot read the relay feed: {error}", { error: String(error) });
-        await this.#sleep(Math.min(100 * 2 ** failures, 5_000));
+        await this.#idle.sleep(Math.min(100 * 2 ** failures, 5_000), this.#stop.signal);
         // After an outage, catch every job up from its log.
         for (const jobId of this.#jobs.keys()) void this.#read(jobId);
       }
     }
     ready();
-  }
-
-  /** Waits, ending early on close or when a subscriber arrives (so polling speeds up at once). */
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#stop.signal.removeEventListener("abort", done);
-        this.#wake = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#wake = done;
-      this.#stop.signal.addEventListener("abort", done, { once: true });
-    });
   }
 
   /** Calls `fn` with every feed item this process reads (for example, to stop a canceled job at once). */
@@ -231,7 +223,7 @@ export class Relay {
     let job = this.#jobs.get(jobId);
     if (!job) this.#jobs.set(jobId, job = { entries: new Set(), reading: null, again: false });
     job.entries.add(entry);
-    this.#wake?.();
+    this.#idle.wake();
     await this.#read(jobId);
     if (entry.refused) throw httpErrors.notFound();
     return { close: () => this.#remove(entry, "closed", jobId) };

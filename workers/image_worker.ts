@@ -5,6 +5,7 @@ import type { ImageProvider } from "../lib/grok.ts";
 import { PROCESSING_ERROR } from "../lib/notifications.ts";
 import type { Broker, Delivery, JobRecord } from "../lib/queue/types.ts";
 import { adoptSeed } from "./seed.ts";
+import { pause, Wakeable } from "../lib/pause.ts";
 
 /** Dependencies and settings of a worker. */
 export interface ImageWorkerOptions {
@@ -49,18 +50,6 @@ export function retryDelay(
   return Math.max(retryAfterMs ?? 0, Math.floor(random() * ceiling));
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** Runs jobs from the broker with bounded concurrency until closed. */
 export class ImageWorker {
   readonly consumer: string;
@@ -70,7 +59,7 @@ export class ImageWorker {
   #inflight = new Map<string, InFlight>();
   #stop = new AbortController();
   #slotFreed: (() => void) | null = null;
-  #wake: (() => void) | null = null;
+  #idle = new Wakeable();
   #lastSweep = 0;
   #loop: Promise<void> | null = null;
   #maintenance: ReturnType<typeof setInterval> | undefined;
@@ -100,7 +89,7 @@ export class ImageWorker {
 
   /** Ends an idle poll pause at once (new work was just submitted in this process). */
   nudge(): void {
-    this.#wake?.();
+    this.#idle.wake();
   }
 
   /** Number of jobs running here now. */
@@ -134,15 +123,10 @@ export class ImageWorker {
         for (const delivery of batch) this.#spawn(delivery);
         // Without server-side blocking, poll fast while there is work and slow down when idle.
         idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), this.#o.idlePollMaxMs);
-        if (!broker.blocking && idleMs > 0) {
-          const wake = new AbortController();
-          this.#wake = () => wake.abort();
-          await sleep(idleMs, AbortSignal.any([this.#stop.signal, wake.signal]));
-          this.#wake = null;
-        }
+        if (!broker.blocking && idleMs > 0) await this.#idle.sleep(idleMs, this.#stop.signal);
       } catch (error) {
         log.warn("Cannot claim jobs: {error}", { error: String(error) });
-        await sleep(1_000, this.#stop.signal);
+        await pause(1_000, this.#stop.signal);
       }
     }
   }
