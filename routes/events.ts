@@ -29,12 +29,10 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
       release();
       deps.metrics.subscribers.dec({ transport: "sse" });
     };
-    let ended: "terminal" | "closed" | null = null;
     const sink = {
       event: (e: StoredEvent) =>
         sse.event(e.eventId, e.notification.type, JSON.stringify(e.notification)),
       done: (reason: "terminal" | "closed") => {
-        ended = reason;
         // The server is going away: tell the client to come back and resume.
         if (reason === "closed") sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
         sse.close();
@@ -49,8 +47,8 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
       cleanup();
       throw error;
     }
-    if (ended === null) void sse.closed.then(() => cleanup(subscription));
-    else cleanup(subscription);
+    // Runs once the stream closes, whether the client left or the terminal event ended it.
+    void sse.closed.then(() => cleanup(subscription));
     return c.body(sse.body, 200, {
       "Content-Type": "text/event-stream",
       "Cache-Control": "no-cache",
