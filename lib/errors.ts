@@ -8,7 +8,8 @@ export type ErrorCode =
   | "conflict"
   | "payload_too_large"
   | "rate_limited"
-  | "unavailable";
+  | "unavailable"
+  | "internal";
 
 /** The contract's error body. */
 export interface ErrorBody {
@@ -60,6 +61,22 @@ export class PermanentError extends Error {
 /** Raised when the broker (Redis) cannot be reached or answers with an error. */
 export class BrokerUnavailableError extends Error {
   override name = "BrokerUnavailableError";
+}
+
+/**
+ * Redis answers that mean "not now" rather than "wrong": an AOF still loading, a script running too
+ * long, a replica or a cluster in flux.
+ */
+const NOT_NOW_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|NOREPLICAS)\b/;
+
+/**
+ * True for failures that the same request may get past later: the store unreachable (transports turn
+ * connection failures into BrokerUnavailableError) or a "not now" reply. Anything else (OOM, a script
+ * error, a too-large request) is permanent.
+ */
+export function isTransient(error: unknown): boolean {
+  return error instanceof BrokerUnavailableError ||
+    (error instanceof Error && NOT_NOW_REPLY.test(error.message));
 }
 
 /** Shorthands for the contract's HTTP errors. */

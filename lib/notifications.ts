@@ -31,7 +31,6 @@ export const notificationSchema = z.discriminatedUnion("type", [
     type: z.literal("failed"),
     success: z.literal(false),
     error: z.string(),
-    reason: z.string().optional(),
   }),
   z.object({ ...base, type: z.literal("canceled"), success: z.literal(false), error: z.string() }),
 ]);

@@ -1,5 +1,11 @@
 /** A read that waits on the server (`… BLOCK ms …`) over a dedicated connection, ended at once by abort. */
+import { BrokerUnavailableError } from "../errors.ts";
 import type { RedisClient, RedisReply } from "../redis/types.ts";
+
+/** How long past `blockMs` a blocking read may go unanswered before its connection counts as dead. */
+function graceMs(blockMs: number): number {
+  return Math.max(1_000, blockMs);
+}
 
 /**
  * Owns one dedicated connection for one blocking loop (claims, or the relay feed). Over a transport that
@@ -14,8 +20,10 @@ export class BlockingReader {
   }
 
   /**
-   * Sends `head … BLOCK ms … tail`; returns undefined when `signal` aborted it, which drops the
-   * dedicated connection (a new one is opened by the next read) so the abort takes effect at once.
+   * Sends `head … BLOCK ms … tail` (without BLOCK when blockMs ≤ 0); returns undefined when `signal`
+   * aborted it. An abort, or no answer within blockMs plus a grace (a half-open connection, a stalled
+   * server), drops the dedicated connection so that the next read opens a new one; the latter rejects
+   * with BrokerUnavailableError.
    */
   async read(
     head: string[],
@@ -23,23 +31,36 @@ export class BlockingReader {
     { blockMs, signal }: { blockMs: number; signal?: AbortSignal },
   ): Promise<RedisReply | undefined> {
     if (signal?.aborted) return undefined;
+    // BLOCK 0 would wait forever: a read that must not wait goes out plainly, as over REST.
+    if (blockMs <= 0) return await this.#client.send([...head, ...tail]);
     this.#conn ??= this.#client.blocking();
     const conn = this.#conn;
     if (!conn) return await this.#client.send([...head, ...tail]);
-    const command = [...head, "BLOCK", String(blockMs), ...tail];
-    if (!signal) return await conn.send(command);
-    const onAbort = () => {
+    const drop = () => {
       if (this.#conn === conn) this.#conn = undefined;
       void conn.close();
     };
-    signal.addEventListener("abort", onAbort, { once: true });
+    const limitMs = blockMs + graceMs(blockMs);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        drop();
+        reject(
+          new BrokerUnavailableError(`Cannot read from Redis: no answer within ${limitMs} ms`),
+        );
+      }, limitMs);
+    });
+    signal?.addEventListener("abort", drop, { once: true });
+    const sent = conn.send([...head, "BLOCK", String(blockMs), ...tail]);
+    sent.catch(() => {}); // Settled by the race below; a late rejection after a drop is expected.
     try {
-      return await conn.send(command);
+      return await Promise.race([sent, deadline]);
     } catch (error) {
-      if (signal.aborted) return undefined;
+      if (signal?.aborted) return undefined;
       throw error;
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", drop);
     }
   }
 

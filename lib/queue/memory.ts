@@ -6,11 +6,11 @@ import {
   compareEventIds,
   dataUrl,
   isEventId,
-  type JobStatus,
   PROCESSING_ERROR,
   type StoredEvent,
   TERMINAL_STATUSES,
 } from "../notifications.ts";
+import { OwnerLimits } from "./memory_limits.ts";
 import { EntryQueue, MemoryStore } from "./memory_store.ts";
 import type {
   BlockOptions,
@@ -20,6 +20,7 @@ import type {
   FeedItem,
   JobRecord,
   JobView,
+  LeaseStatus,
   NewJob,
   Outcome,
   SeedAdoption,
@@ -29,7 +30,7 @@ import type {
 
 /** Options of the in-memory broker. */
 export interface MemoryBrokerOptions {
-  /** Seconds a job, its image and its events live after their last change (default one day). */
+  /** Seconds a job, its image and its events live after the job ended (default one day). */
   ttlSec?: number;
   /** Clock in epoch milliseconds (tests pass a fake one). */
   now?: () => number;
@@ -61,13 +62,13 @@ export class MemoryBroker implements Broker {
   #delayed = new Map<string, { due: number; timer?: ReturnType<typeof setTimeout> }>();
   #dead: DeadLetter[] = [];
   #secrets = new Map<string, string>();
-  #active = new Map<string, Set<string>>();
-  #rates = new Map<string, { count: number; resetAt: number }>();
+  #limits: OwnerLimits;
 
   constructor({ ttlSec = 86_400, now = Date.now }: MemoryBrokerOptions = {}) {
     if (!(ttlSec > 0)) throw new RangeError("Cannot create the broker: ttlSec must be positive");
     this.#store = new MemoryStore(ttlSec * 1000, now);
     this.#queue = new EntryQueue(() => this.#store.wake());
+    this.#limits = new OwnerLimits((id) => this.#store.ended(id));
   }
 
   async init(): Promise<void> {}
@@ -79,7 +80,7 @@ export class MemoryBroker implements Broker {
   }
 
   async submit(job: NewJob, limits: SubmitLimits = {}): Promise<SubmitResult> {
-    this.#store.sweep();
+    if (this.#store.sweep()) this.#limits.prune(this.#store.now());
     const found = this.#store.job(job.id);
     if (found) return { created: false, job: { ...found.record } };
     const attempted = (refused: NonNullable<SubmitResult["refused"]>): SubmitResult => ({
@@ -88,29 +89,16 @@ export class MemoryBroker implements Broker {
       job: { ...job, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
     });
     if (limits.ratePerMinute) {
-      const now = this.#store.now();
-      const window = this.#rates.get(job.owner);
-      const fresh = !window || window.resetAt <= now;
-      const slot = fresh ? { count: 0, resetAt: now + 60_000 } : window;
-      slot.count += 1;
-      this.#rates.set(job.owner, slot);
-      if (slot.count > limits.ratePerMinute) {
-        const retryAfterSec = Math.max(1, Math.ceil((slot.resetAt - now) / 1000));
-        return { ...attempted("rate_limited"), retryAfterSec };
-      }
+      const retryAfterSec = this.#limits.rate(job.owner, limits.ratePerMinute, this.#store.now());
+      if (retryAfterSec > 0) return { ...attempted("rate_limited"), retryAfterSec };
     }
     if (limits.maxQueued && this.#queue.size >= limits.maxQueued) return attempted("backlog");
-    const active = this.#active.get(job.owner) ?? new Set<string>();
-    if (limits.maxActivePerOwner && active.size >= limits.maxActivePerOwner) {
-      for (const id of active) {
-        const status = this.#store.job(id)?.record.status;
-        if (!status || TERMINAL_STATUSES.has(status)) active.delete(id);
-      }
-      if (active.size >= limits.maxActivePerOwner) return attempted("owner_busy");
+    if (limits.maxActivePerOwner && this.#limits.busy(job.owner, limits.maxActivePerOwner)) {
+      return attempted("owner_busy");
     }
     const record = this.#store.create(job);
     this.#queue.add({ entryId: this.#store.nextId(), jobId: job.id });
-    if (limits.maxActivePerOwner) this.#active.set(job.owner, active.add(job.id));
+    if (limits.maxActivePerOwner) this.#limits.add(job.owner, job.id);
     return { created: true, job: { ...record } };
   }
 
@@ -130,7 +118,6 @@ export class MemoryBroker implements Broker {
     if (TERMINAL_STATUSES.has(job.record.status)) return "ended";
     this.#undelay(id);
     job.record.error = CANCELED;
-    delete job.record.reason;
     this.#store.change(job, "canceled", { type: "canceled", success: false, error: CANCELED });
     return "canceled";
   }
@@ -143,11 +130,15 @@ export class MemoryBroker implements Broker {
     return this.#queue.reclaim(consumer, idleMs, count, this.#store.now());
   }
 
-  async renew(consumer: string, deliveries: Delivery[]): Promise<(JobStatus | null)[]> {
+  async renew(consumer: string, deliveries: Delivery[]): Promise<LeaseStatus[]> {
     return deliveries.map((delivery) => {
-      this.#queue.renew(delivery.entryId, consumer, this.#store.now());
+      if (!this.#queue.renew(delivery.entryId, consumer, this.#store.now())) return "lost";
       return this.#store.job(delivery.jobId)?.record.status ?? null;
     });
+  }
+
+  async pruneConsumers(idleMs: number): Promise<number> {
+    return this.#queue.prune(idleMs, this.#store.now());
   }
 
   async adoptSeed(delivery: Delivery, adoption: SeedAdoption): Promise<boolean> {
@@ -161,24 +152,26 @@ export class MemoryBroker implements Broker {
   }
 
   async start(delivery: Delivery): Promise<JobRecord | null> {
+    if (this.#leaseLost(delivery)) return null;
     const job = this.#store.job(delivery.jobId);
     const status = job?.record.status;
     if (!job || (status !== "queued" && status !== "running")) return null;
+    if (status === "running" && job.entry && job.entry !== delivery.entryId) return null;
+    job.entry = delivery.entryId;
     job.record.attempts += 1;
     if (status === "queued") this.#store.change(job, "running", { type: "started", success: true });
     return { ...job.record };
   }
 
   async finish(delivery: Delivery, outcome: Outcome): Promise<boolean> {
+    if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
     if (!job || TERMINAL_STATUSES.has(job.record.status)) return false;
     const record = job.record;
-    delete record.reason;
     if (outcome.type === "failed") {
       record.error = outcome.error;
-      if (outcome.reason !== undefined) record.reason = outcome.reason;
-      this.#store.change(job, "failed", { ...outcome, success: false });
+      this.#store.change(job, "failed", { type: "failed", success: false, error: outcome.error });
       return true;
     }
     const { image, mimeType, revisedPrompt } = outcome;
@@ -194,12 +187,13 @@ export class MemoryBroker implements Broker {
     return true;
   }
 
-  async retryLater(delivery: Delivery, delayMs: number, reason: string): Promise<boolean> {
+  /** The reason is the worker's to log; nothing a client sees keeps it. */
+  async retryLater(delivery: Delivery, delayMs: number, _reason: string): Promise<boolean> {
+    if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
     if (job?.record.status !== "running") return false;
-    Object.assign(job.record, { status: "queued", error: reason, updatedAt: this.#store.iso() });
-    this.#store.touch(job);
+    Object.assign(job.record, { status: "queued", updatedAt: this.#store.iso() });
     this.#undelay(delivery.jobId);
     const timer = this.#store.closed
       ? undefined
@@ -211,27 +205,32 @@ export class MemoryBroker implements Broker {
   async promoteDue(now: number = this.#store.now()): Promise<number> {
     const due = [...this.#delayed].filter(([, entry]) => entry.due <= now);
     due.sort(([, a], [, b]) => a.due - b.due);
+    let moved = 0;
     for (const [jobId] of due) {
       this.#undelay(jobId);
+      if (this.#store.ended(jobId)) continue;
       this.#queue.add({ entryId: this.#store.nextId(), jobId });
+      moved += 1;
     }
-    return due.length;
+    return moved;
   }
 
   async deadLetter(delivery: Delivery, reason: string): Promise<void> {
+    if (this.#leaseLost(delivery)) return;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
     if (job && !TERMINAL_STATUSES.has(job.record.status)) {
-      Object.assign(job.record, { error: PROCESSING_ERROR, reason });
+      job.record.error = PROCESSING_ERROR;
       const event = { type: "failed", success: false, error: PROCESSING_ERROR } as const;
       this.#store.change(job, "failed", event);
     }
     const { jobId, entryId } = delivery;
-    this.#dead.push({ jobId, entryId, reason, at: this.#store.iso() });
+    this.#dead.push({ jobId, entryId, reason: reason || "unknown", at: this.#store.iso() });
     if (this.#dead.length > DEAD_MAX) this.#dead.shift();
   }
 
   async ack(delivery: Delivery): Promise<void> {
+    if (this.#leaseLost(delivery)) return;
     this.#queue.remove(delivery.entryId);
   }
 
@@ -292,6 +291,16 @@ export class MemoryBroker implements Broker {
   async close(): Promise<void> {
     for (const { timer } of this.#delayed.values()) clearTimeout(timer);
     this.#store.close();
+  }
+
+  /** Sizes of the per-owner maps (rate windows, active-job sets), which the sweep prunes. */
+  get ownerMaps(): { rateWindows: number; activeSets: number } {
+    return this.#limits.sizes;
+  }
+
+  /** True when the delivery names a consumer that no longer holds its entry (then nothing is written). */
+  #leaseLost({ entryId, consumer }: Delivery): boolean {
+    return entryId !== "" && consumer !== "" && !this.#queue.holds(entryId, consumer);
   }
 
   #undelay(jobId: string): void {

@@ -5,6 +5,7 @@ import {
   type Notification,
   type NotificationBody,
   type StoredEvent,
+  TERMINAL_STATUSES,
 } from "../notifications.ts";
 import type { BlockOptions, Delivery, FeedItem, JobRecord } from "./types.ts";
 
@@ -13,7 +14,10 @@ export interface StoredJob {
   record: JobRecord;
   image?: string;
   events: StoredEvent[];
+  /** When it is dropped: Infinity until the job ends, then its end plus the time to live. */
   expiresAt: number;
+  /** The stream entry running the job (set by start), as the Redis hash's internal `entry`. */
+  entry?: string;
 }
 
 /** The fields a new job starts from. */
@@ -69,12 +73,19 @@ export class MemoryStore {
     return this.#jobs.get(id);
   }
 
-  /** Drops expired jobs, at most once a minute. */
-  sweep(): void {
+  /** True when the job ended or is gone. */
+  ended(id: string): boolean {
+    const status = this.job(id)?.record.status;
+    return !status || TERMINAL_STATUSES.has(status);
+  }
+
+  /** Drops expired jobs, at most once a minute; true when it swept. */
+  sweep(): boolean {
     const now = this.#clock();
-    if (now - this.#lastSweep < SWEEP_MS) return;
+    if (now - this.#lastSweep < SWEEP_MS) return false;
     this.#lastSweep = now;
     for (const [id, job] of this.#jobs) if (job.expiresAt <= now) this.#jobs.delete(id);
+    return true;
   }
 
   /** Creates a queued job and appends its `queued` event. */
@@ -92,15 +103,16 @@ export class MemoryStore {
     };
     if (model !== undefined) record.model = model;
     if (aspectRatio !== undefined) record.aspectRatio = aspectRatio;
-    const job: StoredJob = { record, events: [], expiresAt: 0 };
+    const job: StoredJob = { record, events: [], expiresAt: Infinity };
     this.#jobs.set(id, job);
     this.append(job, { type: "queued", success: true });
     return record;
   }
 
-  /** Sets the job's status and appends the event that says so. */
+  /** Sets the job's status and appends the event that says so; an ended job expires ttl later. */
   change(job: StoredJob, status: JobStatus, event: NotificationBody): void {
     Object.assign(job.record, { status, updatedAt: this.iso() });
+    if (TERMINAL_STATUSES.has(status)) job.expiresAt = this.#clock() + this.#ttlMs;
     this.append(job, event);
   }
 
@@ -112,16 +124,10 @@ export class MemoryStore {
     const notification = { id: job.record.id, ...event, at: this.iso() } as Notification;
     const eventId = String(job.events.length + 1);
     job.events.push({ eventId, notification });
-    this.touch(job);
     if (event.type === "queued") return this.wake();
     this.#feed.push({ id: this.nextId(), item: { jobId: job.record.id, eventId, notification } });
     if (this.#feed.length > FEED_MAX) this.#feed.splice(0, this.#feed.length - FEED_MAX);
     this.wake();
-  }
-
-  /** Restarts the job's time to live. */
-  touch(job: StoredJob): void {
-    job.expiresAt = this.#clock() + this.#ttlMs;
   }
 
   /** The id of the newest feed item, or `0-0`. */
@@ -187,10 +193,20 @@ interface Pending extends Entry {
   lastAt: number;
 }
 
-/** The jobs stream of one consumer group: new entries in order, then pending ones until acknowledged. */
+/**
+ * The jobs stream of one consumer group: new entries in order, then pending ones (each held by one
+ * consumer) until acknowledged, and the consumers seen, as Redis keeps them.
+ */
 export class EntryQueue {
   #fresh: Entry[] = [];
   #pending = new Map<string, Pending>();
+  /**
+   * Consumer name -> when it last got entries or renewed one (XINFO CONSUMERS' idle). As in Redis 7.0, a
+   * consumer exists once it got an entry: a read or a reclaim that finds nothing does not create it.
+   */
+  #consumers = new Map<string, number>();
+  /** Where the next reclaim resumes (XAUTOCLAIM's cursor). */
+  #cursor = "0-0";
   #onAdd: () => void;
 
   constructor(onAdd: () => void) {
@@ -210,29 +226,49 @@ export class EntryQueue {
 
   /** Delivers up to `count` new entries to the consumer, oldest first. */
   take(consumer: string, count: number, now: number): Delivery[] {
-    return this.#fresh.splice(0, count).map((entry) => {
+    const taken = this.#fresh.splice(0, count).map((entry) => {
       const pending = { ...entry, consumer, deliveries: 1, lastAt: now };
       this.#pending.set(entry.entryId, pending);
       return toDelivery(pending);
     });
-  }
-
-  /** Moves up to `count` pending entries idle for at least `idleMs` to the consumer. */
-  reclaim(consumer: string, idleMs: number, count: number, now: number): Delivery[] {
-    const taken: Delivery[] = [];
-    for (const pending of this.#pending.values()) {
-      if (taken.length >= count) break;
-      if (now - pending.lastAt < idleMs) continue;
-      Object.assign(pending, { consumer, deliveries: pending.deliveries + 1, lastAt: now });
-      taken.push(toDelivery(pending));
-    }
+    if (taken.length > 0) this.#consumers.set(consumer, now);
     return taken;
   }
 
-  /** Resets the idle time of a pending entry and gives it to the consumer. */
-  renew(entryId: string, consumer: string, now: number): void {
+  /**
+   * Moves up to `count` pending entries idle for at least `idleMs` to the consumer, scanning in id order
+   * from where the previous call stopped (at most count × 10 entries per call), as XAUTOCLAIM does.
+   */
+  reclaim(consumer: string, idleMs: number, count: number, now: number): Delivery[] {
+    const order = [...this.#pending.values()]
+      .filter((p) => compareEventIds(p.entryId, this.#cursor) >= 0)
+      .sort((a, b) => compareEventIds(a.entryId, b.entryId));
+    const taken: Delivery[] = [];
+    let attempts = count * 10;
+    let next = 0;
+    for (; next < order.length && attempts > 0 && taken.length < count; next++, attempts--) {
+      const pending = order[next];
+      if (idleMs > 0 && now - pending.lastAt < idleMs) continue;
+      Object.assign(pending, { consumer, deliveries: pending.deliveries + 1, lastAt: now });
+      taken.push(toDelivery(pending));
+    }
+    this.#cursor = order[next]?.entryId ?? "0-0";
+    if (taken.length > 0) this.#consumers.set(consumer, now);
+    return taken;
+  }
+
+  /** True when the entry is pending and held by this consumer. */
+  holds(entryId: string, consumer: string): boolean {
+    return this.#pending.get(entryId)?.consumer === consumer;
+  }
+
+  /** Resets the idle time of an entry this consumer holds; false when it does not hold it. */
+  renew(entryId: string, consumer: string, now: number): boolean {
     const pending = this.#pending.get(entryId);
-    if (pending) Object.assign(pending, { consumer, lastAt: now });
+    if (pending?.consumer !== consumer) return false;
+    pending.lastAt = now;
+    this.#consumers.set(consumer, now);
+    return true;
   }
 
   /** Acknowledges and deletes an entry, delivered or not. */
@@ -241,9 +277,22 @@ export class EntryQueue {
     const index = this.#fresh.findIndex((entry) => entry.entryId === entryId);
     if (index >= 0) this.#fresh.splice(index, 1);
   }
+
+  /** Forgets consumers idle for `idleMs` that hold nothing; returns how many it forgot. */
+  prune(idleMs: number, now: number): number {
+    const holding = new Set([...this.#pending.values()].map((p) => p.consumer));
+    let removed = 0;
+    for (const [consumer, seenAt] of this.#consumers) {
+      if (holding.has(consumer) || now - seenAt < idleMs) continue;
+      this.#consumers.delete(consumer);
+      removed += 1;
+    }
+    return removed;
+  }
 }
 
 function toDelivery(entry: Pending): Delivery {
-  const { entryId, jobId, deliveries, seed } = entry;
-  return seed ? { entryId, jobId, deliveries, seed: { ...seed } } : { entryId, jobId, deliveries };
+  const { entryId, jobId, deliveries, consumer, seed } = entry;
+  const delivery: Delivery = { entryId, jobId, deliveries, consumer };
+  return seed ? { ...delivery, seed: { ...seed } } : delivery;
 }

@@ -26,37 +26,36 @@ export function fieldsToObject(fields: RedisReply): Record<string, string> {
   return out;
 }
 
-/** Reads a stream entry as a delivery; a malformed entry gets an empty job id. */
-export function toDelivery(entry: RedisReply, deliveries = 1): Delivery {
+/** Reads a stream entry, held by `consumer`, as a delivery; a malformed entry gets an empty job id. */
+export function toDelivery(entry: RedisReply, consumer: string, deliveries = 1): Delivery {
   const [entryId, fields] = entry as [string, RedisReply];
   const parsed = entrySchema.safeParse(fieldsToObject(fields));
-  if (!parsed.success) return { entryId, jobId: "", deliveries };
+  if (!parsed.success) return { entryId, jobId: "", deliveries, consumer };
   const { Id, Token, Prompt } = parsed.data;
-  const seed = Token !== undefined ? { token: Token, prompt: Prompt ?? "" } : undefined;
-  return { entryId, jobId: Id, deliveries, seed };
+  if (Token === undefined) return { entryId, jobId: Id, deliveries, consumer };
+  return { entryId, jobId: Id, deliveries, consumer, seed: { token: Token, prompt: Prompt ?? "" } };
 }
 
-/** Reads HMGET values (RECORD_FIELDS order) as a job record. */
+/** Reads HMGET values (RECORD_FIELDS order) as a job record; empty optional fields are left out. */
 export function toRecord(id: string, values: RedisReply[]): JobRecord {
-  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, values[i] ?? ""])) as Record<
+  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, String(values[i] ?? "")])) as Record<
     (typeof RECORD_FIELDS)[number],
     string
   >;
-  return {
+  const record: JobRecord = {
     id,
     owner: r.owner,
     status: r.status as JobStatus,
     prompt: r.prompt,
-    model: r.model || undefined,
-    aspectRatio: r.aspect || undefined,
     createdAt: r.created,
     updatedAt: r.updated,
     attempts: Number(r.attempts) || 0,
-    error: r.error || undefined,
-    mimeType: r.mime || undefined,
-    revisedPrompt: r.revised || undefined,
-    reason: r.reason || undefined,
   };
+  const optional = { model: r.model, aspectRatio: r.aspect, error: r.error, mimeType: r.mime };
+  for (const [name, value] of Object.entries({ ...optional, revisedPrompt: r.revised })) {
+    if (value) Object.assign(record, { [name]: value });
+  }
+  return record;
 }
 
 /** Serialises a notification for storage, stamping its job id and time. */

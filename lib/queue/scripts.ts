@@ -1,6 +1,7 @@
 /**
- * Lua scripts of the Redis broker, one per concern. A job is one hash: its fields, its image and its
- * events (`e<seq>`, the notification JSON; the event id is `seq`), so each step touches one key plus a stream.
+ * Lua scripts of the Redis broker, one per concern. A job is one hash: its fields, its image, its events
+ * (`e<seq>`, the notification JSON; the event id is `seq`) and the internal `entry` (the stream entry that
+ * runs it), so each step touches one key plus a stream. A job hash gets an expiry only once the job ended.
  */
 
 /** Hash fields read back as a job record, in this order. */
@@ -17,21 +18,27 @@ export const RECORD_FIELDS = [
   "mime",
   "revised",
   "seq",
-  "reason",
 ] as const;
 
 const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).join(", ")}}`;
 
 const TERMINAL_LUA = `local TERMINAL = {succeeded = true, failed = true, canceled = true}`;
 
+/** Lua `holds(stream, group, entry, consumer)`: true when the entry is pending and that consumer owns it. */
+const HOLDS_LUA = `local function holds(stream, group, entry, consumer)
+  local p = redis.call('XPENDING', stream, group, entry, entry, 1)
+  return #p == 1 and p[1][2] == consumer
+end`;
+
 /** Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. */
 export const CREATE = `
 -- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] the owner's set of active job ids,
 -- KEYS[4] the owner's submission counter for the current one-minute window
--- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds,
+-- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds of the active set,
 -- ARGV[8] queued notification JSON, [9] "1" to enqueue, [10] max active jobs per owner (0: none),
 -- ARGV[11] max stream length (0: none), [12] prefix of job keys (only read when pruning the active set),
 -- ARGV[13] submissions per owner per minute (0: none)
+-- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
 -- {-1} when the owner has too many active jobs, {-2} when the queue is full,
 -- {-3, seconds to wait} when the owner is over the rate limit
@@ -62,7 +69,6 @@ end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3],
   'model', ARGV[4], 'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6],
   'attempts', 0, 'seq', 1, 'e1', ARGV[8])
-redis.call('EXPIRE', KEYS[1], ARGV[7])
 if ARGV[9] == '1' then
   redis.call('XADD', KEYS[2], '*', 'Id', ARGV[1])
 end
@@ -73,41 +79,60 @@ end
 return {1}
 `;
 
-/** Moves a queued job to running (appending `started`) or counts a redelivered running one. */
+/**
+ * Moves a queued job to running (appending `started`, remembering the entry that runs it) or counts a
+ * takeover of the entry that runs it; a duplicate entry of a running job, or a delivery whose consumer
+ * no longer holds its entry, gets nothing to run.
+ */
 export const START = `
--- KEYS[1] job hash, KEYS[2] feed stream
--- ARGV[1] now (ISO), [2] started notification JSON, [3] feed max length, [4] job id
--- Returns false when there is nothing to run, else the record fields after the change
+-- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream
+-- ARGV[1] now (ISO), [2] started notification JSON, [3] feed max length, [4] job id, [5] entry id,
+-- ARGV[6] group, [7] consumer that must hold the entry ('' to skip the check)
+-- Returns false when there is nothing to run (the lease is lost, no such job, it ended, or another
+-- entry runs it), else the record fields after the change
 ${FIELDS_LUA}
+${HOLDS_LUA}
+if ARGV[7] ~= '' and not holds(KEYS[3], ARGV[6], ARGV[5], ARGV[7]) then return false end
 local r = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local status = r[2]
 if not status or (status ~= 'queued' and status ~= 'running') then return false end
+if status == 'running' then
+  local entry = redis.call('HGET', KEYS[1], 'entry')
+  if entry and entry ~= '' and entry ~= ARGV[5] then return false end
+end
 local attempts = tonumber(r[8]) + 1
 r[8] = tostring(attempts)
 if status == 'queued' then
   local seq = tonumber(r[12]) + 1
   redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1], 'attempts', attempts,
-    'seq', seq, 'e' .. seq, ARGV[2])
+    'seq', seq, 'e' .. seq, ARGV[2], 'entry', ARGV[5])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'j', ARGV[4], 'e', seq, 'n', ARGV[2])
   r[2] = 'running'
   r[6] = ARGV[1]
   r[12] = tostring(seq)
 else
-  redis.call('HSET', KEYS[1], 'attempts', attempts)
+  redis.call('HSET', KEYS[1], 'attempts', attempts, 'entry', ARGV[5])
 end
 return r
 `;
 
-/** Ends a job once (compare-and-set on its status), appends the terminal event, acknowledges. */
+/**
+ * Ends a job once (compare-and-set on its status), appends the terminal event, acknowledges; writes
+ * nothing when the delivery's consumer no longer holds the entry.
+ */
 export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] feed max length, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image base64, [13] dead-letter reason ('' for none),
--- ARGV[14] only when the status is one of these (space-separated, '' for any), [15] failure reason
--- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone
+-- ARGV[14] only when the status is one of these (space-separated, '' for any),
+-- ARGV[15] consumer that must hold the entry ('' to skip the check)
+-- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone,
+-- -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
+${HOLDS_LUA}
 if ARGV[1] ~= '' then
+  if ARGV[15] ~= '' and not holds(KEYS[3], ARGV[2], ARGV[1], ARGV[15]) then return -2 end
   redis.call('XACK', KEYS[3], ARGV[2], ARGV[1])
   redis.call('XDEL', KEYS[3], ARGV[1])
 end
@@ -122,34 +147,95 @@ if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' '
 end
 local seq = tonumber(f[2]) + 1
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4],
-  'error', ARGV[9], 'mime', ARGV[10], 'revised', ARGV[11], 'image', ARGV[12], 'reason', ARGV[15])
+  'error', ARGV[9], 'mime', ARGV[10], 'revised', ARGV[11], 'image', ARGV[12])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 return seq
 `;
 
-/** Puts a running job back to queued, scheduled at its due time, and acknowledges the delivery. */
+/**
+ * Puts a running job back to queued, scheduled at its due time, and acknowledges the delivery; writes
+ * nothing when the delivery's consumer no longer holds the entry.
+ */
 export const RETRY = `
 -- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] delayed sorted set
--- ARGV[1] entry id, [2] group, [3] due time (ms), [4] reason, [5] now (ISO), [6] job id
--- Returns 1 when scheduled, 0 when the job is no longer running
+-- ARGV[1] entry id, [2] group, [3] due time (ms), [4] now (ISO), [5] job id,
+-- ARGV[6] consumer that must hold the entry ('' to skip the check)
+-- Returns 1 when scheduled, 0 when the job is no longer running, -2 when the lease is lost
+${HOLDS_LUA}
+if ARGV[6] ~= '' and not holds(KEYS[2], ARGV[2], ARGV[1], ARGV[6]) then return -2 end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'error', ARGV[4], 'updated', ARGV[5])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
 return 1
 `;
 
-/** Moves due delayed jobs back onto the jobs stream. */
+/** Acknowledges and deletes an entry unless the delivery's consumer no longer holds it. */
+export const ACK = `
+-- KEYS[1] jobs stream
+-- ARGV[1] entry id, [2] group, [3] consumer that must hold the entry ('' to skip the check)
+-- Returns 1 when acknowledged, 0 when the lease is lost (nothing written)
+${HOLDS_LUA}
+if ARGV[3] ~= '' and not holds(KEYS[1], ARGV[2], ARGV[1], ARGV[3]) then return 0 end
+redis.call('XACK', KEYS[1], ARGV[2], ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+`;
+
+/** Renews the leases one consumer still holds and reads their jobs' statuses. */
+export const RENEW = `
+-- KEYS[1] jobs stream, KEYS[2..n+1] the job hashes of the deliveries, in order
+-- ARGV[1] group, [2] consumer, [3..n+2] the deliveries' entry ids, in order
+-- Returns per delivery: the job's status, 'lost' when the entry is not pending for this consumer
+-- (taken over, or acknowledged), false when the job is gone
+${HOLDS_LUA}
+local out = {}
+for i = 2, #KEYS do
+  local entry = ARGV[i + 1]
+  if entry ~= '' and holds(KEYS[1], ARGV[1], entry, ARGV[2]) then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, entry, 'JUSTID')
+    out[i - 1] = redis.call('HGET', KEYS[i], 'status')
+  else
+    out[i - 1] = 'lost'
+  end
+end
+return out
+`;
+
+/** Removes idle consumers with nothing pending, in one step (none can claim meanwhile). */
+export const PRUNE = `
+-- KEYS[1] jobs stream
+-- ARGV[1] group, [2] least idle time (ms)
+-- Returns how many consumers were removed
+local removed = 0
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local c = {}
+  for i = 1, #row, 2 do c[row[i]] = row[i + 1] end
+  if tonumber(c['pending']) == 0 and tonumber(c['idle']) >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], c['name'])
+    removed = removed + 1
+  end
+end
+return removed
+`;
+
+/** Moves due delayed jobs back onto the jobs stream; one that ended while it waited is dropped. */
 export const PROMOTE = `
 -- KEYS[1] delayed sorted set, KEYS[2] jobs stream
--- ARGV[1] now (ms), [2] at most this many
+-- ARGV[1] now (ms), [2] at most this many, [3] prefix of job keys (each due job's hash is read)
 -- Returns how many jobs moved
+${TERMINAL_LUA}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local moved = 0
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
-  redis.call('XADD', KEYS[2], '*', 'Id', id)
+  local status = redis.call('HGET', ARGV[3] .. id, 'status')
+  if status and not TERMINAL[status] then
+    redis.call('XADD', KEYS[2], '*', 'Id', id)
+    moved = moved + 1
+  end
 end
-return #ids
+return moved
 `;

@@ -21,9 +21,8 @@ export interface JobRecord {
   createdAt: string;
   updatedAt: string;
   attempts: number;
+  /** The user-facing failure message; internal reasons stay in the logs and dead letters. */
   error?: string;
-  /** Why the job failed, in more detail than `error`. */
-  reason?: string;
   mimeType?: string;
   revisedPrompt?: string;
 }
@@ -63,6 +62,11 @@ export interface Delivery {
   jobId: string;
   /** How many times the entry has been delivered, this delivery included. */
   deliveries: number;
+  /**
+   * The consumer holding this delivery's lease (set by claim and reclaim). start, finish, retryLater,
+   * deadLetter and ack write nothing unless this consumer still holds the entry; "" skips the check.
+   */
+  consumer: string;
   /** Present when another service added the entry with the seed's fields. */
   seed?: { token: string; prompt: string };
 }
@@ -76,7 +80,7 @@ export interface SeedAdoption {
 /** The terminal outcome a worker reports. */
 export type Outcome =
   | { type: "succeeded"; image: string; mimeType: string; revisedPrompt?: string }
-  | { type: "failed"; error: string; reason?: string };
+  | { type: "failed"; error: string };
 
 /** A pointer on the relay feed: a job and the event it just got (image omitted). */
 export interface FeedItem {
@@ -87,6 +91,10 @@ export interface FeedItem {
 
 /** Result of a cancel request. */
 export type CancelResult = "canceled" | "ended" | "missing";
+
+/** What a lease renewal found per delivery: the job's status, "lost" (another consumer holds the
+ * entry, or it is no longer pending), or null (the job is gone). */
+export type LeaseStatus = JobStatus | "lost" | null;
 
 /** Options for calls that may block. */
 export interface BlockOptions {
@@ -113,21 +121,32 @@ export interface Broker {
   claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]>;
   /** Takes over entries whose consumer stopped renewing them for `idleMs`. */
   reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]>;
-  /** Renews the leases of in-flight entries and returns the statuses of their jobs. */
-  renew(consumer: string, deliveries: Delivery[]): Promise<(JobStatus | null)[]>;
+  /**
+   * Renews the leases this consumer still holds, atomically per entry (a lease taken over by another
+   * consumer is never taken back), and returns what it found for each delivery.
+   */
+  renew(consumer: string, deliveries: Delivery[]): Promise<LeaseStatus[]>;
+  /** Removes consumers idle for `idleMs` with nothing pending; returns how many it removed. */
+  pruneConsumers(idleMs: number): Promise<number>;
   /** Creates the job of a seed entry; false when a job with that id exists (nothing is written). */
   adoptSeed(delivery: Delivery, adoption: SeedAdoption): Promise<boolean>;
-  /** Marks the job running and counts the attempt; null when there is nothing to run. */
+  /**
+   * Marks the job running and counts the attempt; null when there is nothing to run, including when
+   * another stream entry of the same job is running it (a duplicate entry) or the lease is lost.
+   */
   start(delivery: Delivery): Promise<JobRecord | null>;
-  /** Stores the terminal outcome once and acknowledges; false when the job had already ended. */
+  /**
+   * Stores the terminal outcome once and acknowledges; false when the job had already ended or the
+   * delivery's consumer no longer holds its lease (then nothing is written).
+   */
   finish(delivery: Delivery, outcome: Outcome): Promise<boolean>;
   /** Puts a running job back in the queue after `delayMs` and acknowledges this delivery. */
   retryLater(delivery: Delivery, delayMs: number, reason: string): Promise<boolean>;
-  /** Moves due delayed jobs back to the stream; returns how many moved. */
+  /** Moves due delayed jobs back to the stream (dropping ones that ended); returns how many moved. */
   promoteDue(now?: number): Promise<number>;
   /** Fails the job with a reason, records a dead letter and acknowledges. */
   deadLetter(delivery: Delivery, reason: string): Promise<void>;
-  /** Acknowledges and removes an entry without touching its job. */
+  /** Acknowledges and removes an entry without touching its job (nothing when the lease is lost). */
   ack(delivery: Delivery): Promise<void>;
   /** The job's events after `after` (exclusive), or all of them, images included. */
   events(id: string, options?: { after?: string }): Promise<StoredEvent[]>;

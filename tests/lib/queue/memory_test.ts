@@ -3,10 +3,19 @@ import { BrokerUnavailableError } from "../../../lib/errors.ts";
 import { createMemoryBroker, type MemoryBroker } from "../../../lib/queue/memory.ts";
 import type { Delivery } from "../../../lib/queue/types.ts";
 import { brokerContract } from "./broker_contract.ts";
+import type { ContractHooks } from "./broker_contract_helpers.ts";
+
+const TTL_SEC = 60;
 
 brokerContract("memory", () => {
-  const broker = createMemoryBroker();
-  return Promise.resolve({ broker, cleanup: () => broker.close() });
+  let offset = 0;
+  const broker = createMemoryBroker({ ttlSec: TTL_SEC, now: () => Date.now() + offset });
+  const hooks: ContractHooks = {
+    addSeedEntry: (seed) => Promise.resolve(broker.addSeedEntry(seed)),
+    passTtl: () => Promise.resolve(void (offset += (TTL_SEC + 1) * 1000)),
+    deadReasons: () => Promise.resolve(broker.deadLetters().map((letter) => letter.reason)),
+  };
+  return Promise.resolve({ broker, cleanup: () => broker.close(), hooks });
 });
 
 const IMAGE = "aGVsbG8=";
@@ -29,28 +38,38 @@ async function claimOne(broker: MemoryBroker): Promise<Delivery> {
   return delivery;
 }
 
-Deno.test("memory broker drops a job, its image and its events ttlSec after the last change", async () => {
+Deno.test("memory broker keeps unfinished jobs past ttlSec and drops ended ones ttlSec after their end", async () => {
   let clock = 1_700_000_000_000;
   await withBroker(async (broker) => {
     await broker.submit({ id: "quiet", owner: "alice", prompt: "a fox" });
     await broker.submit({ id: "busy", owner: "alice", prompt: "a fox" });
+    await broker.submit({ id: "later", owner: "alice", prompt: "a fox" });
     clock += 30_000;
     const delivery = await claimOne(broker);
     assert.equal(delivery.jobId, "quiet");
     await broker.start(delivery);
     await broker.finish(delivery, { type: "succeeded", image: IMAGE, mimeType: "image/png" });
-    clock += 29_999;
+    const running = await claimOne(broker);
+    await broker.start(running);
+    const delayed = await claimOne(broker);
+    await broker.start(delayed);
+    await broker.retryLater(delayed, 3_600_000, "provider busy");
+    clock += 59_999;
     assert.equal((await broker.get("quiet", { image: true }))?.image, IMAGE);
     assert.equal((await broker.events("quiet")).length, 3);
-    assert.equal((await broker.get("busy"))?.status, "queued");
     clock += 1;
-    assert.equal(await broker.get("busy"), null);
-    assert.deepEqual(await broker.events("busy"), []);
-    assert.ok(await broker.get("quiet"));
-    clock += 30_000;
     assert.equal(await broker.get("quiet", { image: true }), null);
     assert.deepEqual(await broker.events("quiet"), []);
     assert.equal(await broker.cancel("quiet"), "missing");
+    clock += 86_400_000;
+    assert.equal((await broker.get("busy"))?.status, "running");
+    assert.equal((await broker.get("later"))?.status, "queued");
+    assert.equal((await broker.events("busy")).length, 2);
+    assert.equal(await broker.finish(running, { type: "failed", error: "boom" }), true);
+    clock += 59_999;
+    assert.equal((await broker.get("busy"))?.status, "failed");
+    clock += 1;
+    assert.equal(await broker.get("busy"), null);
     const again = await broker.submit({ id: "quiet", owner: "bob", prompt: "a new fox" });
     assert.equal(again.created, true);
     assert.equal(again.job.owner, "bob");
@@ -104,6 +123,7 @@ Deno.test("memory broker delivers seed entries with their fields", async () => {
       entryId,
       jobId: "seeded",
       deliveries: 1,
+      consumer: "w1",
       seed: { token: "jwt", prompt: "a seed fox" },
     });
     assert.equal(await broker.adoptSeed(delivery, { owner: "bob", prompt: "a seed fox" }), true);
@@ -121,6 +141,24 @@ Deno.test("memory broker records dead letters with their reason", async () => {
     assert.equal(letter.entryId, delivery.entryId);
     assert.equal(letter.reason, "delivered too many times");
   });
+});
+
+Deno.test("memory broker prunes its per-owner rate windows and active sets as time passes", async () => {
+  let clock = 1_700_000_000_000;
+  await withBroker(async (broker) => {
+    const limits = { ratePerMinute: 5, maxActivePerOwner: 5 };
+    for (let i = 0; i < 50; i++) {
+      await broker.submit({ id: `job-${i}`, owner: `owner-${i}`, prompt: "a fox" }, limits);
+    }
+    assert.deepEqual(broker.ownerMaps, { rateWindows: 50, activeSets: 50 });
+    for (let i = 0; i < 49; i++) assert.equal(await broker.cancel(`job-${i}`), "canceled");
+    clock += 61_000;
+    await broker.submit({ id: "next", owner: "owner-0", prompt: "a fox" }, limits);
+    assert.deepEqual(broker.ownerMaps, { rateWindows: 1, activeSets: 2 }, "owner-0 and owner-49");
+    clock += 61_000;
+    await broker.submit({ id: "plain", owner: "someone", prompt: "a fox" });
+    assert.deepEqual(broker.ownerMaps, { rateWindows: 0, activeSets: 2 }, "both still have a job");
+  }, { now: () => clock });
 });
 
 Deno.test("memory broker refuses a ttlSec that is not positive", () => {

@@ -104,3 +104,28 @@ Deno.test("Upstash client checks its options", () => {
     RangeError,
   );
 });
+
+Deno.test({
+  name:
+    "TCP client lets a blocking read outlast the command deadline, which still bounds other commands",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = await startRedis();
+    const client = createTcpClient({ url: server.url, commandTimeoutMs: 100 });
+    const blocking = client.blocking()!;
+    try {
+      const read = await blocking.send(["XREAD", "BLOCK", "400", "STREAMS", "quiet", "$"]);
+      assert.equal(read, null, "the read waited its BLOCK out instead of timing out at 100 ms");
+      Deno.kill(server.pid, "SIGSTOP");
+      try {
+        await assert.rejects(client.send(["PING"]), BrokerUnavailableError);
+      } finally {
+        Deno.kill(server.pid, "SIGCONT");
+      }
+    } finally {
+      await client.close();
+      await server.stop();
+    }
+  },
+});
