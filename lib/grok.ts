@@ -56,6 +56,28 @@ export interface GrokProviderOptions {
   fetch?: typeof fetch;
 }
 
+/**
+ * The longest wait a provider's Retry-After may impose on a job: 10 minutes. Rate-limit windows are a
+ * minute or so, so an honest answer fits with room to spare, while a bogus one (99999999 s, a date years
+ * ahead) cannot park a job for longer than a client would still wait for it, nor reach setTimeout's
+ * 2^31-1 ms limit, past which a timer fires at once.
+ */
+export const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/**
+ * Reads a Retry-After header (delay seconds or an HTTP date) as a wait in milliseconds within
+ * [0, MAX_RETRY_AFTER_MS]; undefined when it is absent or unreadable (negative, not a number, not a date).
+ */
+export function boundedRetryAfter(
+  value: string | null,
+  now: number = Date.now(),
+): number | undefined {
+  const text = value?.trim() ?? "";
+  const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : parseRetryAfter(value, now);
+  if (ms === undefined || Number.isNaN(ms)) return undefined;
+  return Math.min(Math.max(0, Math.ceil(ms)), MAX_RETRY_AFTER_MS);
+}
+
 const ERROR_BODY_BYTES = 16 * 1024;
 const MESSAGE_CHARS = 300;
 
@@ -212,7 +234,7 @@ async function statusError(
     (detail ? `: ${detail}` : "");
   if (response.status === 429 || response.status >= 500) {
     return new RetryableError(message, {
-      retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
+      retryAfterMs: boundedRetryAfter(response.headers.get("retry-after")),
     });
   }
   return new PermanentError(message);

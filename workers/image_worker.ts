@@ -1,10 +1,11 @@
 /** The image worker: claims jobs, keeps their leases, calls the provider, and finishes each job once. */
 import type { Logger } from "@logtape/logtape";
-import { RetryableError } from "../lib/errors.ts";
+import { isTransient, RetryableError } from "../lib/errors.ts";
 import type { ImageProvider } from "../lib/grok.ts";
 import { PROCESSING_ERROR } from "../lib/notifications.ts";
-import type { Broker, Delivery, JobRecord } from "../lib/queue/types.ts";
-import { adoptSeed } from "./seed.ts";
+import type { Broker, Delivery, JobRecord, LeaseStatus, Outcome } from "../lib/queue/types.ts";
+import { intake } from "./seed.ts";
+import { persist, retryDelay } from "./retry.ts";
 import { pause, Wakeable } from "../lib/pause.ts";
 
 /** Dependencies and settings of a worker. */
@@ -31,24 +32,19 @@ export interface ImageWorkerOptions {
   onFinished?: (status: string, job: JobRecord | null) => void;
 }
 
+/**
+ * One delivery being handled here: `intake` until start() hands it the job (a seed's job may not exist
+ * yet), `running` while the provider is called, `ending` once its last write is under way (fenced by the
+ * broker, so renewals no longer matter).
+ */
 interface InFlight {
   delivery: Delivery;
   controller: AbortController;
+  phase: "intake" | "running" | "ending";
 }
 
-/** Computes a retry delay with exponential backoff, full jitter, and the provider's Retry-After as a floor. */
-export function retryDelay(
-  attempt: number,
-  { baseMs, maxMs, retryAfterMs, random = Math.random }: {
-    baseMs: number;
-    maxMs: number;
-    retryAfterMs?: number;
-    random?: () => number;
-  },
-): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.max(retryAfterMs ?? 0, Math.floor(random() * ceiling));
-}
+/** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
+const PRUNE_IDLE_MIN_MS = 60_000;
 
 /** Runs jobs from the broker with bounded concurrency until closed. */
 export class ImageWorker {
@@ -61,6 +57,7 @@ export class ImageWorker {
   #slotFreed: (() => void) | null = null;
   #idle = new Wakeable();
   #lastSweep = 0;
+  #lastPrune = Date.now();
   #loop: Promise<void> | null = null;
   #maintenance: ReturnType<typeof setInterval> | undefined;
   #closing: Promise<void> | null = null;
@@ -76,6 +73,9 @@ export class ImageWorker {
       idlePollMaxMs: 8_000,
       ...options,
     };
+    if (!(this.#o.backoffBaseMs > 0 && Number.isFinite(this.#o.backoffMaxMs))) {
+      throw new RangeError("Cannot create worker: the backoff must be finite and > 0");
+    }
     // Idle sweeps over REST: at most every 15 s, but never slower than one lease, so takeovers stay prompt.
     this.#o.idleSweepMs = options.idleSweepMs ?? Math.min(15_000, options.leaseMs);
   }
@@ -132,9 +132,9 @@ export class ImageWorker {
   }
 
   #spawn(delivery: Delivery): void {
-    const controller = new AbortController();
-    this.#inflight.set(delivery.entryId, { delivery, controller });
-    this.#handle(delivery, controller.signal)
+    const flight: InFlight = { delivery, controller: new AbortController(), phase: "intake" };
+    this.#inflight.set(delivery.entryId, flight);
+    this.#handle(flight)
       .catch((error) =>
         this.#o.log.error("Cannot process job {id}: {error}", {
           id: delivery.jobId,
@@ -148,15 +148,13 @@ export class ImageWorker {
       });
   }
 
-  /** Renews leases, aborts canceled jobs, takes over stalled ones and promotes due retries. */
+  /** Renews leases, aborts canceled and lost jobs, takes over stalled ones and promotes due retries. */
   async maintain(): Promise<void> {
     const { broker, log } = this.#o;
     try {
       const flights = [...this.#inflight.values()];
       const statuses = await broker.renew(this.consumer, flights.map((f) => f.delivery));
-      statuses.forEach((status, i) => {
-        if (status !== "running" && status !== "queued") flights[i].controller.abort("canceled");
-      });
+      statuses.forEach((status, i) => this.#check(flights[i], status));
       // Over REST every command is billed: an idle worker sweeps less often than it renews.
       const idle = !broker.blocking && flights.length === 0;
       if (idle && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
@@ -167,93 +165,140 @@ export class ImageWorker {
         const stalled = await broker.reclaim(this.consumer, this.#o.leaseMs, free);
         for (const delivery of stalled) this.#spawn(delivery);
       }
+      const pruneIdleMs = Math.max(10 * this.#o.leaseMs, PRUNE_IDLE_MIN_MS);
+      if (Date.now() - this.#lastPrune >= 10 * this.#o.leaseMs) {
+        this.#lastPrune = Date.now();
+        const removed = await broker.pruneConsumers(pruneIdleMs);
+        if (removed > 0) log.info("Removed {removed} idle consumers", { removed });
+      }
     } catch (error) {
       log.warn("Cannot maintain leases: {error}", { error: String(error) });
     }
   }
 
-  async #handle(delivery: Delivery, signal: AbortSignal): Promise<void> {
-    const { broker, log } = this.#o;
-    if (!delivery.jobId) {
-      log.warn("Dropping malformed stream entry {entry}", { entry: delivery.entryId });
-      return await broker.ack(delivery);
-    }
-    if (delivery.deliveries > this.#o.maxAttempts + 2) {
-      const reason = `Delivered ${delivery.deliveries} times without finishing`;
-      return await broker.deadLetter(delivery, reason);
-    }
-    if (delivery.seed) {
-      const verdict = await adoptSeed(delivery, this.#o);
-      if (verdict === "refused") this.#o.onFinished?.("failed", null);
-      if (verdict !== "run") return;
-    }
-    const job = await broker.start(delivery);
-    if (!job) return await broker.ack(delivery);
-    await this.#generate(delivery, job, signal);
-  }
-
-  /**
-   * Retries a broker write until it lands (Redis may be restarting), so a finished job's outcome is kept
-   * rather than recomputed; gives up only at shutdown, leaving the entry pending for a takeover.
-   */
-  async #persist<T>(what: string, write: () => Promise<T>): Promise<T> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await write();
-      } catch (error) {
-        if (this.#stop.signal.aborted && attempt > 3) throw error;
-        const delay = Math.min(100 * 2 ** attempt, 2_000);
-        this.#o.log.warn("Cannot {what} yet, retrying in {delay} ms: {error}", {
-          what,
-          delay,
-          error: String(error),
-        });
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
+  /** Acts on what a renewal found: another consumer holds the entry, or the job was canceled or is gone. */
+  #check(flight: InFlight, status: LeaseStatus): void {
+    const { controller, delivery, phase } = flight;
+    if (controller.signal.aborted || phase === "ending") return;
+    // Before start() a seed's job may not exist yet: only "lost" counts then.
+    if (status === "lost" || (status === null && phase === "running")) {
+      this.#o.log.warn("Lost the lease of job {id} (entry {entry}): {why}; abandoning it here", {
+        id: delivery.jobId,
+        entry: delivery.entryId,
+        why: status === "lost" ? "another consumer holds it" : "the job is gone",
+      });
+      controller.abort("lost");
+    } else if (phase === "running" && status !== "running" && status !== "queued") {
+      controller.abort("canceled");
     }
   }
 
-  async #generate(delivery: Delivery, job: JobRecord, signal: AbortSignal): Promise<void> {
-    const { broker, provider, log } = this.#o;
+  async #handle(flight: InFlight): Promise<void> {
+    const onRefused = () => this.#o.onFinished?.("failed", null);
+    const job = await intake(flight.delivery, { ...this.#o, onRefused }, flight.controller.signal);
+    if (!job) return;
+    flight.phase = "running";
+    await this.#generate(flight, job);
+  }
+
+  async #generate(flight: InFlight, job: JobRecord): Promise<void> {
+    const { provider } = this.#o;
+    const signal = flight.controller.signal;
+    let outcome: Outcome;
     try {
+      signal.throwIfAborted();
       const image = await provider.generate(
         { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
         { signal },
       );
-      const done = await this.#persist("store the result", () =>
-        broker.finish(delivery, {
-          type: "succeeded",
-          image: image.base64,
-          mimeType: image.mimeType,
-          revisedPrompt: image.revisedPrompt,
-        }));
-      this.#o.onFinished?.(done ? "succeeded" : "superseded", job);
+      signal.throwIfAborted();
+      outcome = {
+        type: "succeeded",
+        image: image.base64,
+        mimeType: image.mimeType,
+        revisedPrompt: image.revisedPrompt,
+      };
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      if (signal.aborted && signal.reason === "shutdown") return; // left pending for a takeover
-      if (signal.aborted) {
-        // Canceled while running: the cancel wrote the terminal event; this only acknowledges.
-        await broker.finish(delivery, { type: "failed", error: PROCESSING_ERROR, reason });
-        return;
+      return await this.#failed(flight, job, error);
+    }
+    await this.#store(flight, job, outcome);
+  }
+
+  /** Handles a provider call that threw: abandoned, canceled, retried later, or failed. */
+  async #failed(flight: InFlight, job: JobRecord, error: unknown): Promise<void> {
+    const { broker, log } = this.#o;
+    const { delivery, controller: { signal } } = flight;
+    const reason = error instanceof Error ? error.message : String(error);
+    if (signal.aborted) {
+      if (signal.reason === "shutdown") return; // left pending for a takeover
+      if (signal.reason === "lost") {
+        // Another consumer holds the entry now: it writes the outcome, this one writes nothing.
+        log.info("Abandoned job {id}: its lease was taken over", { id: job.id });
+        return this.#o.onFinished?.("superseded", job);
       }
-      if (error instanceof RetryableError && job.attempts < this.#o.maxAttempts) {
-        const delay = retryDelay(job.attempts, {
-          baseMs: this.#o.backoffBaseMs,
-          maxMs: this.#o.backoffMaxMs,
-          retryAfterMs: error.retryAfterMs,
-        });
-        log.info("Retrying job {id} in {delay} ms: {reason}", { id: job.id, delay, reason });
+      // Canceled while running: the cancel wrote the terminal event; this only acknowledges.
+      flight.phase = "ending";
+      return await this.#persist("acknowledge a canceled job", () => broker.ack(delivery));
+    }
+    if (error instanceof RetryableError && job.attempts < this.#o.maxAttempts) {
+      const delay = retryDelay(job.attempts, {
+        baseMs: this.#o.backoffBaseMs,
+        maxMs: this.#o.backoffMaxMs,
+        retryAfterMs: error.retryAfterMs,
+      });
+      log.info("Retrying job {id} in {delay} ms: {reason}", { id: job.id, delay, reason });
+      flight.phase = "ending";
+      try {
         await this.#persist("schedule a retry", () => broker.retryLater(delivery, delay, reason));
         this.#schedulePromotion(delay);
         return;
+      } catch (cause) {
+        if (isTransient(cause)) throw cause; // given up at shutdown: left pending for a takeover
+        log.error("Cannot schedule a retry of job {id}, failing it: {error}", {
+          id: job.id,
+          error: String(cause),
+        });
       }
+    } else {
       log.warn("Job {id} failed: {reason}", { id: job.id, reason });
-      const done = await this.#persist(
-        "store the failure",
-        () => broker.finish(delivery, { type: "failed", error: PROCESSING_ERROR, reason }),
-      );
-      this.#o.onFinished?.(done ? "failed" : "superseded", job);
     }
+    await this.#store(flight, job, { type: "failed", error: PROCESSING_ERROR });
+  }
+
+  /**
+   * Writes the terminal outcome. A permanent error storing a success fails the job without its image; a
+   * permanent error storing a failure releases the slot (the lease expires and the dead-letter path ends
+   * the job), so no slot stays busy for good.
+   */
+  async #store(flight: InFlight, job: JobRecord, outcome: Outcome): Promise<void> {
+    const { broker, log } = this.#o;
+    flight.phase = "ending";
+    try {
+      const done = await this.#persist(
+        `store the ${outcome.type} outcome`,
+        () => broker.finish(flight.delivery, outcome),
+      );
+      if (!done) log.info("Job {id} was ended elsewhere; nothing stored", { id: job.id });
+      this.#o.onFinished?.(done ? outcome.type : "superseded", job);
+    } catch (error) {
+      if (isTransient(error)) throw error; // given up at shutdown: left pending for a takeover
+      if (outcome.type === "succeeded") {
+        log.error("Cannot store the image of job {id}, failing it without: {error}", {
+          id: job.id,
+          error: String(error),
+        });
+        return await this.#store(flight, job, { type: "failed", error: PROCESSING_ERROR });
+      }
+      log.error("Cannot store the failure of job {id}, releasing it to its lease: {error}", {
+        id: job.id,
+        error: String(error),
+      });
+      this.#o.onFinished?.("abandoned", job);
+    }
+  }
+
+  #persist<T>(what: string, write: () => Promise<T>): Promise<T> {
+    return persist(write, { what, log: this.#o.log, stopping: this.#stop.signal });
   }
 
   /** Moves the retry back to the stream when it is due (the lease timer also does, as a fallback). */

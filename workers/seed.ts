@@ -1,14 +1,26 @@
-/** Entries other services add to the jobs stream with the seed's fields `Token`, `Prompt` and `Id`. */
+/**
+ * A stream entry before it runs: entries with an invalid Id or delivered too often are dead-lettered,
+ * entries other services add with the seed's fields `Token`, `Prompt` and `Id` are adopted, and the job
+ * is started.
+ */
 import { decodeJwt } from "jose";
 import type { Logger } from "@logtape/logtape";
 import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/notifications.ts";
-import type { Broker, Delivery } from "../lib/queue/types.ts";
+import type { Broker, Delivery, JobRecord } from "../lib/queue/types.ts";
 
 /** What adopting a seed entry needs. */
 export interface SeedDeps {
   broker: Broker;
   verifyToken: (token: string) => Promise<{ sub: string }>;
   log: Logger;
+}
+
+/** Job ids as the API accepts them (lib/schemas.ts): 1 to 128 of A-Z a-z 0-9 _ . : - */
+const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+/** True when a stream entry's `Id` is a valid job id (anything else is dead-lettered unread). */
+export function isJobId(id: string): boolean {
+  return JOB_ID.test(id);
 }
 
 /** The `sub` a token names, read without verifying it (only to show a refusal to that subject). */
@@ -51,9 +63,57 @@ export async function adoptSeed(
   }
   if (refused || !trimmed) {
     const error = refused ? SESSION_EXPIRED : PROCESSING_ERROR;
-    const reason = refused ? "The token is invalid or expired" : "The prompt is empty";
-    await broker.finish(delivery, { type: "failed", error, reason });
+    const reason = refused ? "the token is invalid or expired" : "the prompt is empty";
+    log.info("Refusing stream entry for job {id}: {reason}", { id: delivery.jobId, reason });
+    await broker.finish(delivery, { type: "failed", error });
     return "refused";
   }
   return "run";
+}
+
+/** What taking in an entry needs besides adopting seeds. */
+export interface IntakeDeps extends SeedDeps {
+  maxAttempts: number;
+  /** Called when a seed entry is refused (its job failed without running). */
+  onRefused?: () => void;
+}
+
+/**
+ * Takes in a delivery and starts its job: the job to run, or null when there is nothing to run here
+ * (dead-lettered, refused, a duplicate entry, an ended job, or `signal` aborted because the lease was lost).
+ */
+export async function intake(
+  delivery: Delivery,
+  deps: IntakeDeps,
+  signal: AbortSignal,
+): Promise<JobRecord | null> {
+  const { broker, log } = deps;
+  if (!isJobId(delivery.jobId)) {
+    log.warn("Dead-lettering stream entry {entry}: its Id is not a valid job id", {
+      entry: delivery.entryId,
+    });
+    await broker.deadLetter(delivery, "The entry's Id is not a valid job id");
+    return null;
+  }
+  if (delivery.deliveries > deps.maxAttempts + 2) {
+    const reason = `Delivered ${delivery.deliveries} times without finishing`;
+    log.warn("Dead-lettering job {id}: {reason}", { id: delivery.jobId, reason });
+    await broker.deadLetter(delivery, reason);
+    return null;
+  }
+  if (delivery.seed) {
+    const verdict = await adoptSeed(delivery, deps);
+    if (verdict === "refused") deps.onRefused?.();
+    if (verdict !== "run") return null;
+  }
+  if (signal.aborted) return null; // lost during the intake: the consumer holding the entry runs it
+  const job = await broker.start(delivery);
+  if (!job) {
+    log.info("Acknowledging entry {entry}: job {id} is ended or run by another entry", {
+      entry: delivery.entryId,
+      id: delivery.jobId,
+    });
+    await broker.ack(delivery);
+  }
+  return job;
 }

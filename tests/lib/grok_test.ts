@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import {
+  boundedRetryAfter,
   createGrokProvider,
   createPlaceholderProvider,
   type GrokProviderOptions,
+  MAX_RETRY_AFTER_MS,
 } from "../../lib/grok.ts";
 import { PermanentError, RetryableError } from "../../lib/errors.ts";
 import { sniffImage } from "../../lib/images.ts";
@@ -100,6 +102,24 @@ Deno.test("the Grok provider maps 5xx, 429 and timeouts to RetryableError", asyn
         return true;
       });
     });
+    await t.step("429 with an absurd Retry-After waits only the cap", async () => {
+      for (const retryAfter of ["99999999", "9".repeat(400), "Fri, 01 Jan 9999 00:00:00 GMT"]) {
+        fake.inject({ status: 429, retryAfter });
+        await assert.rejects(
+          provider().generate({ prompt: "p" }),
+          (error) => error instanceof RetryableError && error.retryAfterMs === MAX_RETRY_AFTER_MS,
+        );
+      }
+    });
+    await t.step("429 with an unreadable Retry-After falls back to the backoff", async () => {
+      for (const retryAfter of ["-5", "NaN", "soon", ""]) {
+        fake.inject({ status: 429, retryAfter });
+        await assert.rejects(
+          provider().generate({ prompt: "p" }),
+          (error) => error instanceof RetryableError && error.retryAfterMs === undefined,
+        );
+      }
+    });
     await t.step("a slow answer past the timeout", async () => {
       fake.inject({ delayMs: 3_000 });
       await assert.rejects(provider({ timeoutMs: 200 }).generate({ prompt: "p" }), RetryableError);
@@ -121,6 +141,20 @@ Deno.test("the Grok provider maps 5xx, 429 and timeouts to RetryableError", asyn
     });
     await assert.rejects(provider.generate({ prompt: "p" }), RetryableError);
   });
+});
+
+Deno.test("boundedRetryAfter reads seconds and HTTP dates within 0 and the cap", () => {
+  const now = Date.parse("2025-01-01T00:00:00Z");
+  assert.equal(boundedRetryAfter("7", now), 7_000);
+  assert.equal(boundedRetryAfter(" 1.5 ", now), 1_500);
+  assert.equal(boundedRetryAfter("Wed, 01 Jan 2025 00:00:05 GMT", now), 5_000);
+  assert.equal(boundedRetryAfter("Tue, 31 Dec 2024 23:00:00 GMT", now), 0);
+  assert.equal(boundedRetryAfter("99999999", now), MAX_RETRY_AFTER_MS);
+  assert.equal(boundedRetryAfter("1e400", now), undefined);
+  for (const bad of [null, "", "-3", "NaN", "Infinity", "soon", "0x10"]) {
+    assert.equal(boundedRetryAfter(bad, now), undefined, String(bad));
+  }
+  assert.ok(MAX_RETRY_AFTER_MS <= 2 ** 31 - 1, "within what setTimeout can wait");
 });
 
 Deno.test("the Grok provider maps 400 to PermanentError with the provider's message", async (t) => {

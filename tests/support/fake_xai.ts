@@ -38,6 +38,10 @@ export interface FakeXai {
   readonly requests: RecordedRequest[];
   /** How many generations requests arrived. */
   readonly calls: number;
+  /** Generations requests per prompt (every request counted, whatever its answer). */
+  readonly callsByPrompt: ReadonlyMap<string, number>;
+  /** Generations requests whose client went away before the answer was sent. */
+  readonly aborted: number;
   inject(...faults: Fault[]): void;
   setLatency(ms: number): void;
   /** Sets the probability (0..1) of a random 500 answer. */
@@ -81,6 +85,8 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
   const redirects = new Map<string, string>();
   const waiting = new Set<() => void>();
   let calls = 0;
+  let aborted = 0;
+  const callsByPrompt = new Map<string, number>();
   let closing: Promise<void> | undefined;
 
   /** Waits ms (forever when Infinity), ending early when the fake closes. */
@@ -102,6 +108,25 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     const fault = faults.shift();
     const authorization = request.headers.get("authorization");
     const body: unknown = await request.json().catch(() => null);
+    const prompt = (body as { prompt?: unknown } | null)?.prompt;
+    if (typeof prompt === "string") callsByPrompt.set(prompt, (callsByPrompt.get(prompt) ?? 0) + 1);
+    // Count a client that leaves before the answer; the listener goes before Deno's own abort of
+    // request.signal after a normal answer (legacy behaviour).
+    const onAbort = () => aborted++;
+    request.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await answer(origin, fault, body, authorization);
+    } finally {
+      request.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async function answer(
+    origin: string,
+    fault: Fault | undefined,
+    body: unknown,
+    authorization: string | null,
+  ): Promise<Response> {
     requests.push({ body, authorization, at: Date.now() });
     if (requests.length >= MAX_RECORDED * 2) requests.splice(0, MAX_RECORDED);
     if (!authorization || !/^Bearer \S+$/.test(authorization)) {
@@ -196,6 +221,12 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     },
     get calls() {
       return calls;
+    },
+    get callsByPrompt() {
+      return callsByPrompt;
+    },
+    get aborted() {
+      return aborted;
     },
     inject(...more) {
       faults.push(...more);
