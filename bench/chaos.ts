@@ -2,8 +2,9 @@
 import { z } from "zod";
 import { signToken, TEST_SECRET } from "../tests/support/app.ts";
 import { startFakeXai } from "../tests/support/fake_xai.ts";
-import { redisCommand, startRedis } from "../tests/support/redis_server.ts";
+import { startRedis } from "../tests/support/redis_server.ts";
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
+import { evalOver, judge, STATUSES } from "./chaos_judge.ts";
 
 /** Settings of one chaos run (defaults: 3 workers, a kill every 3000 ms, 20% provider 500s). */
 export interface ChaosOptions {
@@ -26,11 +27,17 @@ export interface ChaosReport {
   submitRetries: number;
   succeeded: number;
   failed: number;
+  /** Accepted jobs with no terminal event. */
   lost: number;
+  /** Jobs with more than one terminal event (or one that disagrees with the status or the feed). */
   duplicated: number;
   workerKills: number;
   redisRestarts: number;
   providerCalls: number;
+  /** Provider calls beyond the recorded attempts of their job, summed over all jobs. */
+  duplicatedCalls: number;
+  /** Provider requests whose worker went away (killed, or aborted on a lost lease) before the answer. */
+  providerAborted: number;
   /** Jobs another worker took over (more attempts than `started` events). */
   takenOver: number;
   /** Worst time from a taken-over job's last `started` event to its terminal event, or null. */
@@ -40,6 +47,8 @@ export interface ChaosReport {
   durationMs: number;
   lostIds: string[];
   duplicatedIds: string[];
+  /** Jobs with more provider calls than recorded attempts. */
+  duplicatedCallIds: string[];
 }
 
 const PREFIX = "chaos:";
@@ -59,82 +68,11 @@ const ENV = {
   LOG_LEVEL: "warning",
 };
 
-const STATUSES = `local out = {}
-for i, k in ipairs(KEYS) do out[i] = redis.call('HGET', k, 'status') or '' end
-return out`;
-
-const DETAILS = `local out = {}
-for i, k in ipairs(KEYS) do
-  local f = redis.call('HMGET', k, 'status', 'seq', 'attempts')
-  local row = {f[1] or '', f[3] or '0'}
-  for s = 1, tonumber(f[2] or '0') or 0 do row[#row + 1] = redis.call('HGET', k, 'e' .. s) or '' end
-  out[i] = row
-end
-return out`;
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function evalOver(port: number, script: string, ids: string[]): Promise<unknown[]> {
-  const out: unknown[] = [];
-  for (let i = 0; i < ids.length; i += 250) {
-    const keys = ids.slice(i, i + 250).map((id) => `${PREFIX}job:${id}`);
-    out.push(...await redisCommand(port, ["EVAL", script, String(keys.length), ...keys]) as []);
-  }
-  return out;
-}
-
-/** Reads the feed: for each job, the seqs of the terminal events it points at. */
-async function feedTerminals(port: number): Promise<Map<string, Set<string>>> {
-  const seqs = new Map<string, Set<string>>();
-  for (let from = "-";;) {
-    const range = ["XRANGE", `${PREFIX}events`, from, "+", "COUNT", "1000"];
-    const entries = await redisCommand(port, range) as [string, string[]][];
-    for (const [, fields] of entries) {
-      const f: Record<string, string> = {};
-      for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]] = fields[i + 1];
-      if (!TERMINAL.has(JSON.parse(f.n ?? "{}").type)) continue;
-      seqs.set(f.j, (seqs.get(f.j) ?? new Set()).add(f.e));
-    }
-    if (entries.length < 1000) return seqs;
-    from = `(${entries.at(-1)![0]}`;
-  }
-}
-
-type Verdict = Pick<
-  ChaosReport,
-  "succeeded" | "failed" | "takenOver" | "worstTakeoverMs" | "lostIds" | "duplicatedIds"
->;
-
-/** Checks every accepted job: exactly one terminal event, agreeing with its status and the feed. */
-async function judge(port: number, ids: string[]): Promise<Verdict> {
-  const rows = await evalOver(port, DETAILS, ids) as string[][];
-  const feed = await feedTerminals(port);
-  const lostIds: string[] = [];
-  const duplicatedIds: string[] = [];
-  const v: Verdict = {
-    succeeded: 0,
-    failed: 0,
-    takenOver: 0,
-    worstTakeoverMs: null,
-    lostIds,
-    duplicatedIds,
-  };
-  rows.forEach(([status, attempts, ...raw], i) => {
-    const events = raw.map((json) => JSON.parse(json || "{}") as { type?: string; at?: string });
-    const terminals = events.filter((e) => TERMINAL.has(e.type ?? ""));
-    if (status === "succeeded") v.succeeded++;
-    if (status === "failed") v.failed++;
-    if (!status || terminals.length === 0) lostIds.push(ids[i]);
-    else if (terminals.length > 1 || terminals[0].type !== status) duplicatedIds.push(ids[i]);
-    else if ((feed.get(ids[i])?.size ?? 0) > 1) duplicatedIds.push(ids[i]);
-    const starts = events.filter((e) => e.type === "started");
-    if (Number(attempts) > starts.length && starts.length > 0 && terminals.length > 0) {
-      v.takenOver++;
-      const ms = Date.parse(terminals[0].at!) - Date.parse(starts.at(-1)!.at!);
-      v.worstTakeoverMs = Math.max(v.worstTakeoverMs ?? 0, ms);
-    }
-  });
-  return v;
+/** Each job's prompt is unique, so that the fake provider's calls can be counted per job. */
+function promptOf(id: string): string {
+  return `chaos prompt ${id}`;
 }
 
 /** Starts Redis, a fake xAI, one API and `workers` worker processes, submits jobs under faults, judges. */
@@ -190,7 +128,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           const res = await fetch(`${api!.url}/v1/images`, {
             method: "POST",
             headers: { ...headers, "Content-Type": "application/json" },
-            body: JSON.stringify({ prompt: `chaos prompt ${n}`, id }),
+            body: JSON.stringify({ prompt: promptOf(id), id }),
             signal: AbortSignal.timeout(10_000),
           });
           await res.body?.cancel();
@@ -212,7 +150,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
       while (next < jobs) {
         const n = next++;
-        await sleep(loadStart + Math.floor(n / burst) * killEveryMs - performance.now());
+        await sleep(
+          Math.max(0, loadStart + Math.floor(n / burst) * killEveryMs - performance.now()),
+        );
         if (n % burst === Math.floor(burst / 2)) faults.push(killWorker());
         if (n === Math.floor(jobs / 2)) faults.push(restartRedis());
         await submitOne(n);
@@ -225,14 +165,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     log(`${accepted.length} of ${jobs} accepted; waiting for every job to end`);
     const deadline = Date.now() + (options.settleMs ?? 180_000);
     while (Date.now() < deadline) {
-      const statuses = await evalOver(redis.port, STATUSES, accepted) as string[];
+      const statuses = await evalOver(redis.port, PREFIX, STATUSES, accepted) as string[];
       const open = statuses.filter((s) => !TERMINAL.has(s)).length;
       if (open === 0) break;
       log(`${open} jobs not ended yet`);
       await sleep(1_000);
     }
     const settleMs = performance.now() - loadEnd;
-    const verdict = await judge(redis.port, accepted);
+    const callsOf = (id: string) => fake.callsByPrompt.get(promptOf(id)) ?? 0;
+    const verdict = await judge(redis.port, PREFIX, accepted, callsOf);
     return {
       submitted: jobs,
       accepted: accepted.length,
@@ -243,6 +184,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       workerKills,
       redisRestarts,
       providerCalls: fake.calls,
+      providerAborted: fake.aborted,
       settleMs,
       durationMs: performance.now() - began,
     };
@@ -265,10 +207,13 @@ export function formatReport(r: ChaosReport): string {
     ["succeeded", r.succeeded],
     ["failed", r.failed],
     ["lost", r.lost],
-    ["duplicated", r.duplicated],
+    ["duplicated terminal events", r.duplicated],
     ["worker kills", r.workerKills],
     ["redis restarts", r.redisRestarts],
     ["provider calls", r.providerCalls],
+    ["duplicated provider calls (beyond the job's attempts)", r.duplicatedCalls],
+    ["jobs with duplicated provider calls", r.duplicatedCallIds.length],
+    ["provider calls aborted by their worker", r.providerAborted],
     ["jobs taken over", r.takenOver],
     ["worst takeover delay (last started → terminal)", s(r.worstTakeoverMs)],
     ["settle time after submissions", s(r.settleMs)],
@@ -282,6 +227,9 @@ export function formatReport(r: ChaosReport): string {
   if (r.lostIds.length) lines.push("", `lost: ${r.lostIds.slice(0, 20).join(", ")}`);
   if (r.duplicatedIds.length) {
     lines.push("", `duplicated: ${r.duplicatedIds.slice(0, 20).join(", ")}`);
+  }
+  if (r.duplicatedCallIds.length) {
+    lines.push("", `duplicated provider calls: ${r.duplicatedCallIds.slice(0, 20).join(", ")}`);
   }
   return lines.join("\n");
 }

@@ -16,5 +16,12 @@ Deno.test({
     assert.ok(report.workerKills >= 1, "at least one worker was killed");
     assert.equal(report.redisRestarts, 1);
     assert.ok(report.providerCalls >= report.accepted, "every job reached the provider");
+    // A killed worker's in-flight call is repeated by the worker that takes its job over; any other
+    // provider call beyond a job's recorded attempts means two workers ran it at once.
+    assert.ok(
+      report.duplicatedCalls <= report.takenOver,
+      `${report.duplicatedCalls} duplicated provider calls, only ${report.takenOver} takeovers: ` +
+        report.duplicatedCallIds.join(", "),
+    );
   },
 });
