@@ -9,7 +9,7 @@ import type { Auth } from "./auth.ts";
 import { redactUrl } from "./logging.ts";
 import type { StreamSlots } from "./stream_slots.ts";
 import type { Config } from "./config.ts";
-import { BrokerUnavailableError, HttpError, httpErrors } from "./errors.ts";
+import { HttpError, httpErrors, isTransient } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Broker } from "./queue/types.ts";
 import type { Relay } from "./relay.ts";
@@ -40,32 +40,40 @@ export interface AppDeps {
 /** Variables routes set on the request context. */
 export type AppEnv = { Variables: { requestId: string } };
 
-/** Maps any thrown error to the contract's error body; a 5xx only for real server faults. */
+/** Maps any thrown error to the contract's error body; 503 only for "not now" failures, else 500. */
 export function toHttpError(error: unknown, log: Logger): HttpError {
-  let http: HttpError;
-  if (error instanceof HttpError) http = error;
-  else if (error instanceof BrokerUnavailableError || isUnavailableReply(error)) {
-    http = httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
-  } else {
-    log.error("Unhandled error: {error}", { error: String(error) });
-    http = new HttpError(500, "unavailable", "Cannot complete the request: internal error");
+  if (error instanceof HttpError) {
+    if (error.status >= 500 && error.cause !== undefined) logCause(log, error.cause);
+    return error;
   }
-  return http;
+  logCause(log, error);
+  if (isTransient(error)) {
+    return httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
+  }
+  return new HttpError(500, "internal", "Cannot complete the request: internal error");
+}
+
+/** Logs a server fault with its cause chain at error level, tokens masked. */
+function logCause(log: Logger, error: unknown): void {
+  log.error("Cannot serve the request: {cause}", { cause: describeError(error) });
+}
+
+const JWT_LIKE = /eyJ[\w-]+\.[\w-]+\.[\w-]*/g;
+
+/** One line naming an error and its causes (`A: x <- B: y`), with anything JWT-like masked. */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    parts.push(current instanceof Error ? `${current.name}: ${current.message}` : String(current));
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join(" <- ").replace(JWT_LIKE, "[REDACTED]");
 }
 
 /** The error as a response built on the context, so headers set by middleware (request id) stay. */
 function respond(c: Context, http: HttpError): Response {
   return c.json(http.toBody(), http.status as ContentfulStatusCode, http.headers);
-}
-
-/**
- * Redis answers that mean "not now" rather than "wrong": an AOF still loading, a replica, a cluster in
- * flux, or a REST proxy that lost its Redis (`ERR …` with HTTP 500, which @upstash/redis does not expose).
- * Transport failures arrive as BrokerUnavailableError from the seam.
- */
-function isUnavailableReply(error: unknown): boolean {
-  return error instanceof Error &&
-    /^(ERR|LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN)\b/.test(error.message);
 }
 
 /** Creates the application: operations routes always, `/v1` routes unless ROLE=worker. */

@@ -90,6 +90,8 @@ export async function createAuth(options: AuthOptions): Promise<Auth> {
     );
   }
 
+  // Verified tokens skip the signature check for a few minutes at most (see VerifiedCache).
+  const verified = new VerifiedCache<Principal>();
   let key: JWTVerifyGetKey;
   let algorithms: string[];
   let secretBytes: Uint8Array | undefined;
@@ -101,7 +103,12 @@ export async function createAuth(options: AuthOptions): Promise<Auth> {
     ({ key, algorithms } = await importPublicKey(publicKey, options.algorithms));
   } else {
     algorithms = pickAlgorithms(options.algorithms, ASYMMETRIC_ALGORITHMS, "a JWKS");
-    key = remoteKeySet(jwksUrl!, options.fetch);
+    // When the key set changes, tokens verified with a key that left it (or changed) stop working.
+    key = remoteKeySet(
+      jwksUrl!,
+      options.fetch,
+      (kept) => verified.retainTags((kid) => kept.has(kid)),
+    );
   }
 
   const verifyOptions: JWTVerifyOptions = {
@@ -111,8 +118,6 @@ export async function createAuth(options: AuthOptions): Promise<Auth> {
     clockTolerance: clockToleranceSec,
     requiredClaims: ["exp", "sub"],
   };
-
-  const verified = new VerifiedCache<Principal>();
 
   async function verify(token: string): Promise<Principal> {
     if (typeof token !== "string" || token.length === 0) throw unauthorized("the token is missing");
@@ -136,9 +141,11 @@ export async function createAuth(options: AuthOptions): Promise<Auth> {
       throw unauthorized("the token was issued in the future");
     }
     const principal = { sub: claims.data.sub };
-    // Cached until exp (required, so present): a reused token skips the signature check.
+    // Cached until exp (required, so present) or a few minutes, whichever is sooner; with a JWKS,
+    // tagged with the key id so that a key leaving the set takes its tokens with it.
     const exp = (payload as { exp?: number }).exp;
-    if (typeof exp === "number") verified.set(token, principal, exp * 1000);
+    const tag = jwksUrl !== undefined ? header.kid ?? "" : undefined;
+    if (typeof exp === "number") verified.set(token, principal, exp * 1000, tag);
     return principal;
   }
 
@@ -217,7 +224,15 @@ async function importPublicKey(text: string, requested: string[] | undefined) {
   return { key, algorithms };
 }
 
-function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVerifyGetKey {
+/**
+ * The JWKS getter; after each use it compares the key set jose holds with the one it saw last, and on a
+ * change calls `onChange` with the key ids that stayed the same (a new key under an old id counts as gone).
+ */
+function remoteKeySet(
+  url: string,
+  fetchImpl: typeof fetch | undefined,
+  onChange: (kept: Set<string>) => void,
+): JWTVerifyGetKey {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -230,6 +245,22 @@ function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVeri
     timeoutDuration: 5000,
     ...(fetchImpl ? { [customFetch]: fetchImpl } : {}),
   });
+  let seen: string | null = null;
+  let known = new Map<string, string>();
+  const watch = () => {
+    const keys = keySet.jwks()?.keys ?? [];
+    const text = JSON.stringify(keys);
+    if (text === seen) return;
+    const next = new Map(keys.map((jwk) => [String(jwk.kid ?? ""), JSON.stringify(jwk)]));
+    const first = seen === null;
+    const before = known;
+    seen = text;
+    known = next;
+    if (first) return;
+    const kept = new Set<string>();
+    for (const [kid, jwk] of next) if (kid !== "" && before.get(kid) === jwk) kept.add(kid);
+    onChange(kept);
+  };
   return async function getKey(header, token) {
     try {
       return await keySet(header, token);
@@ -238,6 +269,8 @@ function remoteKeySet(url: string, fetchImpl: typeof fetch | undefined): JWTVeri
       if (error instanceof errors.JWKSMultipleMatchingKeys) throw error;
       if (error instanceof errors.JOSENotSupported) throw error;
       throw new KeySetUnavailable("Cannot fetch the key set", { cause: error });
+    } finally {
+      watch();
     }
   };
 }

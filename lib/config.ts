@@ -73,6 +73,8 @@ const envSchema = z.object({
   DOWNLOAD_MAX_BYTES: int(1024, 64 * 1024 * 1024, 20 * 1024 * 1024),
   DRAIN_TIMEOUT_MS: int(0, 600_000, 10_000),
   SSE_KEEPALIVE_MS: int(100, 15_000, 15_000),
+  SSE_MAX_BUFFERED_BYTES: int(256, 64 * 1024 * 1024, 1024 * 1024),
+  WS_MAX_SUBSCRIPTIONS: int(1, 100_000, 1000),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
 });
 

@@ -94,6 +94,6 @@ export function presentJob(job: JobView) {
         },
       }
       : {}),
-    ...(job.status === "failed" ? { error: job.error, reason: job.reason } : {}),
+    ...(job.status === "failed" ? { error: job.error } : {}),
   };
 }

@@ -8,10 +8,17 @@ import { Wakeable } from "./pause.ts";
 import { compareEventIds, isTerminal, type StoredEvent } from "./notifications.ts";
 import type { Broker, FeedItem } from "./queue/types.ts";
 
-/** Receives a job's events in order; `done` is called once after the terminal event or on close. */
+/**
+ * Why a subscription ended: the terminal event was delivered, the job is gone (expired or lost with
+ * its store) so no event will come, or it was closed (by the subscriber or the relay shutting down).
+ */
+export type EndReason = "terminal" | "gone" | "closed";
+
+/** Receives a job's events in order; `done` is called once after the terminal event, when the job is
+ * gone, or on close. */
 export interface Subscriber {
   event(event: StoredEvent): void;
-  done?(reason: "terminal" | "closed"): void;
+  done?(reason: EndReason): void;
 }
 
 /** A live registration; `close()` stops delivery and is idempotent. */
@@ -67,7 +74,8 @@ export class Relay {
       idleMaxMs?: number;
       /**
        * How often every watched job's log is read again, whatever the feed said: a safety net for a
-       * feed item this reader never saw (trimmed while it lagged), so no subscriber waits forever.
+       * feed item this reader never saw (trimmed while it lagged), and the read that ends the
+       * subscribers of a job that is gone (expired, or lost with its store), so none waits forever.
        */
       resyncMs?: number;
     },
@@ -191,6 +199,11 @@ export class Relay {
               continue;
             }
             entry.ready = true;
+            // No job any more (expired, or its store came back empty): no event will ever come.
+            if (history === null) {
+              this.#remove(entry, "gone", jobId);
+              continue;
+            }
             for (const event of events) this.#deliver(entry, event);
             if (ended) this.#remove(entry, "terminal", jobId);
           }
@@ -229,7 +242,7 @@ export class Relay {
     return { close: () => this.#remove(entry, "closed", jobId) };
   }
 
-  #remove(entry: Entry, reason: "terminal" | "closed", jobId: string): void {
+  #remove(entry: Entry, reason: EndReason, jobId: string): void {
     if (entry.closed) return;
     entry.closed = true;
     const job = this.#jobs.get(jobId);

@@ -21,7 +21,7 @@ export interface Runtime {
   deps: AppDeps;
   worker: ImageWorker | null;
   relay: Relay | null;
-  /** A ready-to-use token in DEV_MODE with an HS key, else null. */
+  /** A ready-to-use token in DEV_MODE with the random dev secret (no key configured), else null. */
   devToken: string | null;
   /** Stops taking work, drains, ends streams and closes connections; idempotent. */
   close(options?: { drainMs?: number }): Promise<void>;
@@ -84,13 +84,22 @@ function makeProvider(config: Config, log: Logger): ImageProvider {
   });
 }
 
+/**
+ * The verifier. Dev tokens exist only with the process's own random secret (DEV_MODE with no key
+ * configured): with a real key configured, nothing here ever signs with it.
+ */
 async function makeAuth(config: Config, log: Logger): Promise<Auth> {
+  const configured = Boolean(config.JWT_SECRET || config.JWT_PUBLIC_KEY || config.JWT_JWKS_URL);
   let secret = config.JWT_SECRET;
-  if (!secret && !config.JWT_PUBLIC_KEY && !config.JWT_JWKS_URL && config.devMode) {
+  if (!configured && config.devMode) {
     secret = crypto.getRandomValues(new Uint8Array(32)).toBase64({ alphabet: "base64url" });
     log.warn("DEV_MODE: no JWT key configured, using a random HS256 secret for this process");
+  } else if (config.devMode) {
+    log.warn(
+      "DEV_MODE: a JWT key is configured, so dev tokens are off (POST /v1/dev/token is 404)",
+    );
   }
-  return await createAuth({
+  const auth = await createAuth({
     secret,
     publicKey: config.JWT_PUBLIC_KEY,
     jwksUrl: config.JWT_JWKS_URL,
@@ -98,6 +107,8 @@ async function makeAuth(config: Config, log: Logger): Promise<Auth> {
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
   });
+  // Only the random dev secret may sign; a configured key is for verifying alone.
+  return configured || !config.devMode ? { verify: auth.verify } : auth;
 }
 
 /** Builds every part the configuration asks for and starts the worker and relay. */

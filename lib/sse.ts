@@ -1,6 +1,7 @@
 /**
  * A lean Server-Sent Events writer: one ReadableStream per client with synchronous writes, and one shared
- * keepalive timer for every open stream of the process (not one timer and one TransformStream each).
+ * keepalive timer for every open stream of the process (not one timer and one TransformStream each). A
+ * client that stops reading is cut off once its unread bytes pass a cap, instead of buffering forever.
  */
 
 const encoder = new TextEncoder();
@@ -9,8 +10,10 @@ const encoder = new TextEncoder();
 export interface SseStream {
   /** The response body. */
   readonly body: ReadableStream<Uint8Array>;
-  /** Resolves when the client goes away or the stream is closed. */
+  /** Resolves when the client goes away, the stream is closed, or it is cut off for not reading. */
   readonly closed: Promise<void>;
+  /** True once the stream was cut off because its client stopped reading. */
+  readonly overflowed: boolean;
   /** Sends one event; ignored once closed. */
   event(id: string, type: string, data: string): void;
   /** Sends raw lines (a comment, a `retry:` hint); ignored once closed. */
@@ -24,10 +27,21 @@ export class SseHub {
   #open = new Set<SseStream>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #keepaliveMs: number;
+  #maxBufferedBytes: number;
 
-  constructor({ keepaliveMs }: { keepaliveMs: number }) {
+  constructor(
+    { keepaliveMs, maxBufferedBytes = 1024 * 1024 }: {
+      keepaliveMs: number;
+      /** Unread bytes a stream may hold; one event larger than this still goes to an idle reader. */
+      maxBufferedBytes?: number;
+    },
+  ) {
     if (keepaliveMs < 1) throw new RangeError("Cannot create the hub: keepaliveMs must be >= 1");
+    if (!(maxBufferedBytes >= 1)) {
+      throw new RangeError("Cannot create the hub: maxBufferedBytes must be >= 1");
+    }
     this.#keepaliveMs = keepaliveMs;
+    this.#maxBufferedBytes = maxBufferedBytes;
   }
 
   /** Number of open streams. */
@@ -48,14 +62,28 @@ export class SseHub {
       if (this.#open.size === 0) this.#stopTimer();
       resolveClosed();
     };
+    // Sized in bytes with a high-water mark of 0, so -desiredSize is the number of unread bytes.
     const body = new ReadableStream<Uint8Array>({
       start: (c) => void (controller = c),
       cancel: finish,
-    }, { highWaterMark: 0 });
+    }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
+    let overflowed = false;
     const write = (text: string) => {
       if (ended) return;
+      const bytes = encoder.encode(text);
+      const unread = -(controller.desiredSize ?? 0);
+      if (unread > 0 && unread + bytes.byteLength > this.#maxBufferedBytes) {
+        overflowed = true;
+        try {
+          // Drops what is queued and ends the response: the client reconnects and resumes by id.
+          controller.error(new Error("Cannot send the event: the client stopped reading"));
+        } catch {
+          // already closed
+        }
+        return finish();
+      }
       try {
-        controller.enqueue(encoder.encode(text));
+        controller.enqueue(bytes);
       } catch {
         finish();
       }
@@ -63,6 +91,9 @@ export class SseHub {
     const stream: SseStream = {
       body,
       closed,
+      get overflowed() {
+        return overflowed;
+      },
       event: (id, type, data) => write(`id: ${id}\nevent: ${type}\ndata: ${data}\n\n`),
       raw: write,
       close: () => {

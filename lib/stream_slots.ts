@@ -10,6 +10,11 @@ export class StreamSlots {
     this.#max = max;
   }
 
+  /** Slots `owner` holds now. */
+  count(owner: string): number {
+    return this.#open.get(owner) ?? 0;
+  }
+
   /** Takes a slot for `owner` (no cap when max is 0); the returned function is idempotent. */
   acquire(owner: string): (() => void) | null {
     const count = this.#open.get(owner) ?? 0;

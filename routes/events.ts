@@ -1,9 +1,14 @@
-/** `GET /v1/jobs/:id/events`: a job's notifications over Server-Sent Events, resumable by event id. */
+/**
+ * `GET /v1/jobs/:id/events`: a job's notifications over Server-Sent Events, resumable by event id. A
+ * reconnect after the job's terminal event answers 204 (EventSource stops); a job that disappears (expired,
+ * or lost with its store) ends the stream.
+ */
 import { Hono } from "hono";
 import type { AppDeps, AppEnv } from "../lib/app.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { authenticateReader, JOB_ID, lastEventId } from "../lib/http.ts";
 import type { StoredEvent } from "../lib/notifications.ts";
+import type { EndReason } from "../lib/relay.ts";
 import { SseHub } from "../lib/sse.ts";
 
 /** Milliseconds a client is told to wait before it reconnects after the server ends a stream early. */
@@ -12,7 +17,10 @@ export const RECONNECT_HINT_MS = 1_000;
 /** The SSE route. */
 export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const hub = new SseHub({ keepaliveMs: deps.config.SSE_KEEPALIVE_MS });
+  const hub = new SseHub({
+    keepaliveMs: deps.config.SSE_KEEPALIVE_MS,
+    maxBufferedBytes: deps.config.SSE_MAX_BUFFERED_BYTES,
+  });
   app.get("/v1/jobs/:id/events", async (c) => {
     const id = c.req.param("id");
     const owner = await authenticateReader(c, deps, id);
@@ -29,10 +37,15 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
       release();
       deps.metrics.subscribers.dec({ transport: "sse" });
     };
+    let sent = 0;
+    let ended: EndReason | null = null;
     const sink = {
-      event: (e: StoredEvent) =>
-        sse.event(e.eventId, e.notification.type, JSON.stringify(e.notification)),
-      done: (reason: "terminal" | "closed") => {
+      event: (e: StoredEvent) => {
+        sent++;
+        sse.event(e.eventId, e.notification.type, JSON.stringify(e.notification));
+      },
+      done: (reason: EndReason) => {
+        ended = reason;
         // The server is going away: tell the client to come back and resume.
         if (reason === "closed") sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
         sse.close();
@@ -49,6 +62,8 @@ export function eventRoutes(deps: AppDeps): Hono<AppEnv> {
     }
     // Runs once the stream closes, whether the client left or the terminal event ended it.
     void sse.closed.then(() => cleanup(subscription));
+    // A reconnect after the terminal event: 204 tells EventSource to stop reconnecting.
+    if (after !== undefined && ended === "terminal" && sent === 0) return c.body(null, 204);
     return c.body(sse.body, 200, {
       "Content-Type": "text/event-stream",
       "Cache-Control": "no-cache",

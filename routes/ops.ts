@@ -35,24 +35,26 @@ export function opsRoutes(deps: AppDeps): Hono<AppEnv> {
   });
   app.get("/openapi.json", (c) => c.json(document));
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Image job service" }));
-  app.post("/v1/dev/token", async (c) => {
-    const sign = deps.auth.sign;
-    if (!deps.config.devMode || !sign) {
-      throw httpErrors.notFound("Cannot find the route: no such path");
-    }
-    let raw: unknown = {};
-    const text = await c.req.text();
-    if (text.trim()) {
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        throw httpErrors.invalid("Cannot parse the body: it must be a JSON object");
+  // Dev tokens only while the process signs with its own random secret: otherwise no such route.
+  const sign = deps.auth.sign;
+  if (deps.config.devMode && sign) {
+    app.post("/v1/dev/token", async (c) => {
+      let raw: unknown = {};
+      const text = await c.req.text();
+      if (text.trim()) {
+        try {
+          raw = JSON.parse(text);
+        } catch {
+          throw httpErrors.invalid("Cannot parse the body: it must be a JSON object");
+        }
       }
-    }
-    const parsed = devTokenBody.safeParse(raw);
-    if (!parsed.success) throw new HttpError(422, "invalid_request", describeIssues(parsed.error));
-    const sub = parsed.data.sub ?? "dev-user";
-    return c.json({ token: await sign(sub, 3600), sub });
-  });
+      const parsed = devTokenBody.safeParse(raw);
+      if (!parsed.success) {
+        throw new HttpError(422, "invalid_request", describeIssues(parsed.error));
+      }
+      const sub = parsed.data.sub ?? "dev-user";
+      return c.json({ token: await sign(sub, 3600), sub });
+    });
+  }
   return app;
 }

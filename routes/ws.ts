@@ -1,20 +1,23 @@
-/** `GET /v1/ws`: notifications over a WebSocket, several jobs per socket, authenticated by ticket or message. */
+/**
+ * `GET /v1/ws`: notifications over a WebSocket, several jobs per socket, authenticated by ticket or message.
+ * Each socket's messages are handled one after another, in the order sent, so `auth` followed at once by
+ * `subscribe` works however long the token check takes.
+ */
 import { Hono } from "hono";
-import { upgradeWebSocket } from "hono/deno";
 import { decodeJwt } from "jose";
-import type { WSContext } from "hono/ws";
-import type { AppDeps, AppEnv } from "../lib/app.ts";
+import type { z } from "zod";
+import { type AppDeps, type AppEnv, toHttpError } from "../lib/app.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
 import { JOB_ID } from "../lib/http.ts";
 import type { Subscription } from "../lib/relay.ts";
 import { wsMessage } from "../lib/schemas.ts";
 
-/** Time a socket has to authenticate. */
+/** Time a socket has to send its `auth` message. */
 export const AUTH_DEADLINE_MS = 5_000;
 /** Largest message a client may send. */
 export const MAX_MESSAGE_BYTES = 16 * 1024;
-/** Subscriptions one socket may hold at once. */
-export const MAX_SUBSCRIPTIONS = 100;
+/** Messages that may wait their turn beyond the subscription cap before the socket is closed. */
+export const MAX_PENDING_EXTRA = 64;
 
 /** True when a browser origin may open a socket: no Origin (not a browser), same origin, or allowed. */
 export function originAllowed(
@@ -34,7 +37,7 @@ export function originAllowed(
 /** The WebSocket route. */
 export function wsRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get("/v1/ws", async (c, next) => {
+  app.get("/v1/ws", async (c) => {
     if (
       !originAllowed(c.req.header("Origin"), c.req.header("Host"), deps.config.CORS_ORIGINS ?? [])
     ) {
@@ -45,130 +48,184 @@ export function wsRoutes(deps: AppDeps): Hono<AppEnv> {
       );
       return c.json(refused.toBody(), 403);
     }
+    // Header values are case-insensitive: `Upgrade: WebSocket` is as good as `websocket`.
     if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") {
       throw httpErrors.invalid("Cannot open the socket: a WebSocket upgrade is required");
     }
     const ticket = c.req.query("ticket");
     let scope: { owner: string; jobId: string } | null = null;
     if (ticket) scope = await deps.tickets.verify(ticket);
-    c.set("requestId", c.get("requestId"));
-    const handler = upgradeWebSocket(() => socketHandlers(deps, scope));
-    return handler(c, next);
+    const protocol = c.req.header("Sec-WebSocket-Protocol")?.split(",")[0]?.trim();
+    let upgraded;
+    try {
+      upgraded = Deno.upgradeWebSocket(c.req.raw, protocol ? { protocol } : {});
+    } catch {
+      throw httpErrors.invalid("Cannot open the socket: a WebSocket upgrade is required");
+    }
+    serveSocket(deps, scope, upgraded.socket);
+    return upgraded.response;
   });
   return app;
 }
 
-function socketHandlers(deps: AppDeps, scope: { owner: string; jobId: string } | null) {
+type Message = z.infer<typeof wsMessage>;
+/** A queued message: a parsed one, a repeated `auth` (its token dropped), or one that did not parse. */
+type Queued = Message | { type: "auth_again" } | { type: "bad" };
+
+function serveSocket(
+  deps: AppDeps,
+  scope: { owner: string; jobId: string } | null,
+  socket: WebSocket,
+): void {
+  const maxSubscriptions = deps.config.WS_MAX_SUBSCRIPTIONS;
   let owner = scope?.owner ?? null;
   const subs = new Map<string, Subscription>();
+  const queue: Queued[] = [];
+  let draining = false;
+  let authSeen = false;
+  let closed = false;
   let deadline: ReturnType<typeof setTimeout> | undefined;
   let expiry: ReturnType<typeof setTimeout> | undefined;
   let release: (() => void) | null = null;
-  /** Takes this socket's stream slot for the owner; false (and the socket closes) at the cap. */
-  const admit = (ws: WSContext, who: string): boolean => {
+
+  const send = (message: unknown) => {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  };
+  const close = (code: number, reason: string) => {
+    if (socket.readyState <= WebSocket.OPEN) socket.close(code, reason);
+  };
+  const fail = (error: unknown, id?: string) => {
+    const http = toHttpError(error, deps.log);
+    send({ type: "error", code: http.code, message: http.message, ...(id ? { id } : {}) });
+  };
+  /** Takes this socket's one stream slot for the owner; false (and the socket closes) at the cap. */
+  const admit = (who: string): boolean => {
     release = deps.streams.acquire(who);
     if (release) return true;
-    ws.close(1013, "Too many open streams");
+    close(1013, "Too many open streams");
     return false;
   };
-  const send = (ws: WSContext, message: unknown) => {
-    if (ws.readyState === 1) ws.send(JSON.stringify(message));
-  };
-  const fail = (ws: WSContext, error: unknown) => {
-    const http = error instanceof HttpError ? error : httpErrors.unavailable();
-    send(ws, { type: "error", code: http.code, message: http.message });
-  };
-  return {
-    onOpen(_event: Event, ws: WSContext) {
-      if (owner) return void admit(ws, owner);
-      deadline = setTimeout(() => ws.close(1008, "Authentication timed out"), AUTH_DEADLINE_MS);
-    },
-    async onMessage(event: MessageEvent, ws: WSContext) {
-      const text = typeof event.data === "string" ? event.data : "";
-      if (text.length === 0 || text.length > MAX_MESSAGE_BYTES) {
-        return ws.close(1009, "Message too large or not text");
-      }
-      let parsed;
+
+  async function authenticate(token: string): Promise<void> {
+    if (owner) throw httpErrors.invalid("Cannot authenticate: the socket is authenticated");
+    let sub: string;
+    try {
+      sub = (await deps.auth.verify(token)).sub;
+    } catch {
+      return close(1008, "Authentication failed");
+    }
+    if (closed || !admit(sub)) return;
+    owner = sub;
+    // A bearer token that expires mid-session ends the session.
+    const exp = decodeJwt(token).exp;
+    if (exp) {
+      const ms = Math.min(exp * 1000 - Date.now(), 2 ** 31 - 1);
+      expiry = setTimeout(() => close(1008, "Token expired"), Math.max(0, ms));
+    }
+    send({ type: "authenticated" });
+  }
+
+  async function subscribe(who: string, id: string, after: string | undefined): Promise<void> {
+    if (scope && scope.jobId !== id) throw httpErrors.notFound();
+    if (subs.has(id)) return;
+    if (subs.size >= maxSubscriptions) {
+      throw httpErrors.rateLimited(1, "Cannot subscribe: too many subscriptions on this socket");
+    }
+    if (!JOB_ID.test(id)) throw httpErrors.notFound();
+    const relay = deps.relay;
+    if (!relay) throw httpErrors.notFound();
+    let ended = false;
+    deps.metrics.subscribers.inc({ transport: "ws" });
+    const sink = {
+      event: (e: { eventId: string; notification: unknown }) =>
+        send({ type: "notification", event_id: e.eventId, notification: e.notification }),
+      done: (reason: string) => {
+        ended = true;
+        subs.delete(id);
+        deps.metrics.subscribers.dec({ transport: "ws" });
+        if (reason === "gone") fail(httpErrors.notFound("Cannot follow the job: it is gone"), id);
+      },
+    };
+    let sub: Subscription;
+    try {
+      sub = await relay.subscribe(id, sink, after, { owner: who });
+    } catch (error) {
+      deps.metrics.subscribers.dec({ transport: "ws" });
+      throw error;
+    }
+    if (closed) return sub.close();
+    if (!ended) subs.set(id, sub);
+  }
+
+  async function handle(message: Queued): Promise<void> {
+    if (message.type === "bad") {
+      return fail(httpErrors.invalid("Cannot read the message: bad shape"));
+    }
+    if (message.type === "auth") return await authenticate(message.token);
+    if (message.type === "auth_again") {
+      // Only reached when the first auth succeeded (a failed one closes the socket).
+      throw httpErrors.invalid("Cannot authenticate: the socket is authenticated");
+    }
+    if (!owner) return close(1008, "Authentication required");
+    if (message.type === "unsubscribe") return subs.get(message.id)?.close();
+    try {
+      await subscribe(owner, message.id, message.last_event_id);
+    } catch (error) {
+      fail(error, message.id);
+    }
+  }
+
+  async function drain(): Promise<void> {
+    draining = true;
+    while (queue.length > 0 && !closed) {
       try {
-        parsed = wsMessage.safeParse(JSON.parse(text));
-      } catch {
-        parsed = null;
-      }
-      if (!parsed?.success) {
-        return fail(ws, httpErrors.invalid("Cannot read the message: bad shape"));
-      }
-      const message = parsed.data;
-      try {
-        if (message.type === "auth") {
-          if (owner) throw httpErrors.invalid("Cannot authenticate: the socket is authenticated");
-          const sub = (await deps.auth.verify(message.token)).sub;
-          clearTimeout(deadline);
-          if (!admit(ws, sub)) return;
-          owner = sub;
-          // A bearer token that expires mid-session ends the session.
-          const exp = decodeJwt(message.token).exp;
-          if (exp) {
-            const ms = Math.min(exp * 1000 - Date.now(), 2 ** 31 - 1);
-            expiry = setTimeout(() => ws.close(1008, "Token expired"), Math.max(0, ms));
-          }
-          return send(ws, { type: "authenticated" });
-        }
-        if (!owner) return ws.close(1008, "Authentication required");
-        if (message.type === "unsubscribe") {
-          subs.get(message.id)?.close();
-          return;
-        }
-        if (scope && scope.jobId !== message.id) throw httpErrors.notFound();
-        if (subs.has(message.id)) return;
-        if (subs.size >= MAX_SUBSCRIPTIONS) {
-          throw httpErrors.rateLimited(
-            1,
-            "Cannot subscribe: too many subscriptions on this socket",
-          );
-        }
-        if (!JOB_ID.test(message.id)) throw httpErrors.notFound();
-        const relay = deps.relay;
-        if (!relay) throw httpErrors.notFound();
-        const id = message.id;
-        let ended = false;
-        let dropped = false;
-        subs.set(id, { close: () => (dropped = true) });
-        deps.metrics.subscribers.inc({ transport: "ws" });
-        const sub = await relay.subscribe(
-          id,
-          {
-            event: (e) =>
-              send(ws, { type: "notification", event_id: e.eventId, notification: e.notification }),
-            done: () => {
-              ended = true;
-              subs.delete(id);
-              deps.metrics.subscribers.dec({ transport: "ws" });
-            },
-          },
-          message.last_event_id,
-          { owner },
-        ).catch((error) => {
-          subs.delete(id);
-          deps.metrics.subscribers.dec({ transport: "ws" });
-          throw error;
-        });
-        if (ended) return;
-        if (dropped || ws.readyState !== 1) return sub.close();
-        subs.set(id, sub);
+        await handle(queue.shift()!);
       } catch (error) {
-        if (message.type === "auth") {
-          clearTimeout(deadline);
-          return ws.close(1008, "Authentication failed");
-        }
-        fail(ws, error);
+        fail(error);
       }
-    },
-    onClose() {
+    }
+    draining = false;
+  }
+
+  function receive(data: unknown): void {
+    if (closed) return;
+    const text = typeof data === "string" ? data : "";
+    if (text.length === 0 || text.length > MAX_MESSAGE_BYTES) {
+      return close(1009, "Message too large or not text");
+    }
+    if (queue.length >= maxSubscriptions + MAX_PENDING_EXTRA) {
+      return close(1008, "Too many messages waiting");
+    }
+    let parsed;
+    try {
+      parsed = wsMessage.safeParse(JSON.parse(text));
+    } catch {
+      parsed = null;
+    }
+    let item: Queued = parsed?.success ? parsed.data : { type: "bad" };
+    if (item.type === "auth") {
+      // Arriving in time is what the deadline asks; the check itself may take longer.
       clearTimeout(deadline);
-      clearTimeout(expiry);
-      release?.();
-      for (const sub of subs.values()) sub.close();
-      subs.clear();
-    },
+      if (authSeen || scope) item = { type: "auth_again" };
+      authSeen = true;
+    }
+    queue.push(item);
+    if (!draining) void drain();
+  }
+
+  socket.onopen = () => {
+    if (owner) return void admit(owner);
+    deadline = setTimeout(() => close(1008, "Authentication timed out"), AUTH_DEADLINE_MS);
+  };
+  socket.onmessage = (event) => receive(event.data);
+  socket.onerror = () => {};
+  socket.onclose = () => {
+    closed = true;
+    queue.length = 0;
+    clearTimeout(deadline);
+    clearTimeout(expiry);
+    release?.();
+    for (const sub of [...subs.values()]) sub.close();
+    subs.clear();
   };
 }

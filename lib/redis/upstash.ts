@@ -1,5 +1,10 @@
-/** The Upstash REST transport of the RedisClient seam, built on @upstash/redis. */
-import { Redis } from "@upstash/redis";
+/**
+ * The Upstash REST transport of the RedisClient seam. It speaks the REST protocol that @upstash/redis
+ * speaks (same requester shape, base64 replies, read-your-writes token), but keeps the HTTP status, which
+ * that client drops: an answer of 5xx (Upstash or a proxy without its Redis) or no answer at all is
+ * BrokerUnavailableError, while a Redis error reply (HTTP 400, `ERR …`) stays a plain, permanent Error.
+ */
+import type { Requester, UpstashRequest, UpstashResponse } from "@upstash/redis";
 import { z } from "zod";
 import { BrokerUnavailableError } from "../errors.ts";
 import type { PipelineReply, RedisClient, RedisCommand, RedisReply, Script } from "./types.ts";
@@ -14,6 +19,8 @@ export interface UpstashClientOptions {
   timeoutMs?: number;
   /** Extra attempts after a network failure (not after an answer); 2 by default. */
   retries?: number;
+  /** The fetch to use (tests). */
+  fetch?: typeof fetch;
 }
 
 interface UpstashAnswer {
@@ -28,11 +35,9 @@ const replySchema: z.ZodType<RedisReply> = z.union([
   z.array(z.lazy(() => replySchema)),
 ]);
 
-/** Exposes the requester that @upstash/redis keeps protected, to send raw commands. */
-class RawUpstash extends Redis {
-  send(path: string[], body: unknown): Promise<unknown> {
-    return this.client.request({ path, body });
-  }
+/** HTTP statuses that mean "not now": the service or a proxy in front of it failed, or throttles. */
+function unavailableStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
 }
 
 function parseReply(result: unknown): RedisReply {
@@ -41,46 +46,114 @@ function parseReply(result: unknown): RedisReply {
   return parsed.data;
 }
 
-/** Maps a failed request: an answer from the server keeps its message, anything else is unreachable. */
-function requestError(error: unknown, body: unknown): Error {
-  if (error instanceof Error && error.name === "UpstashError") {
-    const suffix = `, command was: ${JSON.stringify(body)}`;
-    const message = error.message.endsWith(suffix)
-      ? error.message.slice(0, -suffix.length)
-      : error.message;
-    return new Error(message, { cause: error });
+const textDecoder = new TextDecoder();
+
+/** Decodes an `Upstash-Encoding: base64` reply as @upstash/redis does (a top-level "OK" is plain). */
+function decode(raw: unknown, top = true): unknown {
+  if (Array.isArray(raw)) return raw.map((item) => decode(item, false));
+  if (typeof raw !== "string" || (top && raw === "OK")) return raw;
+  try {
+    return textDecoder.decode(Uint8Array.fromBase64(raw));
+  } catch {
+    return raw;
   }
-  const reason = error instanceof Error ? error.message : String(error);
-  return new BrokerUnavailableError(`Cannot reach Upstash: ${reason}`, { cause: error });
+}
+
+/** A requester for the Upstash REST API that classifies failures by HTTP status. */
+export function upstashRequester(options: UpstashClientOptions): Requester {
+  const { url, token, timeoutMs = 10_000, retries = 2, fetch: fetchImpl = fetch } = options;
+  const base = url.replace(/\/$/, "");
+  let syncToken = "";
+
+  async function attempt(target: string, init: RequestInit, signal: AbortSignal) {
+    for (let i = 0;; i++) {
+      try {
+        return await fetchImpl(target, { ...init, signal });
+      } catch (error) {
+        if (signal.aborted) {
+          throw new BrokerUnavailableError(
+            `Cannot reach Upstash: no answer within ${timeoutMs} ms`,
+            {
+              cause: error,
+            },
+          );
+        }
+        if (i >= retries) {
+          const reason = error instanceof Error ? error.message : String(error);
+          throw new BrokerUnavailableError(`Cannot reach Upstash: ${reason}`, { cause: error });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** i));
+      }
+    }
+  }
+
+  async function request<T>(req: UpstashRequest): Promise<UpstashResponse<T>> {
+    const signal = AbortSignal.timeout(timeoutMs);
+    const headers: Record<string, string> = {
+      Authorization: `Bearer ${token}`,
+      "Content-Type": "application/json",
+      "Upstash-Encoding": "base64",
+      "upstash-sync-token": syncToken,
+    };
+    const target = [base, ...(req.path ?? [])].join("/");
+    const init = { method: "POST", headers, body: JSON.stringify(req.body), cache: "no-store" };
+    const response = await attempt(target, init as RequestInit, signal);
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (cause) {
+      throw new BrokerUnavailableError("Cannot read the Upstash answer: the body broke off", {
+        cause,
+      });
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const error = (body as UpstashAnswer | undefined)?.error;
+    if (unavailableStatus(response.status)) {
+      const detail = typeof error === "string" ? `: ${error}` : "";
+      throw new BrokerUnavailableError(
+        `Cannot reach Redis through Upstash: HTTP ${response.status}${detail}`,
+      );
+    }
+    if (!response.ok) {
+      throw new Error(typeof error === "string" ? error : `HTTP ${response.status}`);
+    }
+    if (body === undefined) {
+      throw new BrokerUnavailableError("Cannot read the Upstash answer: it is not JSON");
+    }
+    syncToken = response.headers.get("upstash-sync-token") ?? syncToken;
+    if (Array.isArray(body)) {
+      return body.map((slot: UpstashAnswer) => ({
+        result: decode(slot?.result),
+        error: slot?.error,
+      })) as unknown as UpstashResponse<T>;
+    }
+    const answer = body as UpstashAnswer;
+    return { result: decode(answer.result) as T, error: answer.error };
+  }
+
+  return { request };
 }
 
 /** Creates a RedisClient that talks to Upstash (or a compatible proxy) over REST. */
 export function createUpstashClient(options: UpstashClientOptions): RedisClient {
-  const { url, token, timeoutMs = 10_000, retries = 2 } = options;
+  const { timeoutMs = 10_000, retries = 2 } = options;
   if (!(timeoutMs > 0)) {
     throw new RangeError("Cannot create the Upstash client: timeoutMs must be > 0");
   }
   if (!(retries >= 0)) {
     throw new RangeError("Cannot create the Upstash client: retries must be >= 0");
   }
-  const redis = new RawUpstash({
-    url,
-    token,
-    automaticDeserialization: false,
-    enableTelemetry: false,
-    enableAutoPipelining: false,
-    retry: { retries, backoff: (attempt) => 50 * 2 ** attempt },
-    signal: () => AbortSignal.timeout(timeoutMs),
-  });
+  const requester = upstashRequester(options);
   let closed = false;
 
   async function request(path: string[], body: unknown): Promise<unknown> {
     if (closed) throw new Error("Cannot send a command: the client is closed");
-    try {
-      return await redis.send(path, body);
-    } catch (error) {
-      throw requestError(error, body);
-    }
+    return await requester.request({ path, body });
   }
 
   async function send(command: RedisCommand): Promise<RedisReply> {

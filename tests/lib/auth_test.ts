@@ -290,6 +290,31 @@ Deno.test("createAuth verifies tokens against a remote JWKS", async (t) => {
     }
   });
 
+  await t.step(
+    "forgets cached tokens of a key that left the set once jose refetches it",
+    async () => {
+      const first = await keyPair("key-1");
+      const second = await keyPair("key-2");
+      const server = startJwksServer([first.jwk]);
+      const realNow = Date.now;
+      try {
+        const auth = await createAuth({ jwksUrl: server.url });
+        const old = await first.sign(valid({ exp: now() + 86_400 }));
+        assert.deepEqual(await auth.verify(old), { sub: "alice" });
+        assert.deepEqual(await auth.verify(old), { sub: "alice" }, "served from the cache");
+        server.setKeys([second.jwk]);
+        const later = realNow() + 31_000;
+        Date.now = () => later;
+        assert.deepEqual(await auth.verify(await second.sign(valid())), { sub: "alice" });
+        assert.equal(server.fetches(), 2, "the new key made jose fetch the set again");
+        await assertUnauthorized(auth, old, "unknown key");
+      } finally {
+        Date.now = realNow;
+        await server.stop();
+      }
+    },
+  );
+
   await t.step("fetches at most once per cooldown under a flood of unknown kids", async () => {
     const pair = await keyPair("known");
     const server = startJwksServer([pair.jwk]);

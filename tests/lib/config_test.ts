@@ -41,6 +41,8 @@ Deno.test("loadConfig applies the documented defaults", () => {
   assert.equal(config.JOB_MAX_ATTEMPTS, 5);
   assert.equal(config.RATE_LIMIT_PER_MINUTE, 60);
   assert.equal(config.CORS_ORIGINS, undefined);
+  assert.equal(config.WS_MAX_SUBSCRIPTIONS, 1000);
+  assert.equal(config.SSE_MAX_BUFFERED_BYTES, 1024 * 1024);
   assert.equal(config.devMode, false);
   assert.equal(config.broker, "memory");
 });
@@ -124,6 +126,8 @@ Deno.test("loadConfig names the variable that holds a bad value", async (t) => {
     ["JWT_ALGORITHMS", "none"],
     ["IMAGE_HOSTS", "evil.example/path"],
     ["UPSTASH_REDIS_REST_URL", "redis://x"],
+    ["WS_MAX_SUBSCRIPTIONS", "0"],
+    ["SSE_MAX_BUFFERED_BYTES", "10"],
   ];
   for (const [name, value] of cases) {
     await t.step(`${name}=${value}`, () => {

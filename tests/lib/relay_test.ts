@@ -5,6 +5,7 @@ import type { StoredEvent } from "../../lib/notifications.ts";
 import { createMemoryBroker } from "../../lib/queue/memory.ts";
 import type { Broker } from "../../lib/queue/types.ts";
 import { Relay } from "../../lib/relay.ts";
+import { vanishingBroker } from "../support/app.ts";
 
 const log = getLogger(["imagejobs", "test"]);
 const SUCCESS = {
@@ -74,5 +75,39 @@ Deno.test("a subscription with an owner refuses anyone else's job as not found",
   } finally {
     await relay.close();
     await broker.close();
+  }
+});
+
+Deno.test("a subscriber of a job that disappears ends as gone at the next periodic read", async () => {
+  const memory = createMemoryBroker();
+  const { broker, forget } = vanishingBroker(memory);
+  const relay = new Relay({ broker, log, resyncMs: 50 });
+  await relay.start();
+  try {
+    await memory.submit({ id: "fleeting", owner: "ann", prompt: "a fox" });
+    const seen: string[] = [];
+    const ended = Promise.withResolvers<string>();
+    await relay.subscribe(
+      "fleeting",
+      {
+        event: (e) => seen.push(e.notification.type),
+        done: ended.resolve,
+      },
+      undefined,
+      { owner: "ann" },
+    );
+    assert.equal(relay.size, 1);
+    forget("fleeting");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<string>((resolve) =>
+      timer = setTimeout(() => resolve("still open"), 5_000)
+    );
+    assert.equal(await Promise.race([ended.promise, timeout]), "gone");
+    clearTimeout(timer);
+    assert.deepEqual(seen, ["queued"]);
+    assert.equal(relay.size, 0);
+  } finally {
+    await relay.close();
+    await memory.close();
   }
 });

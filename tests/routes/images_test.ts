@@ -118,14 +118,16 @@ Deno.test("POST /v1/images is idempotent per owner", async (t) => {
         assert.equal(again.body.id, key);
         assert.equal(again.body.created_at, first.body.created_at);
         assert.equal(again.body.status, "succeeded");
-        await delay(50);
-        assert.equal(provider.calls, 1);
+        // One worker slot and a FIFO queue: any work the replay had queued would run first.
+        const sentinel = await submitJob(service, alice, { prompt: "sentinel" });
+        await waitForStatus(service, alice, sentinel.body.id, ["succeeded"]);
+        assert.deepEqual(Object.fromEntries(provider.byPrompt), { "a fox": 1, sentinel: 1 });
         const bob = await service.token("bob");
         const other = await submitJob(service, bob, body, headers);
         assert.equal(other.response.status, 409);
         assertErrorBody(other.body, "conflict");
-        assert.equal(provider.calls, 1);
-      }, { provider });
+        assert.equal(provider.byPrompt.get("a fox"), 1);
+      }, { provider, env: { WORKER_CONCURRENCY: "1" } });
     });
   }
 });

@@ -3,7 +3,7 @@ import { PermanentError } from "../../lib/errors.ts";
 import {
   bearer,
   countingProvider,
-  delay,
+  readSse,
   submitJob,
   type TestService,
   waitForStatus,
@@ -110,7 +110,9 @@ Deno.test("GET /v1/jobs/:id answers 401 without a token", async () => {
 });
 
 Deno.test("DELETE /v1/jobs/:id cancels a job that has not ended", async (t) => {
-  const latencyMs = 800;
+  const gate = Promise.withResolvers<void>();
+  // "first" answers only when aborted (or at the end); anything else answers at once.
+  const provider = countingProvider({ gate: gate.promise, holds: (prompt) => prompt === "first" });
   await withService(async (service) => {
     const token = await service.token("alice");
     const running = await submitJob(service, token, { prompt: "first" });
@@ -132,11 +134,23 @@ Deno.test("DELETE /v1/jobs/:id cancels a job that has not ended", async (t) => {
       });
     }
     await t.step("and it never succeeds afterwards", async () => {
-      await delay(latencyMs + 400);
+      // One worker slot and a FIFO queue: once a job submitted after both has succeeded, the worker
+      // is past both canceled ones.
+      const sentinel = await submitJob(service, token, { prompt: "sentinel" });
+      await waitForStatus(service, token, sentinel.body.id, ["succeeded"]);
+      assert.equal(provider.aborted, 1, "the running provider call was aborted");
+      assert.deepEqual(Object.fromEntries(provider.byPrompt), { first: 1, sentinel: 1 });
       for (const id of [running.body.id, queued.body.id]) {
         const job = (await call(service, `/v1/jobs/${id}`, token)).body as Record<string, unknown>;
         assert.equal(job.status, "canceled");
         assert.equal(job.result, undefined);
+        const events = await readSse(
+          await service.request(`/v1/jobs/${id}/events`, { headers: bearer(token) }),
+        );
+        const terminal = events.filter((e) =>
+          ["succeeded", "failed", "canceled"].includes(e.event!)
+        );
+        assert.deepEqual(terminal.map((e) => e.event), ["canceled"]);
       }
     });
     await t.step("a second DELETE answers 409", async () => {
@@ -144,8 +158,9 @@ Deno.test("DELETE /v1/jobs/:id cancels a job that has not ended", async (t) => {
       assert.equal(again.status, 409);
       assert.equal((again.body as { error: { code: string } }).error.code, "conflict");
     });
+    gate.resolve();
   }, {
-    provider: countingProvider({ latencyMs }),
+    provider,
     env: { WORKER_CONCURRENCY: "1" },
   });
 });

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { exportSPKI, generateKeyPair } from "jose";
 import {
   bearer,
   countingProvider,
@@ -178,3 +180,40 @@ async function devToken(service: TestService, sub: string): Promise<string> {
   });
   return (await response.json()).token;
 }
+
+Deno.test("DEV_MODE with a configured JWT key never signs dev tokens", async (t) => {
+  const { publicKey } = await generateKeyPair("ES256");
+  const keys: [string, Record<string, string>][] = [
+    ["JWT_SECRET", {}],
+    ["JWT_PUBLIC_KEY", { JWT_SECRET: "", JWT_PUBLIC_KEY: await exportSPKI(publicKey) }],
+    ["JWT_JWKS_URL", { JWT_SECRET: "", JWT_JWKS_URL: "http://127.0.0.1:9/jwks.json" }],
+  ];
+  for (const [name, env] of keys) {
+    await t.step(name, async () => {
+      const records: LogRecord[] = [];
+      await configure({
+        reset: true,
+        sinks: { memory: (record: LogRecord) => void records.push(record) },
+        loggers: [{ category: ["imagejobs"], lowestLevel: "warning", sinks: ["memory"] }],
+      });
+      try {
+        await withService(async (service) => {
+          assert.equal(service.runtime.devToken, null);
+          assert.equal(service.runtime.deps.auth.sign, undefined);
+          const response = await service.request("/v1/dev/token", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ sub: "anyone" }),
+          });
+          assert.equal(response.status, 404);
+          const unknown = await service.request("/v1/no-such-route", { method: "POST" });
+          assert.deepEqual(await response.json(), await unknown.json());
+        }, { DEV_MODE: "1", ...env });
+        const said = records.map((record) => record.message.join(""));
+        assert.ok(said.some((line) => /dev tokens are off/.test(line)), said.join("\n"));
+      } finally {
+        await reset();
+      }
+    });
+  }
+});

@@ -14,6 +14,7 @@ const CODES = new Set([
   "payload_too_large",
   "rate_limited",
   "unavailable",
+  "internal",
 ]);
 
 async function assertErrorShape(res: Response) {
@@ -232,13 +233,13 @@ Deno.test({
   },
 });
 
-Deno.test("an unexpected error becomes a generic 500 body without a stack trace", () => {
+Deno.test("an unexpected error becomes a generic 500 internal body without a stack trace", () => {
   const error = new TypeError("secret internals at lib/foo.ts:12");
   const http = toHttpError(error, getLogger(["imagejobs", "test"]));
   assert.equal(http.status, 500);
   const body = http.toBody();
   assert.deepEqual(body, {
-    error: { code: "unavailable", message: "Cannot complete the request: internal error" },
+    error: { code: "internal", message: "Cannot complete the request: internal error" },
   });
 });
 

@@ -1,8 +1,10 @@
 /** Builds the real service in memory (real broker, real auth) with a chosen provider, for tests. */
 import { getLogger } from "@logtape/logtape";
 import { SignJWT } from "jose";
+import { type AppDeps, createApp } from "../../lib/app.ts";
 import { loadConfig } from "../../lib/config.ts";
 import type { ImageProvider } from "../../lib/grok.ts";
+import type { Broker } from "../../lib/queue/types.ts";
 import { type Runtime, startRuntime } from "../../lib/runtime.ts";
 
 /** A test HMAC secret (tests only). */
@@ -92,24 +94,36 @@ export async function readSse(
   return events;
 }
 
-/** A provider that answers after `latencyMs` with a fixed PNG, counting calls. */
-export function countingProvider({ latencyMs = 0, fail }: {
+/** A provider that answers after `latencyMs` (and after `gate`, when given) with a fixed PNG, counting
+ * calls, calls per prompt, and calls whose signal aborted them. */
+export function countingProvider({ latencyMs = 0, fail, gate, holds = () => true }: {
   latencyMs?: number;
   fail?: (call: number) => Error | undefined;
-} = {}): ImageProvider & { calls: number } {
+  /** Calls wait for this promise (or their abort) before answering. */
+  gate?: Promise<void>;
+  /** Which prompts the gate holds (all by default). */
+  holds?: (prompt: string) => boolean;
+} = {}): ImageProvider & { calls: number; aborted: number; byPrompt: Map<string, number> } {
   const png =
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPgPAAEDAQAIicLsAAAAAElFTkSuQmCC";
   const provider = {
     name: "counting",
     calls: 0,
-    async generate(_request: unknown, options: { signal?: AbortSignal } = {}) {
+    aborted: 0,
+    byPrompt: new Map<string, number>(),
+    async generate(request: { prompt?: string }, options: { signal?: AbortSignal } = {}) {
       provider.calls++;
+      const prompt = String(request?.prompt);
+      provider.byPrompt.set(prompt, (provider.byPrompt.get(prompt) ?? 0) + 1);
       const error = fail?.(provider.calls);
-      if (latencyMs > 0) {
+      const held = gate !== undefined && holds(prompt);
+      if (latencyMs > 0 || held) {
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(resolve, latencyMs);
+          const timer = latencyMs > 0 ? setTimeout(resolve, latencyMs) : undefined;
+          if (held && latencyMs === 0) void gate.then(resolve);
           options.signal?.addEventListener("abort", () => {
             clearTimeout(timer);
+            provider.aborted++;
             reject(options.signal!.reason ?? new DOMException("Aborted", "AbortError"));
           }, { once: true });
         });
@@ -173,13 +187,15 @@ export async function waitForStatus(
   }
 }
 
-/** Serves the app on a free 127.0.0.1 port (for WebSocket tests); `close()` is idempotent. */
+/** Serves the app (or `app`, built from the service's parts) on a free 127.0.0.1 port (for WebSocket
+ * tests); `close()` is idempotent. */
 export function serveTestService(
   service: TestService,
+  app: { fetch: Runtime["app"]["fetch"] } = service.runtime.app,
 ): { origin: string; wsOrigin: string; close(): Promise<void> } {
   const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", onListen: () => {} },
-    (request, info) => service.runtime.app.fetch(request, info),
+    (request, info) => app.fetch(request, info),
   );
   const { port } = server.addr;
   let closing: Promise<void> | null = null;
@@ -200,5 +216,36 @@ export async function withService(
     await fn(service);
   } finally {
     await service.close();
+  }
+}
+
+/** A broker whose jobs can be made to vanish (history and get answer null), as after a TTL or a flush. */
+export function vanishingBroker(broker: Broker): { broker: Broker; forget(id: string): void } {
+  const gone = new Set<string>();
+  const wrapped = new Proxy(broker, {
+    get(target, name, receiver) {
+      if (name === "history" || name === "get") {
+        return (id: string, ...rest: unknown[]) =>
+          // deno-lint-ignore no-explicit-any
+          gone.has(id) ? Promise.resolve(null) : (target as any)[name](id, ...rest);
+      }
+      const value = Reflect.get(target, name, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { broker: wrapped, forget: (id) => void gone.add(id) };
+}
+
+/** The service's app rebuilt with other parts (a relay, an auth, a broker), sharing the rest. */
+export function appWith(service: TestService, parts: Partial<AppDeps>): Runtime["app"] {
+  return createApp({ ...service.runtime.deps, ...parts });
+}
+
+/** Polls `check` every 10 ms until it is true, failing with `what` after `ms`. */
+export async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`Cannot see ${what} within ${ms} ms`);
+    await delay(10);
   }
 }
