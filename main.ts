@@ -1,8 +1,189 @@
-/** The entrypoint: loads configuration, starts the runtime and the HTTP server, handles signals. */
-import { getLogger } from "@logtape/logtape";
-import { ConfigError, loadConfig } from "./lib/config.ts";
+/**
+ * The composition root: loads configuration, builds the live parts (broker, auth, worker, relay, app) with
+ * startRuntime(), serves HTTP and handles signals; the only module that starts anything.
+ */
+import { getLogger, type Logger } from "@logtape/logtape";
+import { type AppDeps, createApp } from "./routes/app.ts";
+import { type Auth, createAuth } from "./lib/auth/jwt.ts";
+import { createTickets } from "./lib/auth/tickets.ts";
+import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
+import { Relay } from "./lib/live/relay.ts";
+import { StreamSlots } from "./lib/live/stream_slots.ts";
 import { configureLogging } from "./lib/logging.ts";
-import { startRuntime } from "./lib/runtime.ts";
+import { createMetrics } from "./lib/metrics.ts";
+import {
+  createGrokProvider,
+  createPlaceholderProvider,
+  type ImageProvider,
+} from "./lib/provider/grok.ts";
+import { createMemoryBroker } from "./lib/queue/memory.ts";
+import { createRedisBroker } from "./lib/queue/redis.ts";
+import type { Broker } from "./lib/queue/types.ts";
+import { createTcpClient } from "./lib/redis/tcp.ts";
+import { createUpstashClient } from "./lib/redis/upstash.ts";
+import { ImageWorker } from "./workers/image_worker.ts";
+
+/** The running parts of one process. */
+export interface Runtime {
+  app: ReturnType<typeof createApp>;
+  deps: AppDeps;
+  worker: ImageWorker | null;
+  relay: Relay | null;
+  /** A ready-to-use token in DEV_MODE with the random dev secret (no key configured), else null. */
+  devToken: string | null;
+  /** Stops taking work, drains, ends streams and closes connections; idempotent. */
+  close(options?: { drainMs?: number }): Promise<void>;
+}
+
+/** Test seams: a provider to use instead of the configured one. */
+export interface RuntimeOverrides {
+  provider?: ImageProvider;
+  workerOptions?: { backoffBaseMs?: number; backoffMaxMs?: number; blockMs?: number };
+}
+
+function connect(config: Config, log: Logger): Broker {
+  const prefix = config.REDIS_PREFIX;
+  const ttlSec = config.JOB_TTL_SECONDS;
+  const onError = (error: Error) =>
+    log.warn("Redis connection error: {error}", { error: error.message });
+  if (config.broker === "redis") {
+    const client = createTcpClient({ url: config.REDIS_URL!, onError });
+    return createRedisBroker(client, { prefix, ttlSec, kind: "redis" });
+  }
+  if (config.broker === "upstash") {
+    const client = createUpstashClient({
+      url: config.UPSTASH_REDIS_REST_URL!,
+      token: config.UPSTASH_REDIS_REST_TOKEN!,
+    });
+    return createRedisBroker(client, { prefix, ttlSec, kind: "upstash" });
+  }
+  return createMemoryBroker({ ttlSec });
+}
+
+async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= 30) throw error;
+      log.warn("Cannot {what} yet (attempt {attempt}): {error}", {
+        what,
+        attempt,
+        error: String(error),
+      });
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200 * attempt, 2_000)));
+    }
+  }
+}
+
+function makeProvider(config: Config, log: Logger): ImageProvider {
+  if (!config.XAI_API_KEY) {
+    log.warn("XAI_API_KEY is not set: using the built-in placeholder image generator");
+    return createPlaceholderProvider();
+  }
+  return createGrokProvider({
+    apiBase: config.GROK_API,
+    apiKey: config.XAI_API_KEY,
+    model: config.GROK_MODEL,
+    responseFormat: config.GROK_RESPONSE_FORMAT,
+    imageHosts: config.IMAGE_HOSTS,
+    timeoutMs: config.PROVIDER_TIMEOUT_MS,
+    maxBytes: config.DOWNLOAD_MAX_BYTES,
+  });
+}
+
+/**
+ * The verifier. Dev tokens exist only with the process's own random secret (DEV_MODE with no key
+ * configured): with a real key configured, nothing here ever signs with it.
+ */
+async function makeAuth(config: Config, log: Logger): Promise<Auth> {
+  const configured = Boolean(config.JWT_SECRET || config.JWT_PUBLIC_KEY || config.JWT_JWKS_URL);
+  let secret = config.JWT_SECRET;
+  if (!configured && config.devMode) {
+    secret = crypto.getRandomValues(new Uint8Array(32)).toBase64({ alphabet: "base64url" });
+    log.warn("DEV_MODE: no JWT key configured, using a random HS256 secret for this process");
+  } else if (config.devMode) {
+    log.warn(
+      "DEV_MODE: a JWT key is configured, so dev tokens are off (POST /v1/dev/token is 404)",
+    );
+  }
+  const auth = await createAuth({
+    secret,
+    publicKey: config.JWT_PUBLIC_KEY,
+    jwksUrl: config.JWT_JWKS_URL,
+    algorithms: config.JWT_ALGORITHMS,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+  });
+  // Only the random dev secret may sign; a configured key is for verifying alone.
+  return configured || !config.devMode ? { verify: auth.verify } : auth;
+}
+
+/** Builds every part the configuration asks for and starts the worker and relay. */
+export async function startRuntime(
+  config: Config,
+  log: Logger,
+  overrides: RuntimeOverrides = {},
+): Promise<Runtime> {
+  const broker = connect(config, log);
+  if (config.broker === "memory") {
+    log.warn(
+      "No REDIS_URL or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
+    );
+  }
+  await retrying("initialise the broker", log, () => broker.init());
+  const secret = await retrying(
+    "read the ticket secret",
+    log,
+    () => broker.sharedSecret("tickets"),
+  );
+  const auth = await makeAuth(config, log);
+  const tickets = await createTickets({ secret });
+  let worker: ImageWorker | null = null;
+  const metrics = createMetrics({ inflight: () => worker?.active ?? 0 });
+  const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
+  if (relay) await relay.start();
+  const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
+  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
+  if (config.ROLE !== "api") {
+    worker = new ImageWorker({
+      broker,
+      provider: overrides.provider ?? makeProvider(config, log),
+      verifyToken: (token) => auth.verify(token),
+      log,
+      concurrency: config.WORKER_CONCURRENCY,
+      leaseMs: config.JOB_LEASE_MS,
+      maxAttempts: config.JOB_MAX_ATTEMPTS,
+      backoffBaseMs: config.JOB_BACKOFF_BASE_MS,
+      backoffMaxMs: config.JOB_BACKOFF_MAX_MS,
+      onFinished: (status) => metrics.finished.inc({ status }),
+      ...overrides.workerOptions,
+    });
+    worker.start();
+    const started = worker;
+    deps.nudge = () => started.nudge();
+    // With a relay in this process, a cancel stops the provider call at once instead of at the next lease renewal.
+    relay?.watch((item) => {
+      if (item.notification.type === "canceled") started.abortJob(item.jobId);
+    });
+  }
+  const devToken = config.devMode && auth.sign ? await auth.sign("dev-user", 86_400) : null;
+  let closing: Promise<void> | null = null;
+  return {
+    app: createApp(deps),
+    deps,
+    worker,
+    relay,
+    devToken,
+    close({ drainMs = config.DRAIN_TIMEOUT_MS } = {}) {
+      closing ??= (async () => {
+        await Promise.allSettled([worker?.close({ drainMs }), relay?.close()]);
+        await broker.close();
+      })();
+      return closing;
+    },
+  };
+}
 
 async function main(): Promise<void> {
   let config;

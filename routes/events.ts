@@ -4,12 +4,12 @@
  * or lost with its store) ends the stream.
  */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../lib/app.ts";
+import type { AppDeps, AppEnv } from "./app.ts";
 import { httpErrors } from "../lib/errors.ts";
-import { authenticateReader, JOB_ID, lastEventId } from "../lib/http.ts";
-import type { StoredEvent } from "../lib/notifications.ts";
-import type { EndReason } from "../lib/relay.ts";
-import { SseHub } from "../lib/sse.ts";
+import { authenticateReader, JOB_ID, lastEventId } from "./http.ts";
+import type { StoredEvent } from "../lib/live/notifications.ts";
+import type { EndReason } from "../lib/live/relay.ts";
+import { SseHub } from "../lib/live/sse.ts";
 
 /** Milliseconds a client is told to wait before it reconnects after the server ends a stream early. */
 export const RECONNECT_HINT_MS = 1_000;

@@ -1,10 +1,10 @@
 /** `POST /v1/images`: submit an image job. */
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { AppDeps, AppEnv } from "../lib/app.ts";
+import type { AppDeps, AppEnv } from "./app.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
-import { authenticate, JOB_ID, jobUrls, newJobId } from "../lib/http.ts";
-import { describeIssues, submitBody } from "../lib/schemas.ts";
+import { authenticate, JOB_ID, jobUrls, newJobId } from "./http.ts";
+import { describeIssues, submitBody } from "./schemas.ts";
 
 /** Maximum JSON body size. */
 export const MAX_BODY_BYTES = 64 * 1024;

@@ -1,8 +1,8 @@
 /** `GET /v1/jobs/:id` and `DELETE /v1/jobs/:id`: read and cancel a job. */
 import { Hono } from "hono";
-import type { AppDeps, AppEnv } from "../lib/app.ts";
+import type { AppDeps, AppEnv } from "./app.ts";
 import { httpErrors } from "../lib/errors.ts";
-import { authenticate, ownedJob, presentJob } from "../lib/http.ts";
+import { authenticate, ownedJob, presentJob } from "./http.ts";
 
 /** Routes over one job. */
 export function jobRoutes(deps: AppDeps): Hono<AppEnv> {

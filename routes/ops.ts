@@ -1,10 +1,10 @@
 /** Operations routes served by every process: health, readiness, metrics, API description, dev tokens. */
 import { Hono } from "hono";
 import { Scalar } from "@scalar/hono-api-reference";
-import type { AppDeps, AppEnv } from "../lib/app.ts";
+import type { AppDeps, AppEnv } from "./app.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
-import { openApiDocument } from "../lib/openapi.ts";
-import { describeIssues, devTokenBody } from "../lib/schemas.ts";
+import { openApiDocument } from "./openapi.ts";
+import { describeIssues, devTokenBody } from "./schemas.ts";
 
 /** Longest a readiness probe waits for the broker. */
 export const READY_TIMEOUT_MS = 2_000;

@@ -6,11 +6,11 @@
 import { Hono } from "hono";
 import { decodeJwt } from "jose";
 import type { z } from "zod";
-import { type AppDeps, type AppEnv, toHttpError } from "../lib/app.ts";
+import { type AppDeps, type AppEnv, toHttpError } from "./app.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
-import { JOB_ID } from "../lib/http.ts";
-import type { Subscription } from "../lib/relay.ts";
-import { wsMessage } from "../lib/schemas.ts";
+import { JOB_ID } from "./http.ts";
+import type { Subscription } from "../lib/live/relay.ts";
+import { wsMessage } from "./schemas.ts";
 
 /** Time a socket has to send its `auth` message. */
 export const AUTH_DEADLINE_MS = 5_000;

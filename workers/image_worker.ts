@@ -1,8 +1,8 @@
 /** The image worker: claims jobs, keeps their leases, calls the provider, and finishes each job once. */
 import type { Logger } from "@logtape/logtape";
 import { isTransient, RetryableError } from "../lib/errors.ts";
-import type { ImageProvider } from "../lib/grok.ts";
-import { PROCESSING_ERROR } from "../lib/notifications.ts";
+import type { ImageProvider } from "../lib/provider/grok.ts";
+import { PROCESSING_ERROR } from "../lib/live/notifications.ts";
 import type { Broker, Delivery, JobRecord, LeaseStatus, Outcome } from "../lib/queue/types.ts";
 import { intake } from "./seed.ts";
 import { persist, retryDelay } from "./retry.ts";

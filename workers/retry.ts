@@ -1,7 +1,7 @@
 /** The worker's waits: the retry backoff of a job, and broker writes retried while Redis is away. */
 import type { Logger } from "@logtape/logtape";
 import { isTransient } from "../lib/errors.ts";
-import { MAX_RETRY_AFTER_MS } from "../lib/grok.ts";
+import { MAX_RETRY_AFTER_MS } from "../lib/provider/grok.ts";
 
 /**
  * Computes a retry delay with exponential backoff and full jitter; the provider's Retry-After, capped at

@@ -5,8 +5,8 @@
  */
 import { decodeJwt } from "jose";
 import type { Logger } from "@logtape/logtape";
-import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/notifications.ts";
-import type { Broker, Delivery, JobRecord } from "../lib/queue/types.ts";
+import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/live/notifications.ts";
+import { type Broker, type Delivery, JOB_ID, type JobRecord } from "../lib/queue/types.ts";
 
 /** What adopting a seed entry needs. */
 export interface SeedDeps {
@@ -14,9 +14,6 @@ export interface SeedDeps {
   verifyToken: (token: string) => Promise<{ sub: string }>;
   log: Logger;
 }
-
-/** Job ids as the API accepts them (lib/schemas.ts): 1 to 128 of A-Z a-z 0-9 _ . : - */
-const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 /** True when a stream entry's `Id` is a valid job id (anything else is dead-lettered unread). */
 export function isJobId(id: string): boolean {

@@ -9,7 +9,7 @@ import {
   PROCESSING_ERROR,
   type StoredEvent,
   TERMINAL_STATUSES,
-} from "../notifications.ts";
+} from "../live/notifications.ts";
 import { OwnerLimits } from "./memory_limits.ts";
 import { EntryQueue, MemoryStore } from "./memory_store.ts";
 import type {

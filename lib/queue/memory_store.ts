@@ -6,7 +6,7 @@ import {
   type NotificationBody,
   type StoredEvent,
   TERMINAL_STATUSES,
-} from "../notifications.ts";
+} from "../live/notifications.ts";
 import type { BlockOptions, Delivery, FeedItem, JobRecord } from "./types.ts";
 
 /** A job as the in-memory broker keeps it. */

@@ -1,6 +1,6 @@
 /** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
 import { BrokerUnavailableError } from "../errors.ts";
-import type { StoredEvent } from "../notifications.ts";
+import type { StoredEvent } from "../live/notifications.ts";
 import type { RedisClient, RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
 import { RECORD_FIELDS } from "./scripts.ts";

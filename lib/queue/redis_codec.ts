@@ -6,7 +6,7 @@ import {
   type Notification,
   type NotificationBody,
   notificationSchema,
-} from "../notifications.ts";
+} from "../live/notifications.ts";
 import type { RedisReply } from "../redis/types.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
 import type { Delivery, JobRecord } from "./types.ts";

@@ -1,5 +1,5 @@
 /** The worker's side of the Redis broker: claims, fenced leases, terminal writes and group upkeep. */
-import { type NotificationBody, PROCESSING_ERROR } from "../notifications.ts";
+import { type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
 import type { RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
 import { notification, toDelivery, toRecord } from "./redis_codec.ts";

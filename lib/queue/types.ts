@@ -1,5 +1,8 @@
 /** The job broker interface: one contract, a Redis Streams and an in-memory implementation. */
-import type { JobStatus, Notification, StoredEvent } from "../notifications.ts";
+import type { JobStatus, Notification, StoredEvent } from "../live/notifications.ts";
+
+/** Pattern of job ids, client-chosen or server-made: 1 to 128 of A-Z a-z 0-9 _ . : - */
+export const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 /** A job as the HTTP side submits it. */
 export interface NewJob {

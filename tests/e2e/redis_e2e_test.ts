@@ -1,6 +1,6 @@
 /** End to end on a real redis-server, with the service as subprocesses and a fake xAI on 127.0.0.1. */
 import assert from "node:assert/strict";
-import { SESSION_EXPIRED } from "../../lib/notifications.ts";
+import { SESSION_EXPIRED } from "../../lib/live/notifications.ts";
 import { readSse, signToken, TEST_SECRET } from "../support/app.ts";
 import { startFakeXai } from "../support/fake_xai.ts";
 import { redisCommand, type RedisServer, startRedis } from "../support/redis_server.ts";

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { ReplyError } from "ioredis";
-import { createGrokProvider } from "../../lib/grok.ts";
-import { PROCESSING_ERROR } from "../../lib/notifications.ts";
+import { createGrokProvider } from "../../lib/provider/grok.ts";
+import { PROCESSING_ERROR } from "../../lib/live/notifications.ts";
 import { createRedisBroker } from "../../lib/queue/redis.ts";
 import type { Broker } from "../../lib/queue/types.ts";
 import { createTcpClient } from "../../lib/redis/tcp.ts";

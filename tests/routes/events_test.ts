@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { PermanentError } from "../../lib/errors.ts";
-import { compareEventIds } from "../../lib/notifications.ts";
+import { compareEventIds } from "../../lib/live/notifications.ts";
 import { getLogger } from "@logtape/logtape";
-import { Relay } from "../../lib/relay.ts";
+import { Relay } from "../../lib/live/relay.ts";
 import {
   appWith,
   bearer,

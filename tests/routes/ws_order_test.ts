@@ -1,8 +1,8 @@
 /** WebSocket messages handled in order, the per-socket caps, and the upgrade handshake's edges. */
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
-import type { Auth } from "../../lib/auth.ts";
-import { Relay } from "../../lib/relay.ts";
+import type { Auth } from "../../lib/auth/jwt.ts";
+import { Relay } from "../../lib/live/relay.ts";
 import {
   appWith,
   countingProvider,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { compareEventIds } from "../../lib/notifications.ts";
+import { compareEventIds } from "../../lib/live/notifications.ts";
 import { Client, type Message } from "../support/ws_client.ts";
 import {
   countingProvider,

@@ -1,11 +1,11 @@
 /** Builds the real service in memory (real broker, real auth) with a chosen provider, for tests. */
 import { getLogger } from "@logtape/logtape";
 import { SignJWT } from "jose";
-import { type AppDeps, createApp } from "../../lib/app.ts";
+import { type AppDeps, createApp } from "../../routes/app.ts";
 import { loadConfig } from "../../lib/config.ts";
-import type { ImageProvider } from "../../lib/grok.ts";
+import type { ImageProvider } from "../../lib/provider/grok.ts";
 import type { Broker } from "../../lib/queue/types.ts";
-import { type Runtime, startRuntime } from "../../lib/runtime.ts";
+import { type Runtime, startRuntime } from "../../main.ts";
 
 /** A test HMAC secret (tests only). */
 export const TEST_SECRET = "test-secret-0123456789-abcdefghijklmnop";

@@ -1,7 +1,7 @@
 /** Unit tests of the worker's retry arithmetic (workers/retry.ts). */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MAX_RETRY_AFTER_MS } from "../../lib/grok.ts";
+import { MAX_RETRY_AFTER_MS } from "../../lib/provider/grok.ts";
 import { retryDelay } from "../../workers/retry.ts";
 
 Deno.test("retryDelay draws full jitter below an exponential ceiling, capped", () => {

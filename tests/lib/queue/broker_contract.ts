@@ -1,6 +1,6 @@
 /** The broker contract: one test suite that every Broker implementation must pass. */
 import assert from "node:assert/strict";
-import { compareEventIds, dataUrl, isEventId } from "../../../lib/notifications.ts";
+import { compareEventIds, dataUrl, isEventId } from "../../../lib/live/notifications.ts";
 import type { Broker } from "../../../lib/queue/types.ts";
 import {
   assertNotification,

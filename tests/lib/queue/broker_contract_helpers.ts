@@ -4,7 +4,7 @@ import {
   type Notification,
   notificationSchema,
   type StoredEvent,
-} from "../../../lib/notifications.ts";
+} from "../../../lib/live/notifications.ts";
 import type { Broker, Delivery, FeedItem, NewJob, Outcome } from "../../../lib/queue/types.ts";
 
 /** What a contract test needs to reach beside the Broker interface, per broker. */

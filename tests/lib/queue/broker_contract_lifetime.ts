@@ -1,6 +1,6 @@
 /** The broker contract, part five: what a client sees of a job, and how long a job lives. */
 import assert from "node:assert/strict";
-import { PROCESSING_ERROR } from "../../../lib/notifications.ts";
+import { PROCESSING_ERROR } from "../../../lib/live/notifications.ts";
 import type { Broker, Outcome } from "../../../lib/queue/types.ts";
 import {
   claimJob,

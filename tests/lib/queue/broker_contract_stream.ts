@@ -5,7 +5,7 @@ import {
   isEventId,
   PROCESSING_ERROR,
   SESSION_EXPIRED,
-} from "../../../lib/notifications.ts";
+} from "../../../lib/live/notifications.ts";
 import {
   claimJob,
   type ContractTest,

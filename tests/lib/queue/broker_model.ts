@@ -2,7 +2,7 @@
  * The reference model of the broker semantics that broker_model_test.ts checks both brokers against:
  * a plain in-memory model that answers each generated operation as the semantics say.
  */
-import { dataUrl, PROCESSING_ERROR } from "../../../lib/notifications.ts";
+import { dataUrl, PROCESSING_ERROR } from "../../../lib/live/notifications.ts";
 import type { CancelResult, LeaseStatus } from "../../../lib/queue/types.ts";
 import { IMAGE } from "./broker_contract_helpers.ts";
 import { CANCELED, FAILED_ERROR, JOB_IDS, type Op, OWNERS, REVISED } from "./broker_model_ops.ts";

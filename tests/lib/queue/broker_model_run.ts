@@ -1,6 +1,6 @@
 /** Runs a generated operation sequence against a real broker and checks it step by step against the model. */
 import assert from "node:assert/strict";
-import { TERMINAL_STATUSES } from "../../../lib/notifications.ts";
+import { TERMINAL_STATUSES } from "../../../lib/live/notifications.ts";
 import type { Broker, Delivery, Outcome } from "../../../lib/queue/types.ts";
 import { IMAGE } from "./broker_contract_helpers.ts";
 import {

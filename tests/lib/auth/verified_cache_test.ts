@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { VerifiedCache } from "../../lib/verified_cache.ts";
+import { VerifiedCache } from "../../../lib/auth/verified_cache.ts";
 
 Deno.test("VerifiedCache forgets a credential at its expiry and evicts the oldest past its size", () => {
   let now = 1_000;

@@ -1,8 +1,9 @@
 /** Request schemas of the HTTP API, validated at the boundary and reused by the OpenAPI document. */
 import { z } from "zod";
+import { JOB_ID } from "../lib/queue/types.ts";
 
 const jobId = z.string().regex(
-  /^[A-Za-z0-9_.:-]{1,128}$/,
+  JOB_ID,
   "must be 1 to 128 of A-Z a-z 0-9 _ . : -",
 );
 

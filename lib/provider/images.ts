@@ -1,5 +1,5 @@
 /** Image bytes: media type sniffing, Retry-After parsing and an SSRF-safe, size-capped download. */
-import { PermanentError, RetryableError } from "./errors.ts";
+import { PermanentError, RetryableError } from "../errors.ts";
 
 /** The image media types the service accepts and serves. */
 export type ImageMime = "image/jpeg" | "image/png" | "image/webp";

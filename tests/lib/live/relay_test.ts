@@ -1,11 +1,11 @@
 /** The relay's own guarantees, on the in-memory broker. */
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
-import type { StoredEvent } from "../../lib/notifications.ts";
-import { createMemoryBroker } from "../../lib/queue/memory.ts";
-import type { Broker } from "../../lib/queue/types.ts";
-import { Relay } from "../../lib/relay.ts";
-import { vanishingBroker } from "../support/app.ts";
+import type { StoredEvent } from "../../../lib/live/notifications.ts";
+import { createMemoryBroker } from "../../../lib/queue/memory.ts";
+import type { Broker } from "../../../lib/queue/types.ts";
+import { Relay } from "../../../lib/live/relay.ts";
+import { vanishingBroker } from "../../support/app.ts";
 
 const log = getLogger(["imagejobs", "test"]);
 const SUCCESS = {

@@ -5,21 +5,21 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
 import { type Logger, withContext } from "@logtape/logtape";
-import type { Auth } from "./auth.ts";
-import { redactUrl } from "./logging.ts";
-import type { StreamSlots } from "./stream_slots.ts";
-import type { Config } from "./config.ts";
-import { HttpError, httpErrors, isTransient } from "./errors.ts";
-import type { Metrics } from "./metrics.ts";
-import type { Broker } from "./queue/types.ts";
-import type { Relay } from "./relay.ts";
-import type { Tickets } from "./tickets.ts";
-import { imageRoutes } from "../routes/images.ts";
-import { jobRoutes } from "../routes/jobs.ts";
-import { eventRoutes } from "../routes/events.ts";
-import { wsRoutes } from "../routes/ws.ts";
-import { opsRoutes } from "../routes/ops.ts";
-import { webRoutes } from "../routes/web.ts";
+import type { Auth } from "../lib/auth/jwt.ts";
+import { redactUrl } from "../lib/logging.ts";
+import type { StreamSlots } from "../lib/live/stream_slots.ts";
+import type { Config } from "../lib/config.ts";
+import { HttpError, httpErrors, isTransient } from "../lib/errors.ts";
+import type { Metrics } from "../lib/metrics.ts";
+import type { Broker } from "../lib/queue/types.ts";
+import type { Relay } from "../lib/live/relay.ts";
+import type { Tickets } from "../lib/auth/tickets.ts";
+import { imageRoutes } from "./images.ts";
+import { jobRoutes } from "./jobs.ts";
+import { eventRoutes } from "./events.ts";
+import { wsRoutes } from "./ws.ts";
+import { opsRoutes } from "./ops.ts";
+import { webRoutes } from "./web.ts";
 
 /** Everything the HTTP routes need, passed in. */
 export interface AppDeps {

@@ -2,7 +2,7 @@
 import { createHmac } from "node:crypto";
 import { errors, jwtVerify } from "jose";
 import { z } from "zod";
-import { HttpError } from "./errors.ts";
+import { HttpError } from "../errors.ts";
 import { VerifiedCache } from "./verified_cache.ts";
 
 /** Options for createTickets. */

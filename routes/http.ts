@@ -1,13 +1,12 @@
 /** Helpers the HTTP routes share: who is calling, loading their job, and the job's public shape. */
 import type { Context } from "hono";
 import type { AppDeps } from "./app.ts";
-import { bearerToken } from "./auth.ts";
-import { httpErrors } from "./errors.ts";
-import { dataUrl, isEventId } from "./notifications.ts";
-import type { JobRecord, JobView } from "./queue/types.ts";
+import { bearerToken } from "../lib/auth/jwt.ts";
+import { httpErrors } from "../lib/errors.ts";
+import { dataUrl, isEventId } from "../lib/live/notifications.ts";
+import { JOB_ID, type JobRecord, type JobView } from "../lib/queue/types.ts";
 
-/** Pattern of job ids, client-chosen or server-made. */
-export const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+export { JOB_ID };
 
 /** Makes an unguessable job id: 128 random bits, base64url. */
 export function newJobId(): string {

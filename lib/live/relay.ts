@@ -3,10 +3,10 @@
  * process's SSE and WebSocket subscribers. Routes only register subscribers here.
  */
 import type { Logger } from "@logtape/logtape";
-import { httpErrors } from "./errors.ts";
-import { Wakeable } from "./pause.ts";
+import { httpErrors } from "../errors.ts";
+import { Wakeable } from "../pause.ts";
 import { compareEventIds, isTerminal, type StoredEvent } from "./notifications.ts";
-import type { Broker, FeedItem } from "./queue/types.ts";
+import type { Broker, FeedItem } from "../queue/types.ts";
 
 /**
  * Why a subscription ended: the terminal event was delivered, the job is gone (expired or lost with

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { drawPlaceholder } from "../../lib/placeholder.ts";
-import { sniffImage } from "../../lib/images.ts";
+import { drawPlaceholder } from "../../../lib/provider/placeholder.ts";
+import { sniffImage } from "../../../lib/provider/images.ts";
 
 interface Chunk {
   type: string;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { downloadImage, parseRetryAfter, sniffImage } from "../../lib/images.ts";
-import { PermanentError, RetryableError } from "../../lib/errors.ts";
-import { startFakeXai } from "../support/fake_xai.ts";
+import { downloadImage, parseRetryAfter, sniffImage } from "../../../lib/provider/images.ts";
+import { PermanentError, RetryableError } from "../../../lib/errors.ts";
+import { startFakeXai } from "../../support/fake_xai.ts";
 
 const PNG_HEAD = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]);
 const text = (value: string) => new TextEncoder().encode(value);

@@ -11,7 +11,7 @@ import {
   SignJWT,
 } from "jose";
 import { z } from "zod";
-import { HttpError } from "./errors.ts";
+import { HttpError } from "../errors.ts";
 import { VerifiedCache } from "./verified_cache.ts";
 
 /** How bearer tokens are verified; exactly one of secret, publicKey and jwksUrl is set. */

@@ -5,10 +5,10 @@ import {
   createPlaceholderProvider,
   type GrokProviderOptions,
   MAX_RETRY_AFTER_MS,
-} from "../../lib/grok.ts";
-import { PermanentError, RetryableError } from "../../lib/errors.ts";
-import { sniffImage } from "../../lib/images.ts";
-import { type FakeXai, type FakeXaiOptions, startFakeXai } from "../support/fake_xai.ts";
+} from "../../../lib/provider/grok.ts";
+import { PermanentError, RetryableError } from "../../../lib/errors.ts";
+import { sniffImage } from "../../../lib/provider/images.ts";
+import { type FakeXai, type FakeXaiOptions, startFakeXai } from "../../support/fake_xai.ts";
 
 const API_KEY = "xai-test-key-0123456789";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { base64url, SignJWT } from "jose";
-import { createAuth } from "../../lib/auth.ts";
-import { HttpError } from "../../lib/errors.ts";
-import { createTickets, type Tickets } from "../../lib/tickets.ts";
+import { createAuth } from "../../../lib/auth/jwt.ts";
+import { HttpError } from "../../../lib/errors.ts";
+import { createTickets, type Tickets } from "../../../lib/auth/tickets.ts";
 
 const SECRET = "shared-secret-used-for-both-tokens-and-tickets";
 

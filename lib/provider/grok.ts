@@ -1,6 +1,6 @@
 /** The image provider seam: the xAI (Grok) images client and the built-in placeholder provider. */
 import { z } from "zod";
-import { PermanentError, RetryableError } from "./errors.ts";
+import { PermanentError, RetryableError } from "../errors.ts";
 import {
   createDeadline,
   downloadImage,

@@ -9,8 +9,8 @@ import {
   type JWTPayload,
   SignJWT,
 } from "jose";
-import { type Auth, bearerToken, createAuth } from "../../lib/auth.ts";
-import { HttpError } from "../../lib/errors.ts";
+import { type Auth, bearerToken, createAuth } from "../../../lib/auth/jwt.ts";
+import { HttpError } from "../../../lib/errors.ts";
 
 const SECRET = "test-secret-that-is-long-enough-for-hs256!";
 const encoder = new TextEncoder();
