@@ -1,11 +1,9 @@
 /** The image worker: claims jobs, keeps their leases, calls the provider, and finishes each job once. */
 import type { Logger } from "@logtape/logtape";
-import { isTransient, RetryableError } from "../lib/errors.ts";
 import type { ImageProvider } from "../lib/provider/grok.ts";
-import { PROCESSING_ERROR } from "../lib/live/notifications.ts";
-import type { Broker, Delivery, JobRecord, LeaseStatus, Outcome } from "../lib/queue/types.ts";
+import type { Broker, Delivery, JobRecord, LeaseStatus } from "../lib/queue/types.ts";
+import { type InFlight, type RunDeps, runJob } from "./job_run.ts";
 import { intake } from "./seed.ts";
-import { persist, retryDelay } from "./retry.ts";
 import { pause, Wakeable } from "../lib/pause.ts";
 
 /** Dependencies and settings of a worker. */
@@ -32,17 +30,6 @@ export interface ImageWorkerOptions {
   onFinished?: (status: string, job: JobRecord | null) => void;
 }
 
-/**
- * One delivery being handled here: `intake` until start() hands it the job (a seed's job may not exist
- * yet), `running` while the provider is called, `ending` once its last write is under way (fenced by the
- * broker, so renewals no longer matter).
- */
-interface InFlight {
-  delivery: Delivery;
-  controller: AbortController;
-  phase: "intake" | "running" | "ending";
-}
-
 /** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
 const PRUNE_IDLE_MIN_MS = 60_000;
 
@@ -62,6 +49,7 @@ export class ImageWorker {
   #maintenance: ReturnType<typeof setInterval> | undefined;
   #closing: Promise<void> | null = null;
   #timers = new Set<ReturnType<typeof setTimeout>>();
+  #runDeps: RunDeps;
 
   constructor(options: ImageWorkerOptions) {
     if (options.concurrency < 1) throw new RangeError("Cannot create worker: concurrency < 1");
@@ -78,6 +66,11 @@ export class ImageWorker {
     }
     // Idle sweeps over REST: at most every 15 s, but never slower than one lease, so takeovers stay prompt.
     this.#o.idleSweepMs = options.idleSweepMs ?? Math.min(15_000, options.leaseMs);
+    this.#runDeps = {
+      ...this.#o,
+      stopping: this.#stop.signal,
+      schedulePromotion: (delayMs) => this.#schedulePromotion(delayMs),
+    };
   }
 
   /** Aborts the provider call of a job running here, because its job was canceled. */
@@ -198,107 +191,7 @@ export class ImageWorker {
     const job = await intake(flight.delivery, { ...this.#o, onRefused }, flight.controller.signal);
     if (!job) return;
     flight.phase = "running";
-    await this.#generate(flight, job);
-  }
-
-  async #generate(flight: InFlight, job: JobRecord): Promise<void> {
-    const { provider } = this.#o;
-    const signal = flight.controller.signal;
-    let outcome: Outcome;
-    try {
-      signal.throwIfAborted();
-      const image = await provider.generate(
-        { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
-        { signal },
-      );
-      signal.throwIfAborted();
-      outcome = {
-        type: "succeeded",
-        image: image.base64,
-        mimeType: image.mimeType,
-        revisedPrompt: image.revisedPrompt,
-      };
-    } catch (error) {
-      return await this.#failed(flight, job, error);
-    }
-    await this.#store(flight, job, outcome);
-  }
-
-  /** Handles a provider call that threw: abandoned, canceled, retried later, or failed. */
-  async #failed(flight: InFlight, job: JobRecord, error: unknown): Promise<void> {
-    const { broker, log } = this.#o;
-    const { delivery, controller: { signal } } = flight;
-    const reason = error instanceof Error ? error.message : String(error);
-    if (signal.aborted) {
-      if (signal.reason === "shutdown") return; // left pending for a takeover
-      if (signal.reason === "lost") {
-        // Another consumer holds the entry now: it writes the outcome, this one writes nothing.
-        log.info("Abandoned job {id}: its lease was taken over", { id: job.id });
-        return this.#o.onFinished?.("superseded", job);
-      }
-      // Canceled while running: the cancel wrote the terminal event; this only acknowledges.
-      flight.phase = "ending";
-      return await this.#persist("acknowledge a canceled job", () => broker.ack(delivery));
-    }
-    if (error instanceof RetryableError && job.attempts < this.#o.maxAttempts) {
-      const delay = retryDelay(job.attempts, {
-        baseMs: this.#o.backoffBaseMs,
-        maxMs: this.#o.backoffMaxMs,
-        retryAfterMs: error.retryAfterMs,
-      });
-      log.info("Retrying job {id} in {delay} ms: {reason}", { id: job.id, delay, reason });
-      flight.phase = "ending";
-      try {
-        await this.#persist("schedule a retry", () => broker.retryLater(delivery, delay, reason));
-        this.#schedulePromotion(delay);
-        return;
-      } catch (cause) {
-        if (isTransient(cause)) throw cause; // given up at shutdown: left pending for a takeover
-        log.error("Cannot schedule a retry of job {id}, failing it: {error}", {
-          id: job.id,
-          error: String(cause),
-        });
-      }
-    } else {
-      log.warn("Job {id} failed: {reason}", { id: job.id, reason });
-    }
-    await this.#store(flight, job, { type: "failed", error: PROCESSING_ERROR });
-  }
-
-  /**
-   * Writes the terminal outcome. A permanent error storing a success fails the job without its image; a
-   * permanent error storing a failure releases the slot (the lease expires and the dead-letter path ends
-   * the job), so no slot stays busy for good.
-   */
-  async #store(flight: InFlight, job: JobRecord, outcome: Outcome): Promise<void> {
-    const { broker, log } = this.#o;
-    flight.phase = "ending";
-    try {
-      const done = await this.#persist(
-        `store the ${outcome.type} outcome`,
-        () => broker.finish(flight.delivery, outcome),
-      );
-      if (!done) log.info("Job {id} was ended elsewhere; nothing stored", { id: job.id });
-      this.#o.onFinished?.(done ? outcome.type : "superseded", job);
-    } catch (error) {
-      if (isTransient(error)) throw error; // given up at shutdown: left pending for a takeover
-      if (outcome.type === "succeeded") {
-        log.error("Cannot store the image of job {id}, failing it without: {error}", {
-          id: job.id,
-          error: String(error),
-        });
-        return await this.#store(flight, job, { type: "failed", error: PROCESSING_ERROR });
-      }
-      log.error("Cannot store the failure of job {id}, releasing it to its lease: {error}", {
-        id: job.id,
-        error: String(error),
-      });
-      this.#o.onFinished?.("abandoned", job);
-    }
-  }
-
-  #persist<T>(what: string, write: () => Promise<T>): Promise<T> {
-    return persist(write, { what, log: this.#o.log, stopping: this.#stop.signal });
+    await runJob(flight, job, this.#runDeps);
   }
 
   /** Moves the retry back to the stream when it is due (the lease timer also does, as a fallback). */

@@ -11,7 +11,8 @@ import {
   TERMINAL_STATUSES,
 } from "../live/notifications.ts";
 import { OwnerLimits } from "./memory_limits.ts";
-import { EntryQueue, MemoryStore } from "./memory_store.ts";
+import { MemoryStore } from "./memory_store.ts";
+import { type DeadLetter, DeadLetters, DelayedRetries, EntryQueue } from "./memory_stream.ts";
 import type {
   BlockOptions,
   Broker,
@@ -36,15 +37,9 @@ export interface MemoryBrokerOptions {
   now?: () => number;
 }
 
-/** A dead letter the in-memory broker recorded. */
-export interface DeadLetter {
-  jobId: string;
-  entryId: string;
-  reason: string;
-  at: string;
-}
+/** A dead letter the in-memory broker recorded (kept in memory_stream.ts). */
+export type { DeadLetter } from "./memory_stream.ts";
 
-const DEAD_MAX = 10_000;
 const TAIL_COUNT = 1_000;
 const CANCELED = "Job canceled";
 
@@ -59,8 +54,8 @@ export class MemoryBroker implements Broker {
   readonly blocking = true;
   #store: MemoryStore;
   #queue: EntryQueue;
-  #delayed = new Map<string, { due: number; timer?: ReturnType<typeof setTimeout> }>();
-  #dead: DeadLetter[] = [];
+  #delayed = new DelayedRetries(() => this.promoteDue());
+  #dead = new DeadLetters();
   #secrets = new Map<string, string>();
   #limits: OwnerLimits;
 
@@ -116,7 +111,7 @@ export class MemoryBroker implements Broker {
     const job = this.#store.job(id);
     if (!job) return "missing";
     if (TERMINAL_STATUSES.has(job.record.status)) return "ended";
-    this.#undelay(id);
+    this.#delayed.remove(id);
     job.record.error = CANCELED;
     this.#store.change(job, "canceled", { type: "canceled", success: false, error: CANCELED });
     return "canceled";
@@ -194,20 +189,13 @@ export class MemoryBroker implements Broker {
     const job = this.#store.job(delivery.jobId);
     if (job?.record.status !== "running") return false;
     Object.assign(job.record, { status: "queued", updatedAt: this.#store.iso() });
-    this.#undelay(delivery.jobId);
-    const timer = this.#store.closed
-      ? undefined
-      : setTimeout(() => this.promoteDue(), Math.max(0, delayMs));
-    this.#delayed.set(delivery.jobId, { due: this.#store.now() + delayMs, timer });
+    this.#delayed.add(delivery.jobId, this.#store.now(), delayMs, !this.#store.closed);
     return true;
   }
 
   async promoteDue(now: number = this.#store.now()): Promise<number> {
-    const due = [...this.#delayed].filter(([, entry]) => entry.due <= now);
-    due.sort(([, a], [, b]) => a.due - b.due);
     let moved = 0;
-    for (const [jobId] of due) {
-      this.#undelay(jobId);
+    for (const jobId of this.#delayed.takeDue(now)) {
       if (this.#store.ended(jobId)) continue;
       this.#queue.add({ entryId: this.#store.nextId(), jobId });
       moved += 1;
@@ -225,8 +213,7 @@ export class MemoryBroker implements Broker {
       this.#store.change(job, "failed", event);
     }
     const { jobId, entryId } = delivery;
-    this.#dead.push({ jobId, entryId, reason: reason || "unknown", at: this.#store.iso() });
-    if (this.#dead.length > DEAD_MAX) this.#dead.shift();
+    this.#dead.add({ jobId, entryId, reason: reason || "unknown", at: this.#store.iso() });
   }
 
   async ack(delivery: Delivery): Promise<void> {
@@ -285,11 +272,11 @@ export class MemoryBroker implements Broker {
 
   /** The dead letters recorded so far, oldest first. */
   deadLetters(): DeadLetter[] {
-    return this.#dead.map((letter) => ({ ...letter }));
+    return this.#dead.list();
   }
 
   async close(): Promise<void> {
-    for (const { timer } of this.#delayed.values()) clearTimeout(timer);
+    this.#delayed.stop();
     this.#store.close();
   }
 
@@ -301,10 +288,5 @@ export class MemoryBroker implements Broker {
   /** True when the delivery names a consumer that no longer holds its entry (then nothing is written). */
   #leaseLost({ entryId, consumer }: Delivery): boolean {
     return entryId !== "" && consumer !== "" && !this.#queue.holds(entryId, consumer);
-  }
-
-  #undelay(jobId: string): void {
-    clearTimeout(this.#delayed.get(jobId)?.timer);
-    this.#delayed.delete(jobId);
   }
 }

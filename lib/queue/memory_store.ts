@@ -1,4 +1,4 @@
-/** State of the in-memory broker: jobs and their events, the relay feed, the jobs stream, waits. */
+/** State of the in-memory broker: jobs and their events, the relay feed, stream-style ids, waits. */
 import {
   compareEventIds,
   type JobStatus,
@@ -7,7 +7,7 @@ import {
   type StoredEvent,
   TERMINAL_STATUSES,
 } from "../live/notifications.ts";
-import type { BlockOptions, Delivery, FeedItem, JobRecord } from "./types.ts";
+import type { BlockOptions, FeedItem, JobRecord } from "./types.ts";
 
 /** A job as the in-memory broker keeps it. */
 export interface StoredJob {
@@ -178,121 +178,4 @@ export class MemoryStore {
       this.#wakers.add(done);
     });
   }
-}
-
-/** An entry of the jobs stream: a job id, with the seed's fields when another service added it. */
-export interface Entry {
-  entryId: string;
-  jobId: string;
-  seed?: { token: string; prompt: string };
-}
-
-interface Pending extends Entry {
-  consumer: string;
-  deliveries: number;
-  lastAt: number;
-}
-
-/**
- * The jobs stream of one consumer group: new entries in order, then pending ones (each held by one
- * consumer) until acknowledged, and the consumers seen, as Redis keeps them.
- */
-export class EntryQueue {
-  #fresh: Entry[] = [];
-  #pending = new Map<string, Pending>();
-  /**
-   * Consumer name -> when it last got entries or renewed one (XINFO CONSUMERS' idle). As in Redis 7.0, a
-   * consumer exists once it got an entry: a read or a reclaim that finds nothing does not create it.
-   */
-  #consumers = new Map<string, number>();
-  /** Where the next reclaim resumes (XAUTOCLAIM's cursor). */
-  #cursor = "0-0";
-  #onAdd: () => void;
-
-  constructor(onAdd: () => void) {
-    this.#onAdd = onAdd;
-  }
-
-  /** Entries in the stream, delivered or not (as XLEN counts them). */
-  get size(): number {
-    return this.#fresh.length + this.#pending.size;
-  }
-
-  /** Appends a new entry. */
-  add(entry: Entry): void {
-    this.#fresh.push(entry);
-    this.#onAdd();
-  }
-
-  /** Delivers up to `count` new entries to the consumer, oldest first. */
-  take(consumer: string, count: number, now: number): Delivery[] {
-    const taken = this.#fresh.splice(0, count).map((entry) => {
-      const pending = { ...entry, consumer, deliveries: 1, lastAt: now };
-      this.#pending.set(entry.entryId, pending);
-      return toDelivery(pending);
-    });
-    if (taken.length > 0) this.#consumers.set(consumer, now);
-    return taken;
-  }
-
-  /**
-   * Moves up to `count` pending entries idle for at least `idleMs` to the consumer, scanning in id order
-   * from where the previous call stopped (at most count × 10 entries per call), as XAUTOCLAIM does.
-   */
-  reclaim(consumer: string, idleMs: number, count: number, now: number): Delivery[] {
-    const order = [...this.#pending.values()]
-      .filter((p) => compareEventIds(p.entryId, this.#cursor) >= 0)
-      .sort((a, b) => compareEventIds(a.entryId, b.entryId));
-    const taken: Delivery[] = [];
-    let attempts = count * 10;
-    let next = 0;
-    for (; next < order.length && attempts > 0 && taken.length < count; next++, attempts--) {
-      const pending = order[next];
-      if (idleMs > 0 && now - pending.lastAt < idleMs) continue;
-      Object.assign(pending, { consumer, deliveries: pending.deliveries + 1, lastAt: now });
-      taken.push(toDelivery(pending));
-    }
-    this.#cursor = order[next]?.entryId ?? "0-0";
-    if (taken.length > 0) this.#consumers.set(consumer, now);
-    return taken;
-  }
-
-  /** True when the entry is pending and held by this consumer. */
-  holds(entryId: string, consumer: string): boolean {
-    return this.#pending.get(entryId)?.consumer === consumer;
-  }
-
-  /** Resets the idle time of an entry this consumer holds; false when it does not hold it. */
-  renew(entryId: string, consumer: string, now: number): boolean {
-    const pending = this.#pending.get(entryId);
-    if (pending?.consumer !== consumer) return false;
-    pending.lastAt = now;
-    this.#consumers.set(consumer, now);
-    return true;
-  }
-
-  /** Acknowledges and deletes an entry, delivered or not. */
-  remove(entryId: string): void {
-    this.#pending.delete(entryId);
-    const index = this.#fresh.findIndex((entry) => entry.entryId === entryId);
-    if (index >= 0) this.#fresh.splice(index, 1);
-  }
-
-  /** Forgets consumers idle for `idleMs` that hold nothing; returns how many it forgot. */
-  prune(idleMs: number, now: number): number {
-    const holding = new Set([...this.#pending.values()].map((p) => p.consumer));
-    let removed = 0;
-    for (const [consumer, seenAt] of this.#consumers) {
-      if (holding.has(consumer) || now - seenAt < idleMs) continue;
-      this.#consumers.delete(consumer);
-      removed += 1;
-    }
-    return removed;
-  }
-}
-
-function toDelivery(entry: Pending): Delivery {
-  const { entryId, jobId, deliveries, consumer, seed } = entry;
-  const delivery: Delivery = { entryId, jobId, deliveries, consumer };
-  return seed ? { ...delivery, seed: { ...seed } } : delivery;
 }

@@ -1,3 +1,4 @@
+/** Tests of the configuration: defaults, parsing, the broker choice and refused values. */
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../lib/config.ts";
 

@@ -1,3 +1,4 @@
+/** Tests of the job-scoped read tickets: issued short-lived, kept apart from bearer tokens. */
 import assert from "node:assert/strict";
 import { base64url, SignJWT } from "jose";
 import { createAuth } from "../../../lib/auth/jwt.ts";

@@ -1,3 +1,4 @@
+/** Tests of the verified-token cache: expiry, size and age bounds, key set changes. */
 import assert from "node:assert/strict";
 import { VerifiedCache } from "../../../lib/auth/verified_cache.ts";
 

@@ -1,3 +1,4 @@
+/** Tests of the image providers: the xAI client's requests and errors, and the placeholder. */
 import assert from "node:assert/strict";
 import {
   boundedRetryAfter,

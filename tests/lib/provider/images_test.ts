@@ -1,3 +1,4 @@
+/** Tests of image bytes: media type sniffing, Retry-After parsing and the guarded download. */
 import assert from "node:assert/strict";
 import { downloadImage, parseRetryAfter, sniffImage } from "../../../lib/provider/images.ts";
 import { PermanentError, RetryableError } from "../../../lib/errors.ts";

@@ -1,3 +1,4 @@
+/** Tests of the placeholder drawing: a valid, deterministic, non-flat PNG. */
 import assert from "node:assert/strict";
 import { drawPlaceholder } from "../../../lib/provider/placeholder.ts";
 import { sniffImage } from "../../../lib/provider/images.ts";

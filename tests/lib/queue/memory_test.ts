@@ -1,3 +1,4 @@
+/** The broker contract against the in-memory broker, and what only that broker does. */
 import assert from "node:assert/strict";
 import { BrokerUnavailableError } from "../../../lib/errors.ts";
 import { createMemoryBroker, type MemoryBroker } from "../../../lib/queue/memory.ts";

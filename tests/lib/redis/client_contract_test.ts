@@ -1,3 +1,4 @@
+/** The RedisClient contract over TCP and Upstash REST, and the Upstash client's own failures. */
 import assert from "node:assert/strict";
 import { BrokerUnavailableError } from "../../../lib/errors.ts";
 import { createTcpClient } from "../../../lib/redis/tcp.ts";

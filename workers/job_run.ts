@@ -1,0 +1,147 @@
+/** One job's run after intake: the provider call, then its one outcome (success, retry, failure). */
+import type { Logger } from "@logtape/logtape";
+import { isTransient, RetryableError } from "../lib/errors.ts";
+import { PROCESSING_ERROR } from "../lib/live/notifications.ts";
+import type { ImageProvider } from "../lib/provider/grok.ts";
+import type { Broker, Delivery, JobRecord, Outcome } from "../lib/queue/types.ts";
+import { persist, retryDelay } from "./retry.ts";
+
+/**
+ * One delivery being handled here: `intake` until start() hands it the job (a seed's job may not exist
+ * yet), `running` while the provider is called, `ending` once its last write is under way (fenced by the
+ * broker, so renewals no longer matter).
+ */
+export interface InFlight {
+  delivery: Delivery;
+  controller: AbortController;
+  phase: "intake" | "running" | "ending";
+}
+
+/** What a job's run needs from its worker. */
+export interface RunDeps {
+  broker: Broker;
+  provider: ImageProvider;
+  log: Logger;
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Aborts when the worker stops: broker writes then give up after a few more attempts. */
+  stopping: AbortSignal;
+  /** Moves a scheduled retry back to the stream once it is due. */
+  schedulePromotion: (delayMs: number) => void;
+  /** Called after each job ends here, for metrics. */
+  onFinished?: (status: string, job: JobRecord | null) => void;
+}
+
+/** Calls the provider for the job and writes what came of it, once. */
+export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): Promise<void> {
+  const { provider } = deps;
+  const signal = flight.controller.signal;
+  let outcome: Outcome;
+  try {
+    signal.throwIfAborted();
+    const image = await provider.generate(
+      { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
+      { signal },
+    );
+    signal.throwIfAborted();
+    outcome = {
+      type: "succeeded",
+      image: image.base64,
+      mimeType: image.mimeType,
+      revisedPrompt: image.revisedPrompt,
+    };
+  } catch (error) {
+    return await failed(flight, job, error, deps);
+  }
+  await store(flight, job, outcome, deps);
+}
+
+/** Handles a provider call that threw: abandoned, canceled, retried later, or failed. */
+async function failed(
+  flight: InFlight,
+  job: JobRecord,
+  error: unknown,
+  deps: RunDeps,
+): Promise<void> {
+  const { broker, log } = deps;
+  const { delivery, controller: { signal } } = flight;
+  const reason = error instanceof Error ? error.message : String(error);
+  if (signal.aborted) {
+    if (signal.reason === "shutdown") return; // left pending for a takeover
+    if (signal.reason === "lost") {
+      // Another consumer holds the entry now: it writes the outcome, this one writes nothing.
+      log.info("Abandoned job {id}: its lease was taken over", { id: job.id });
+      return deps.onFinished?.("superseded", job);
+    }
+    // Canceled while running: the cancel wrote the terminal event; this only acknowledges.
+    flight.phase = "ending";
+    return await persistWith(deps, "acknowledge a canceled job", () => broker.ack(delivery));
+  }
+  if (error instanceof RetryableError && job.attempts < deps.maxAttempts) {
+    const delay = retryDelay(job.attempts, {
+      baseMs: deps.backoffBaseMs,
+      maxMs: deps.backoffMaxMs,
+      retryAfterMs: error.retryAfterMs,
+    });
+    log.info("Retrying job {id} in {delay} ms: {reason}", { id: job.id, delay, reason });
+    flight.phase = "ending";
+    try {
+      await persistWith(deps, "schedule a retry", () => broker.retryLater(delivery, delay, reason));
+      deps.schedulePromotion(delay);
+      return;
+    } catch (cause) {
+      if (isTransient(cause)) throw cause; // given up at shutdown: left pending for a takeover
+      log.error("Cannot schedule a retry of job {id}, failing it: {error}", {
+        id: job.id,
+        error: String(cause),
+      });
+    }
+  } else {
+    log.warn("Job {id} failed: {reason}", { id: job.id, reason });
+  }
+  await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
+}
+
+/**
+ * Writes the terminal outcome. A permanent error storing a success fails the job without its image; a
+ * permanent error storing a failure releases the slot (the lease expires and the dead-letter path ends
+ * the job), so no slot stays busy for good.
+ */
+async function store(
+  flight: InFlight,
+  job: JobRecord,
+  outcome: Outcome,
+  deps: RunDeps,
+): Promise<void> {
+  const { broker, log } = deps;
+  flight.phase = "ending";
+  try {
+    const done = await persistWith(
+      deps,
+      `store the ${outcome.type} outcome`,
+      () => broker.finish(flight.delivery, outcome),
+    );
+    if (!done) log.info("Job {id} was ended elsewhere; nothing stored", { id: job.id });
+    deps.onFinished?.(done ? outcome.type : "superseded", job);
+  } catch (error) {
+    if (isTransient(error)) throw error; // given up at shutdown: left pending for a takeover
+    if (outcome.type === "succeeded") {
+      log.error("Cannot store the image of job {id}, failing it without: {error}", {
+        id: job.id,
+        error: String(error),
+      });
+      return await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
+    }
+    log.error("Cannot store the failure of job {id}, releasing it to its lease: {error}", {
+      id: job.id,
+      error: String(error),
+    });
+    deps.onFinished?.("abandoned", job);
+  }
+}
+
+/** A broker write, retried while Redis is away (see persist). */
+function persistWith<T>(deps: RunDeps, what: string, write: () => Promise<T>): Promise<T> {
+  return persist(write, { what, log: deps.log, stopping: deps.stopping });
+}
