@@ -1,10 +1,12 @@
 /** Helpers the HTTP routes share: who is calling, loading their job, and the job's public shape. */
 import type { Context } from "hono";
-import type { AppDeps } from "./app.ts";
+import type { AppDeps } from "./deps.ts";
 import { bearerToken } from "../lib/auth/jwt.ts";
 import { httpErrors } from "../lib/errors.ts";
-import { dataUrl, isEventId } from "../lib/live/notifications.ts";
+import { dataUrl, type JobStatus, PROCESSING_ERROR } from "../lib/live/notifications.ts";
 import { JOB_ID, type JobRecord, type JobView } from "../lib/queue/types.ts";
+import type { Job } from "./responses.ts";
+import { resumeAfter } from "./schemas.ts";
 
 export { JOB_ID };
 
@@ -56,7 +58,7 @@ export async function authenticateReader(c: Context, deps: AppDeps, jobId: strin
 export function lastEventId(c: Context): string | undefined {
   const value = c.req.header("Last-Event-ID") ?? c.req.query("last_event_id");
   if (value === undefined || value === "") return undefined;
-  if (!isEventId(value)) {
+  if (!resumeAfter.safeParse(value).success) {
     throw httpErrors.invalid("Cannot resume: Last-Event-ID is not an event id");
   }
   return value;
@@ -73,26 +75,36 @@ export async function jobUrls(deps: AppDeps, job: JobRecord) {
   };
 }
 
-/** The public status document of a job. */
-export function presentJob(job: JobView) {
+/** The fields every job document has, in the contract's order. */
+function jobFields<S extends JobStatus>(job: JobView, status: S) {
   return {
     id: job.id,
-    status: job.status,
+    status,
     prompt: job.prompt,
     model: job.model,
     aspect_ratio: job.aspectRatio,
     created_at: job.createdAt,
     updated_at: job.updatedAt,
     attempts: job.attempts,
-    ...(job.status === "succeeded" && job.image && job.mimeType
-      ? {
-        result: {
-          image: dataUrl(job.mimeType, job.image),
-          mime_type: job.mimeType,
-          revised_prompt: job.revisedPrompt,
-        },
-      }
-      : {}),
-    ...(job.status === "failed" ? { error: job.error } : {}),
   };
+}
+
+/** The public status document of a job: `result` only when succeeded, `error` only when failed. */
+export function presentJob(job: JobView): Job {
+  switch (job.status) {
+    case "succeeded": {
+      const { image, mimeType } = job;
+      if (!image || !mimeType) return jobFields(job, job.status);
+      const result = {
+        image: dataUrl(mimeType, image),
+        mime_type: mimeType,
+        revised_prompt: job.revisedPrompt,
+      };
+      return { ...jobFields(job, job.status), result };
+    }
+    case "failed":
+      return { ...jobFields(job, job.status), error: job.error ?? PROCESSING_ERROR };
+    default:
+      return jobFields(job, job.status);
+  }
 }

@@ -1,41 +1,91 @@
-/** Request schemas of the HTTP API, validated at the boundary and reused by the OpenAPI document. */
-import { z } from "zod";
+/** Request schemas of the HTTP API: the routes validate with them and the document is generated from them. */
+import { z } from "@hono/zod-openapi";
 import { JOB_ID } from "../lib/queue/types.ts";
 
-const jobId = z.string().regex(
-  JOB_ID,
-  "must be 1 to 128 of A-Z a-z 0-9 _ . : -",
+/** Pattern of an event id (`Last-Event-ID`): a number, or a Redis stream id such as `1700000000000-0`. */
+export const EVENT_ID = /^\d{1,20}(-\d{1,20})?$/;
+
+/** A job id, client-chosen or server-made. */
+export const jobId = z.string().regex(JOB_ID, "must be 1 to 128 of A-Z a-z 0-9 _ . : -")
+  .openapi({ description: "1 to 128 of `A-Z a-z 0-9 _ . : -`", example: "fox-1" });
+
+/** The `{id}` path parameter of a job's routes; any other value answers 404 like an unknown job. */
+export const jobParams = z.object({ id: jobId });
+
+/** An event id to resume after; empty means "from the start", like no value at all. */
+export const resumeAfter = z.string().regex(
+  new RegExp(`^(${EVENT_ID.source.slice(1, -1)})?$`),
+  "must be an event id such as 3 or 1700000000000-0",
 );
 
-/** Body of `POST /v1/images`: the v1 fields, or the seed's `{Token, Prompt, Id}`. */
-export const submitBody = z.object({
-  prompt: z.string().optional(),
-  Prompt: z.string().optional(),
-  id: jobId.optional(),
+const prompt = z.string().trim()
+  .min(1, "must be 1 to 4000 characters")
+  .max(4000, "must be 1 to 4000 characters")
+  .regex(/\S/, "must not be blank")
+  .openapi({
+    description: "What to draw: 1 to 4000 characters once surrounding whitespace is trimmed",
+    example: "a red fox in snow",
+  });
+
+const model = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a model name")
+  .openapi({ description: "Provider model name; the service's default when absent" });
+const aspectRatio = z.string().regex(
+  /^(auto|\d{1,2}(\.\d{1,2})?:\d{1,2}(\.\d{1,2})?)$/,
+  "must look like 16:9, 19.5:9 or auto",
+).openapi({ example: "16:9" });
+const token = z.string().max(8192).openapi({
+  description: "Seed compatibility: the caller's JWT, used when there is no Authorization header",
+});
+
+/** Body of `POST /v1/images` in the v1 shape. */
+const submitRequest = z.object({
+  prompt,
+  id: jobId.optional().openapi({
+    description:
+      "Client-chosen job id (idempotency key); the server makes an unguessable one when absent",
+  }),
+  model: model.optional(),
+  aspect_ratio: aspectRatio.optional(),
+  Token: token.optional(),
+  Prompt: z.string().optional().openapi({ description: "Ignored when `prompt` is present" }),
+  Id: jobId.optional().openapi({ description: "Ignored when `id` is present" }),
+}).openapi("SubmitRequest");
+
+/** Body of `POST /v1/images` in the seed's shape (`{Token, Prompt, Id}`), without `prompt`. */
+const seedSubmitRequest = z.looseObject({
+  Prompt: prompt,
   Id: jobId.optional(),
-  Token: z.string().max(8192).optional(),
-  model: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a model name").optional(),
-  aspect_ratio: z.string().regex(
-    /^(auto|\d{1,2}(\.\d{1,2})?:\d{1,2}(\.\d{1,2})?)$/,
-    "must look like 16:9, 19.5:9 or auto",
-  ).optional(),
-}).transform((body, ctx) => {
-  const prompt = (body.prompt ?? body.Prompt ?? "").trim();
-  if (prompt.length < 1 || prompt.length > 4000) {
-    ctx.addIssue({ code: "custom", path: ["prompt"], message: "must be 1 to 4000 characters" });
-    return z.NEVER;
-  }
-  return {
-    prompt,
-    id: body.id ?? body.Id,
-    token: body.Token,
-    model: body.model,
-    aspectRatio: body.aspect_ratio,
-  };
+  Token: token.optional(),
+  id: jobId.optional(),
+  model: model.optional(),
+  aspect_ratio: aspectRatio.optional(),
+}).refine((body) => body.prompt === undefined, {
+  path: ["prompt"],
+  message: "must be 1 to 4000 characters",
+}).openapi("SeedSubmitRequest");
+
+/** Body of `POST /v1/images`: the v1 fields, or the seed's `{Token, Prompt, Id}`. */
+export const submitBody = z.union([submitRequest, seedSubmitRequest]).transform((body) => ({
+  prompt: typeof body.prompt === "string" ? body.prompt : body.Prompt ?? "",
+  id: body.id ?? body.Id,
+  token: body.Token,
+  model: body.model,
+  aspectRatio: body.aspect_ratio,
+}));
+
+/** Headers of `POST /v1/images`. */
+export const submitHeaders = z.object({
+  "Idempotency-Key": jobId.optional().openapi({
+    description: "Same as the body's `id`; the body's `id` wins when both are given",
+  }),
 });
 
 /** Body of `POST /v1/dev/token`. */
-export const devTokenBody = z.object({ sub: z.string().min(1).max(256).optional() });
+export const devTokenBody = z.object({
+  sub: z.string().min(1).max(256).optional().openapi({
+    description: "Subject of the token; `dev-user` when absent",
+  }),
+}).openapi("DevTokenRequest");
 
 /** A WebSocket message from the client. */
 export const wsMessage = z.discriminatedUnion("type", [
@@ -43,16 +93,7 @@ export const wsMessage = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("subscribe"),
     id: jobId,
-    last_event_id: z.string().regex(/^\d{1,20}(-\d{1,20})?$/).optional(),
+    last_event_id: z.string().regex(EVENT_ID).optional(),
   }),
   z.object({ type: z.literal("unsubscribe"), id: jobId }),
-]);
-
-/** Turns a zod error into one sentence for the client (never raw zod output). */
-export function describeIssues(error: z.ZodError): string {
-  const parts = error.issues.slice(0, 3).map((issue) => {
-    const where = issue.path.length > 0 ? issue.path.join(".") : "body";
-    return `${where} ${issue.message.replace(/^Invalid input: /, "")}`;
-  });
-  return `Cannot accept the request: ${parts.join("; ")}`;
-}
+]).openapi("WsClientMessage");

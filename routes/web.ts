@@ -1,7 +1,7 @@
 /** `GET /`: a small page to try the service from a browser. */
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
-import type { AppDeps, AppEnv } from "./app.ts";
+import type { AppDeps, AppEnv } from "./deps.ts";
 
 const PAGE = `<!doctype html>
 <html lang="en">

@@ -1,15 +1,12 @@
-/**
- * `GET /v1/ws`: notifications over a WebSocket, several jobs per socket, authenticated by ticket or message.
- * Each socket's messages are handled one after another, in the order sent, so `auth` followed at once by
- * `subscribe` works however long the token check takes.
- */
-import { Hono } from "hono";
+/** `GET /v1/ws`: notifications of several jobs over one WebSocket, authenticated by ticket or message. */
+import { createRoute, type z } from "@hono/zod-openapi";
 import { decodeJwt } from "jose";
-import type { z } from "zod";
-import { type AppDeps, type AppEnv, toHttpError } from "./app.ts";
+import { type AppDeps, router } from "./deps.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
+import { toHttpError } from "./errors.ts";
 import { JOB_ID } from "./http.ts";
 import type { Subscription } from "../lib/live/relay.ts";
+import { errors, SERVER_ERRORS } from "./responses.ts";
 import { wsMessage } from "./schemas.ts";
 
 /** Time a socket has to send its `auth` message. */
@@ -34,9 +31,40 @@ export function originAllowed(
   }
 }
 
+/** The route definition of `GET /v1/ws` (the upgrade; the messages are in its description). */
+export const wsRoute = createRoute({
+  method: "get",
+  path: "/v1/ws",
+  operationId: "openJobSocket",
+  tags: ["live"],
+  summary: "Notifications of several jobs over one WebSocket",
+  description: "Auth: `?ticket=` (scoped to its job), or a first message " +
+    '`{"type":"auth","token":"<JWT>"}` within 5 s (else close 1008). Then the client sends ' +
+    '`{"type":"subscribe","id":"<job id>","last_event_id":"optional"}` or ' +
+    '`{"type":"unsubscribe","id":"<job id>"}` (`#/components/schemas/WsClientMessage`); the server ' +
+    'sends `{"type":"authenticated"}`, `{"type":"notification","event_id":"…","notification":{…}}` ' +
+    'and `{"type":"error","code":"…","message":"…","id":"optional"}` ' +
+    "(`#/components/schemas/WsServerMessage`), in order, replayed from `last_event_id` as on SSE. " +
+    "Close codes: 1008 (auth failed, timed out or expired; too many waiting messages), 1009 (a " +
+    "message over 16 KiB or not text), 1013 (too many open streams). Cross-origin browsers are " +
+    "refused unless allowed by configuration.",
+  security: [{ ticket: [] }, {}],
+  responses: {
+    101: { description: "Switching protocols: the socket is open" },
+    ...errors({
+      400: "Cannot open the socket: a WebSocket upgrade is required",
+      401: "Cannot authenticate: the ticket is invalid or expired",
+      403: "Cannot open the socket: origin not allowed",
+      500: SERVER_ERRORS[500],
+    }),
+  },
+});
+
 /** The WebSocket route. */
-export function wsRoutes(deps: AppDeps): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+export function wsRoutes(deps: AppDeps) {
+  const app = router();
+  // Described, not validated by the framework: the origin is checked before anything else.
+  app.openAPIRegistry.registerPath(wsRoute);
   app.get("/v1/ws", async (c) => {
     if (
       !originAllowed(c.req.header("Origin"), c.req.header("Host"), deps.config.CORS_ORIGINS ?? [])
@@ -72,6 +100,10 @@ type Message = z.infer<typeof wsMessage>;
 /** A queued message: a parsed one, a repeated `auth` (its token dropped), or one that did not parse. */
 type Queued = Message | { type: "auth_again" } | { type: "bad" };
 
+/**
+ * Serves one socket. Its messages are handled one after another, in the order sent, so `auth` followed
+ * at once by `subscribe` works however long the token check takes.
+ */
 function serveSocket(
   deps: AppDeps,
   scope: { owner: string; jobId: string } | null,

@@ -1,3 +1,4 @@
+/** Tests of POST /v1/images: submit, idempotency, the seed body, limits and validation. */
 import assert from "node:assert/strict";
 import {
   bearer,
@@ -213,4 +214,80 @@ Deno.test("POST /v1/images answers 429 with Retry-After over the rate limit", as
     const other = await submitJob(service, await service.token("bob"));
     assert.equal(other.response.status, 202);
   }, { env: { RATE_LIMIT_PER_MINUTE: "2" } });
+});
+
+Deno.test("POST /v1/images reads the body as JSON whatever its Content-Type says", async (t) => {
+  await withService(async (service) => {
+    const token = await service.token("alice");
+    const body = JSON.stringify({ prompt: "a fox in plain text" });
+    for (const [name, type] of [["text/plain", "text/plain;charset=UTF-8"], ["none", undefined]]) {
+      await t.step(`Content-Type ${name}`, async () => {
+        const headers: Record<string, string> = { Authorization: `Bearer ${token}` };
+        if (type) headers["Content-Type"] = type;
+        const res = await post(service, body, headers);
+        assert.equal(res.status, 202);
+        const job = await waitForStatus(service, token, (res.body as { id: string }).id, [
+          "succeeded",
+        ]);
+        assert.equal(job.prompt, "a fox in plain text");
+      });
+    }
+    await t.step("and an empty body is still a 400", async () => {
+      const res = await post(service, "", bearer(token));
+      assert.equal(res.status, 400);
+      assertErrorBody(res.body, "invalid_request");
+    });
+  });
+});
+
+Deno.test("POST /v1/images checks the caller before the body's fields", async (t) => {
+  await withService(async (service) => {
+    const cases: [string, string, Record<string, string>][] = [
+      ["an empty prompt", '{"prompt":""}', {}],
+      ["a bad id", '{"prompt":"a fox","id":"a b"}', {}],
+      ["a bad Idempotency-Key", '{"prompt":"a fox"}', { "Idempotency-Key": "a b" }],
+      ["a bad seed Token and no Prompt", '{"Token":"not-a-jwt"}', {}],
+    ];
+    for (const [name, body, headers] of cases) {
+      await t.step(`${name} from nobody: 401`, async () => {
+        const res = await post(service, body, { "Content-Type": "application/json", ...headers });
+        assert.equal(res.status, 401);
+        assertErrorBody(res.body, "unauthorized");
+      });
+    }
+    await t.step("a seed body whose Token is valid but Prompt empty: 422", async () => {
+      const token = await service.token("seed-user");
+      const res = await post(service, JSON.stringify({ Token: token, Prompt: " " }), {
+        "Content-Type": "application/json",
+      });
+      assert.equal(res.status, 422);
+      assertErrorBody(res.body, "invalid_request");
+      assert.match((res.body as { error: { message: string } }).error.message, /\bPrompt\b/);
+    });
+  });
+});
+
+Deno.test("POST /v1/images takes prompt over Prompt, and refuses a bad prompt beside a good Prompt", async (t) => {
+  await withService(async (service) => {
+    const token = await service.token("alice");
+    await t.step("both valid: prompt wins", async () => {
+      const { response, body } = await submitJob(service, token, { prompt: "fox", Prompt: "owl" });
+      assert.equal(response.status, 202);
+      const job = await waitForStatus(service, token, body.id, ["succeeded"]);
+      assert.equal(job.prompt, "fox");
+    });
+    for (const prompt of ["", 5, null]) {
+      await t.step(`prompt ${JSON.stringify(prompt)} beside a valid Prompt: 422`, async () => {
+        const res = await submitJob(service, token, { prompt, Prompt: "owl" });
+        assert.equal(res.response.status, 422);
+        assertErrorBody(res.body, "invalid_request");
+        assert.match(res.body.error.message, /^Cannot accept the request: prompt /);
+      });
+    }
+    await t.step("a missing prompt is named as required", async () => {
+      const res = await submitJob(service, token, {});
+      assert.equal(res.response.status, 422);
+      assert.equal(res.body.error.message, "Cannot accept the request: prompt is required");
+    });
+  });
 });

@@ -1,3 +1,4 @@
+/** Tests of GET and DELETE /v1/jobs/:id: status, results, failures and cancels. */
 import assert from "node:assert/strict";
 import { PermanentError } from "../../lib/errors.ts";
 import {
@@ -106,6 +107,25 @@ Deno.test("GET /v1/jobs/:id answers 401 without a token", async () => {
     assert.equal(response.status, 401);
     const body = await response.json();
     assert.equal(body.error.code, "unauthorized");
+  });
+});
+
+Deno.test("a malformed job id answers 401 to nobody and 404 to a caller", async (t) => {
+  await withService(async (service) => {
+    const token = await service.token("alice");
+    for (const method of ["GET", "DELETE"]) {
+      for (const id of ["a%20b", "a%2Fb", "x".repeat(129)]) {
+        await t.step(`${method} ${id.slice(0, 12)}`, async () => {
+          const anonymous = await service.request(`/v1/jobs/${id}`, { method });
+          assert.equal(anonymous.status, 401);
+          assert.equal((await anonymous.json()).error.code, "unauthorized");
+          const res = await call(service, `/v1/jobs/${id}`, token, method);
+          assert.equal(res.status, 404);
+          assert.deepEqual(Object.keys(res.body as object), ["error"]);
+          assert.equal((res.body as { error: { code: string } }).error.code, "not_found");
+        });
+      }
+    }
   });
 });
 

@@ -1,6 +1,6 @@
+/** Tests of the operations routes: health, readiness, metrics, the generated document, the page. */
 import assert from "node:assert/strict";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { exportSPKI, generateKeyPair } from "jose";
+import { createApp } from "../../routes/app.ts";
 import {
   bearer,
   countingProvider,
@@ -56,17 +56,119 @@ Deno.test("GET /metrics serves Prometheus text that counts submissions", async (
   });
 });
 
-Deno.test("GET /openapi.json is an OpenAPI 3.1 document listing the v1 routes", async () => {
+Deno.test("GET /openapi.json is an OpenAPI 3.1 document generated from the routes", async (t) => {
   await withService(async (service) => {
     const response = await service.request("/openapi.json");
     assert.equal(response.status, 200);
     const document = await response.json();
     assert.match(document.openapi, /^3\.1\./);
     assert.equal(typeof document.info.title, "string");
-    for (const path of ["/v1/images", "/v1/jobs/{id}", "/v1/jobs/{id}/events"]) {
-      assert.ok(path in document.paths, `${path} is listed`);
+    assert.deepEqual(document.servers, [{ url: "/", description: "This service" }]);
+    type Operation = { operationId: string; tags?: string[] };
+    const paths = document.paths as Record<string, Record<string, Operation>>;
+    const operations = Object.entries(paths).flatMap(([path, item]) =>
+      Object.entries(item).map(([method, operation]) => ({ path, method, operation }))
+    );
+    await t.step("with an operationId and tags for every operation", () => {
+      const ids = operations.map((o) =>
+        `${o.method.toUpperCase()} ${o.path} ${o.operation.operationId}`
+      );
+      assert.deepEqual(ids.sort(), [
+        "DELETE /v1/jobs/{id} cancelJob",
+        "GET /healthz getHealth",
+        "GET /metrics getMetrics",
+        "GET /openapi.json getOpenApiDocument",
+        "GET /readyz getReadiness",
+        "GET /v1/jobs/{id} getJob",
+        "GET /v1/jobs/{id}/events streamJobEvents",
+        "GET /v1/ws openJobSocket",
+        "POST /v1/images submitJob",
+      ]);
+      for (const { operation } of operations) {
+        assert.ok(operation.tags?.length, operation.operationId);
+      }
+    });
+    await t.step("with a bearer scheme and a ticket scheme", () => {
+      const schemes = document.components.securitySchemes;
+      assert.deepEqual(schemes.bearer, { ...schemes.bearer, type: "http", scheme: "bearer" });
+      assert.equal(schemes.bearer.bearerFormat, "JWT");
+      assert.deepEqual(schemes.ticket, { ...schemes.ticket, type: "apiKey", in: "query" });
+      assert.equal(schemes.ticket.name, "ticket");
+      const events = document.paths["/v1/jobs/{id}/events"].get;
+      assert.deepEqual(events.security, [{ bearer: [] }, { ticket: [] }]);
+    });
+    await t.step("with links from the submit answer to the job's routes", () => {
+      const links = document.paths["/v1/images"].post.responses["202"].links;
+      for (const id of ["getJob", "cancelJob", "streamJobEvents"]) {
+        assert.equal(links[id].operationId, id);
+        assert.deepEqual(links[id].parameters, { id: "$response.body#/id" });
+      }
+    });
+    await t.step("with real success schemas, the prompt's limits and the error body", () => {
+      const schemas = document.components.schemas;
+      assert.deepEqual(schemas.SubmitAnswer.required, ["id", "status", "created_at", "urls"]);
+      assert.equal(schemas.Job.oneOf.length, 5);
+      const prompt = schemas.SubmitRequest.properties.prompt;
+      assert.deepEqual([prompt.minLength, prompt.maxLength], [1, 4000]);
+      assert.deepEqual(schemas.SubmitRequest.required, ["prompt"]);
+      assert.deepEqual(schemas.Error.required, ["error"]);
+      const failed = document.paths["/v1/images"].post.responses["422"];
+      assert.equal(failed.content["application/json"].schema.$ref, "#/components/schemas/Error");
+      const resume = document.paths["/v1/jobs/{id}/events"].get.parameters
+        .find((p: { name: string }) => p.name === "last_event_id");
+      assert.ok(new RegExp(resume.schema.pattern).test("1700000000000-0"));
+      assert.ok(!new RegExp(resume.schema.pattern).test("x"));
+    });
+  });
+});
+
+Deno.test("a worker-only process documents only the operations routes", async () => {
+  await withService(async (service) => {
+    const config = { ...service.runtime.deps.config, ROLE: "worker" as const };
+    // Its own document, not the full one the test helpers check responses against.
+    const app = createApp({ ...service.runtime.deps, config });
+    const document = await (await app.request("/openapi.json")).json();
+    assert.deepEqual(Object.keys(document.paths).sort(), [
+      "/healthz",
+      "/metrics",
+      "/openapi.json",
+      "/readyz",
+    ]);
+    const submit = await app.request("/v1/images", { method: "POST", body: "{}" });
+    assert.equal(submit.status, 404);
+    await submit.body?.cancel();
+  });
+});
+
+Deno.test("a wrong method on a known path answers 405 with Allow, an unknown path 404", async (t) => {
+  await withService(async (service) => {
+    const cases: [string, string, string][] = [
+      ["PUT", "/v1/images", "POST"],
+      ["GET", "/v1/images", "POST"],
+      ["POST", "/v1/jobs/some-job", "DELETE, GET, HEAD"],
+      ["PATCH", "/v1/jobs/some-job/events", "GET, HEAD"],
+      ["POST", "/v1/ws", "GET, HEAD"],
+      ["DELETE", "/healthz", "GET, HEAD"],
+      ["POST", "/openapi.json", "GET, HEAD"],
+    ];
+    for (const [method, path, allow] of cases) {
+      await t.step(`${method} ${path}`, async () => {
+        const response = await service.request(path, { method });
+        assert.equal(response.status, 405);
+        assert.equal(response.headers.get("Allow"), allow);
+        const body = await response.json();
+        assert.deepEqual(Object.keys(body), ["error"]);
+        assert.equal(body.error.code, "invalid_request");
+        assert.match(body.error.message, /^Cannot /);
+      });
     }
-    assert.ok(document.paths["/v1/images"].post);
+    await t.step("but an unknown path stays 404 whatever the method", async () => {
+      for (const method of ["GET", "POST", "DELETE"]) {
+        const response = await service.request("/v1/jobs/a/b/c", { method });
+        assert.equal(response.status, 404);
+        assert.equal((await response.json()).error.code, "not_found");
+      }
+    });
   });
 });
 
@@ -122,98 +224,4 @@ Deno.test("an unknown route answers 404 with the error body", async () => {
     assert.equal(body.error.code, "not_found");
     assert.equal(typeof body.error.message, "string");
   });
-});
-
-Deno.test("POST /v1/dev/token answers 404 without DEV_MODE", async () => {
-  await withService(async (service) => {
-    const response = await service.request("/v1/dev/token", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: "{}",
-    });
-    assert.equal(response.status, 404);
-    assert.equal((await response.json()).error.code, "not_found");
-  });
-});
-
-Deno.test("POST /v1/dev/token in DEV_MODE makes a token that submits jobs", async (t) => {
-  await withService(async (service) => {
-    await t.step("for a chosen subject", async () => {
-      const response = await service.request("/v1/dev/token", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sub: "dev-alice" }),
-      });
-      assert.equal(response.status, 200);
-      const { token } = await response.json();
-      assert.equal(typeof token, "string");
-      const { response: submitted, body } = await submitJob(service, token);
-      assert.equal(submitted.status, 202);
-      const job = await waitForStatus(service, token, body.id, ["succeeded"]);
-      assert.equal(job.status, "succeeded");
-      const bob = await service.request(`/v1/jobs/${body.id}`, {
-        headers: bearer(await devToken(service, "dev-bob")),
-      });
-      assert.equal(bob.status, 404);
-      await bob.body?.cancel();
-    });
-    await t.step("with an empty body", async () => {
-      const response = await service.request("/v1/dev/token", { method: "POST" });
-      assert.equal(response.status, 200);
-      assert.equal(typeof (await response.json()).token, "string");
-    });
-    await t.step("but not one signed with the test secret", async () => {
-      const response = await service.request("/v1/jobs/x", {
-        headers: bearer(await service.token("alice")),
-      });
-      assert.equal(response.status, 401);
-      await response.body?.cancel();
-    });
-  }, { DEV_MODE: "1", JWT_SECRET: "" });
-});
-
-async function devToken(service: TestService, sub: string): Promise<string> {
-  const response = await service.request("/v1/dev/token", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ sub }),
-  });
-  return (await response.json()).token;
-}
-
-Deno.test("DEV_MODE with a configured JWT key never signs dev tokens", async (t) => {
-  const { publicKey } = await generateKeyPair("ES256");
-  const keys: [string, Record<string, string>][] = [
-    ["JWT_SECRET", {}],
-    ["JWT_PUBLIC_KEY", { JWT_SECRET: "", JWT_PUBLIC_KEY: await exportSPKI(publicKey) }],
-    ["JWT_JWKS_URL", { JWT_SECRET: "", JWT_JWKS_URL: "http://127.0.0.1:9/jwks.json" }],
-  ];
-  for (const [name, env] of keys) {
-    await t.step(name, async () => {
-      const records: LogRecord[] = [];
-      await configure({
-        reset: true,
-        sinks: { memory: (record: LogRecord) => void records.push(record) },
-        loggers: [{ category: ["imagejobs"], lowestLevel: "warning", sinks: ["memory"] }],
-      });
-      try {
-        await withService(async (service) => {
-          assert.equal(service.runtime.devToken, null);
-          assert.equal(service.runtime.deps.auth.sign, undefined);
-          const response = await service.request("/v1/dev/token", {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ sub: "anyone" }),
-          });
-          assert.equal(response.status, 404);
-          const unknown = await service.request("/v1/no-such-route", { method: "POST" });
-          assert.deepEqual(await response.json(), await unknown.json());
-        }, { DEV_MODE: "1", ...env });
-        const said = records.map((record) => record.message.join(""));
-        assert.ok(said.some((line) => /dev tokens are off/.test(line)), said.join("\n"));
-      } finally {
-        await reset();
-      }
-    });
-  }
 });

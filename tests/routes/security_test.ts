@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { getLogger } from "@logtape/logtape";
-import { toHttpError } from "../../routes/app.ts";
+import { toHttpError } from "../../routes/errors.ts";
 import { countingProvider, startTestService } from "../support/app.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -1,3 +1,4 @@
+/** Tests of GET /v1/ws: tickets, auth messages, subscriptions, replay, origins and limits. */
 import assert from "node:assert/strict";
 import { compareEventIds } from "../../lib/live/notifications.ts";
 import { Client, type Message } from "../support/ws_client.ts";
