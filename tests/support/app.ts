@@ -6,6 +6,8 @@ import { loadConfig } from "../../lib/config.ts";
 import type { ImageProvider } from "../../lib/provider/grok.ts";
 import type { Broker } from "../../lib/queue/types.ts";
 import { type Runtime, startRuntime } from "../../main.ts";
+import { createMetrics } from "../../lib/metrics.ts";
+import { checkedFetch, checkedRequests, documentOf, type OpenApiChecker } from "./openapi_check.ts";
 
 /** A test HMAC secret (tests only). */
 export const TEST_SECRET = "test-secret-0123456789-abcdefghijklmnop";
@@ -13,7 +15,9 @@ export const TEST_SECRET = "test-secret-0123456789-abcdefghijklmnop";
 /** A running in-memory service and helpers to call it. */
 export interface TestService {
   runtime: Runtime;
-  /** Calls the app in memory. */
+  /** The app's OpenAPI document, which every response the helpers receive is checked against. */
+  openapi: () => Promise<OpenApiChecker>;
+  /** Calls the app in memory; throws when the response breaks the OpenAPI document. */
   request(path: string, init?: RequestInit): Promise<Response>;
   /** Signs an HS256 token for `sub` with the test secret. */
   token(
@@ -51,9 +55,15 @@ export async function startTestService(
     provider,
     workerOptions: { backoffBaseMs: 10, backoffMaxMs: 50, ...workerOptions },
   });
+  // The document comes from a twin app on the same parts, so loading it touches no metric of the real one.
+  const openapi = documentOf({
+    request: (path) => createApp({ ...runtime.deps, metrics: createMetrics() }).request(path),
+  });
+  const app = checkedRequests(runtime.app, openapi);
   return {
     runtime,
-    request: (path, init) => Promise.resolve(runtime.app.request(path, init)),
+    openapi,
+    request: (path, init) => Promise.resolve(app.request(path, init)),
     token: (sub, options) => signToken(sub, options),
     close: () => runtime.close({ drainMs: 1_000 }),
   };
@@ -188,21 +198,24 @@ export async function waitForStatus(
 }
 
 /** Serves the app (or `app`, built from the service's parts) on a free 127.0.0.1 port (for WebSocket
- * tests); `close()` is idempotent. */
+ * tests); `close()` is idempotent and throws when a response broke the OpenAPI document. */
 export function serveTestService(
   service: TestService,
   app: { fetch: Runtime["app"]["fetch"] } = service.runtime.app,
 ): { origin: string; wsOrigin: string; close(): Promise<void> } {
+  const violations: string[] = [];
   const server = Deno.serve(
     { port: 0, hostname: "127.0.0.1", onListen: () => {} },
-    (request, info) => app.fetch(request, info),
+    checkedFetch((request, info) => app.fetch(request, info), service.openapi, violations),
   );
   const { port } = server.addr;
   let closing: Promise<void> | null = null;
   return {
     origin: `http://127.0.0.1:${port}`,
     wsOrigin: `ws://127.0.0.1:${port}`,
-    close: () => (closing ??= server.shutdown()),
+    close: () => (closing ??= server.shutdown().then(() => {
+      if (violations.length) throw new Error(violations.join("\n"));
+    })),
   };
 }
 
@@ -238,7 +251,7 @@ export function vanishingBroker(broker: Broker): { broker: Broker; forget(id: st
 
 /** The service's app rebuilt with other parts (a relay, an auth, a broker), sharing the rest. */
 export function appWith(service: TestService, parts: Partial<AppDeps>): Runtime["app"] {
-  return createApp({ ...service.runtime.deps, ...parts });
+  return checkedRequests(createApp({ ...service.runtime.deps, ...parts }), service.openapi);
 }
 
 /** Polls `check` every 10 ms until it is true, failing with `what` after `ms`. */
