@@ -1,3 +1,4 @@
+/** Tests of the Upstash-compatible test proxy: auth, encodings, pipelines, transactions. */
 import assert from "node:assert/strict";
 import { redisCommand, type RedisServer, startRedis } from "./redis_server.ts";
 import { startUpstashProxy, type UpstashProxy } from "./upstash_proxy.ts";
