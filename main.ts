@@ -19,6 +19,7 @@ import {
 import { createMemoryBroker } from "./lib/queue/memory.ts";
 import { createRedisBroker } from "./lib/queue/redis.ts";
 import type { Broker } from "./lib/queue/types.ts";
+import { createClusterClient } from "./lib/redis/cluster.ts";
 import { createTcpClient } from "./lib/redis/tcp.ts";
 import { createUpstashClient } from "./lib/redis/upstash.ts";
 import { ImageWorker } from "./workers/image_worker.ts";
@@ -44,18 +45,23 @@ export interface RuntimeOverrides {
 function connect(config: Config, log: Logger): Broker {
   const prefix = config.REDIS_PREFIX;
   const ttlSec = config.JOB_TTL_SECONDS;
+  const partitions = config.JOB_PARTITIONS;
   const onError = (error: Error) =>
     log.warn("Redis connection error: {error}", { error: error.message });
+  if (config.broker === "cluster") {
+    const client = createClusterClient({ urls: config.REDIS_CLUSTER_URLS!, onError });
+    return createRedisBroker(client, { prefix, ttlSec, kind: "redis", partitions, cluster: true });
+  }
   if (config.broker === "redis") {
     const client = createTcpClient({ url: config.REDIS_URL!, onError });
-    return createRedisBroker(client, { prefix, ttlSec, kind: "redis" });
+    return createRedisBroker(client, { prefix, ttlSec, kind: "redis", partitions });
   }
   if (config.broker === "upstash") {
     const client = createUpstashClient({
       url: config.UPSTASH_REDIS_REST_URL!,
       token: config.UPSTASH_REDIS_REST_TOKEN!,
     });
-    return createRedisBroker(client, { prefix, ttlSec, kind: "upstash" });
+    return createRedisBroker(client, { prefix, ttlSec, kind: "upstash", partitions });
   }
   return createMemoryBroker({ ttlSec });
 }
@@ -128,7 +134,7 @@ export async function startRuntime(
   const broker = connect(config, log);
   if (config.broker === "memory") {
     log.warn(
-      "No REDIS_URL or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
+      "No REDIS_URL, REDIS_CLUSTER_URLS or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
     );
   }
   await retrying("initialise the broker", log, () => broker.init());

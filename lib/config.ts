@@ -1,5 +1,6 @@
 /** Parses the process environment into a typed, validated configuration, once, at startup. */
 import { z } from "zod";
+import { MAX_PARTITIONS } from "./queue/partitions.ts";
 
 /** Raised when the environment cannot form a valid configuration; the message names the variable. */
 export class ConfigError extends Error {
@@ -19,6 +20,11 @@ const optionalString = z.string().trim().min(1).optional();
 const hostPort = z.string().regex(
   /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/,
   "must be host[:port]",
+);
+
+const clusterSeed = z.string().regex(
+  /^redis:\/\/(?:[^@/\s]*@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}\/?$/,
+  "must be comma-separated redis://[:password@]host:port",
 );
 
 const ALGORITHMS = [
@@ -42,6 +48,9 @@ const envSchema = z.object({
   PORT: int(0, 65535, 8000),
   HOST: z.string().min(1).default("0.0.0.0"),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "must start with redis:// or rediss://").optional(),
+  REDIS_CLUSTER_URLS: csv.pipe(z.array(clusterSeed).min(1, "must name at least one node"))
+    .optional(),
+  JOB_PARTITIONS: int(1, MAX_PARTITIONS, 1),
   UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/ }).optional(),
   UPSTASH_REDIS_REST_TOKEN: optionalString,
   REDIS_PREFIX: z.string().max(64).default("img:"),
@@ -81,7 +90,7 @@ const envSchema = z.object({
 /** The service's configuration after validation. */
 export type Config = z.infer<typeof envSchema> & {
   /** Which broker backs the queue. */
-  broker: "redis" | "upstash" | "memory";
+  broker: "redis" | "cluster" | "upstash" | "memory";
   /** True only when DEV_MODE=1. */
   devMode: boolean;
 };
@@ -112,6 +121,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       "Cannot start: set either REDIS_URL or UPSTASH_REDIS_REST_URL, not both",
     );
   }
+  const hasCluster = values.REDIS_CLUSTER_URLS !== undefined;
+  if (hasCluster && (values.REDIS_URL || hasUrl)) {
+    throw new ConfigError(
+      "Cannot start: set only one of REDIS_CLUSTER_URLS, REDIS_URL and UPSTASH_REDIS_REST_URL",
+    );
+  }
+  if (hasCluster && /[{}]/.test(values.REDIS_PREFIX)) {
+    throw new ConfigError(
+      "Cannot start: REDIS_PREFIX may not hold { or } with REDIS_CLUSTER_URLS (the partitions' hash tags follow it)",
+    );
+  }
   const keys = [values.JWT_SECRET, values.JWT_PUBLIC_KEY, values.JWT_JWKS_URL].filter(Boolean);
   if (keys.length > 1) {
     throw new ConfigError(
@@ -123,10 +143,16 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       "Cannot start: no JWT key is configured; set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL",
     );
   }
-  const broker = values.REDIS_URL ? "redis" : hasUrl ? "upstash" : "memory";
+  const broker = hasCluster
+    ? "cluster"
+    : values.REDIS_URL
+    ? "redis"
+    : hasUrl
+    ? "upstash"
+    : "memory";
   if (broker === "memory" && values.ROLE !== "all") {
     throw new ConfigError(
-      "Cannot start: ROLE must be all with the embedded broker; set REDIS_URL to split roles",
+      "Cannot start: ROLE must be all with the embedded broker; set REDIS_URL or REDIS_CLUSTER_URLS to split roles",
     );
   }
   if (broker === "upstash") applyUpstashLimits(values, cleaned);

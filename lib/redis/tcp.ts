@@ -26,13 +26,14 @@ function baseOptions(commandTimeoutMs: number): RedisOptions {
 }
 
 /** A reply from the server stays as it is; anything else (closed, refused, timed out) means Redis is unreachable. */
-function classify(error: unknown): Error {
+export function classify(error: unknown): Error {
   if (error instanceof ReplyError || error instanceof BrokerUnavailableError) return error as Error;
   const message = error instanceof Error ? error.message : String(error);
   return new BrokerUnavailableError(`Cannot reach Redis: ${message}`, { cause: error });
 }
 
-function isNoScript(error: unknown): boolean {
+/** True for Redis's NOSCRIPT reply: the script is not in the server's cache. */
+export function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith("NOSCRIPT");
 }
 

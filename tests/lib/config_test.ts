@@ -46,6 +46,8 @@ Deno.test("loadConfig applies the documented defaults", () => {
   assert.equal(config.SSE_MAX_BUFFERED_BYTES, 1024 * 1024);
   assert.equal(config.devMode, false);
   assert.equal(config.broker, "memory");
+  assert.equal(config.REDIS_CLUSTER_URLS, undefined);
+  assert.equal(config.JOB_PARTITIONS, 1);
 });
 
 Deno.test("loadConfig reads values from the environment", () => {
@@ -129,6 +131,13 @@ Deno.test("loadConfig names the variable that holds a bad value", async (t) => {
     ["UPSTASH_REDIS_REST_URL", "redis://x"],
     ["WS_MAX_SUBSCRIPTIONS", "0"],
     ["SSE_MAX_BUFFERED_BYTES", "10"],
+    ["REDIS_CLUSTER_URLS", "http://127.0.0.1:7000"],
+    ["REDIS_CLUSTER_URLS", "redis://127.0.0.1"],
+    ["REDIS_CLUSTER_URLS", "redis://127.0.0.1:7000,127.0.0.1:7001"],
+    ["REDIS_CLUSTER_URLS", " , "],
+    ["JOB_PARTITIONS", "0"],
+    ["JOB_PARTITIONS", "2.5"],
+    ["JOB_PARTITIONS", "1025"],
   ];
   for (const [name, value] of cases) {
     await t.step(`${name}=${value}`, () => {
@@ -137,6 +146,13 @@ Deno.test("loadConfig names the variable that holds a bad value", async (t) => {
       refuses(env, new RegExp(name));
     });
   }
+});
+
+Deno.test("loadConfig refuses a REDIS_PREFIX with a hash tag on a Redis Cluster", () => {
+  const cluster = { ...KEY, REDIS_CLUSTER_URLS: "redis://127.0.0.1:7000" };
+  refuses({ ...cluster, REDIS_PREFIX: "img{x}:" }, /REDIS_PREFIX/);
+  assert.equal(loadConfig({ ...cluster, REDIS_PREFIX: "img:" }).broker, "cluster");
+  assert.equal(loadConfig({ ...KEY, REDIS_PREFIX: "img{x}:" }).REDIS_PREFIX, "img{x}:");
 });
 
 Deno.test("loadConfig parses IMAGE_HOSTS and CORS_ORIGINS as comma-separated lists", () => {
@@ -165,6 +181,19 @@ Deno.test("loadConfig picks the broker from the variables", async (t) => {
     });
     assert.equal(config.broker, "upstash");
   });
+  await t.step("cluster from REDIS_CLUSTER_URLS, a list of seed nodes", () => {
+    const config = loadConfig({
+      ...KEY,
+      REDIS_CLUSTER_URLS: "redis://127.0.0.1:7000, redis://:s%40cret@node-2.internal:7001,,",
+      JOB_PARTITIONS: "6",
+    });
+    assert.equal(config.broker, "cluster");
+    assert.deepEqual(config.REDIS_CLUSTER_URLS, [
+      "redis://127.0.0.1:7000",
+      "redis://:s%40cret@node-2.internal:7001",
+    ]);
+    assert.equal(config.JOB_PARTITIONS, 6);
+  });
   await t.step("memory from neither", () => assert.equal(loadConfig(KEY).broker, "memory"));
   await t.step("refusing an Upstash URL without its token", () => {
     refuses(
@@ -182,12 +211,33 @@ Deno.test("loadConfig picks the broker from the variables", async (t) => {
   });
 });
 
+Deno.test("loadConfig refuses REDIS_CLUSTER_URLS beside another broker, naming both", async (t) => {
+  const cluster = { ...KEY, REDIS_CLUSTER_URLS: "redis://127.0.0.1:7000" };
+  await t.step("with REDIS_URL", () => {
+    refuses({ ...cluster, REDIS_URL: "redis://127.0.0.1:6390" }, /REDIS_CLUSTER_URLS.*REDIS_URL/);
+  });
+  await t.step("with Upstash", () => {
+    refuses(
+      {
+        ...cluster,
+        UPSTASH_REDIS_REST_URL: "http://127.0.0.1:8079",
+        UPSTASH_REDIS_REST_TOKEN: "token",
+      },
+      /REDIS_CLUSTER_URLS.*UPSTASH_REDIS_REST_URL/,
+    );
+  });
+});
+
 Deno.test("loadConfig refuses a split ROLE without Redis", async (t) => {
   for (const role of ["worker", "api"]) {
     await t.step(`ROLE=${role} alone is refused`, () => refuses({ ...KEY, ROLE: role }, /ROLE/));
     await t.step(`ROLE=${role} with REDIS_URL is accepted`, () => {
       const config = loadConfig({ ...KEY, ROLE: role, REDIS_URL: "redis://127.0.0.1:6390" });
       assert.equal(config.ROLE, role);
+    });
+    await t.step(`ROLE=${role} with REDIS_CLUSTER_URLS is accepted`, () => {
+      const seeds = "redis://127.0.0.1:7000";
+      assert.equal(loadConfig({ ...KEY, ROLE: role, REDIS_CLUSTER_URLS: seeds }).ROLE, role);
     });
   }
 });

@@ -1,19 +1,66 @@
-/** A transport-agnostic test suite for RedisClient implementations, run against a real redis-server. */
+/** A transport-agnostic test suite for RedisClient implementations, run against a real redis-server or cluster. */
 import assert from "node:assert/strict";
 import { defineScript, type RedisClient } from "../../../lib/redis/types.ts";
+import { startRedisCluster } from "../../support/redis_cluster.ts";
 import { redisCommand, startRedis } from "../../support/redis_server.ts";
 
-/** Builds a client for the redis-server at `redisUrl` (a transport may put a proxy in between). */
-export type RedisClientFactory = (redisUrl: string) => RedisClient | Promise<RedisClient>;
+/** What one contract run talks to: a single redis-server or a cluster. */
+export interface ContractTarget {
+  /** The server's URL, or the cluster's seed URLs. */
+  readonly urls: string[];
+  /** Whether the server that serves `key` has the script `sha` cached. */
+  scriptCached(sha: string, key: string): Promise<boolean>;
+  /** Empties the script cache of every server. */
+  flushScripts(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Builds a client for the target (a transport may put a proxy in between). */
+export type RedisClientFactory = (target: ContractTarget) => RedisClient | Promise<RedisClient>;
+
+/** One redis-server. */
+export async function singleServer(): Promise<ContractTarget> {
+  const server = await startRedis();
+  return {
+    urls: [server.url],
+    async scriptCached(sha) {
+      return (await redisCommand(server.port, ["SCRIPT", "EXISTS", sha]) as number[])[0] === 1;
+    },
+    async flushScripts() {
+      await redisCommand(server.port, ["SCRIPT", "FLUSH"]);
+    },
+    stop: () => server.stop(),
+  };
+}
+
+/** A 3-master Redis Cluster. */
+export async function threeMasters(): Promise<ContractTarget> {
+  const cluster = await startRedisCluster({ masters: 3 });
+  return {
+    urls: cluster.urls,
+    async scriptCached(sha, key) {
+      const { port } = await cluster.nodeOfKey(key);
+      return (await redisCommand(port, ["SCRIPT", "EXISTS", sha]) as number[])[0] === 1;
+    },
+    async flushScripts() {
+      await Promise.all(cluster.nodes.map((n) => redisCommand(n.port, ["SCRIPT", "FLUSH"])));
+    },
+    stop: () => cluster.stop(),
+  };
+}
 
 /** Registers one Deno test that checks the RedisClient contract for one transport. */
-export function redisClientContract(name: string, make: RedisClientFactory): void {
+export function redisClientContract(
+  name: string,
+  make: RedisClientFactory,
+  start: () => Promise<ContractTarget> = singleServer,
+): void {
   Deno.test(`${name} client honours the RedisClient contract`, async (t) => {
-    const server = await startRedis();
+    const target = await start();
     let client: RedisClient | undefined;
     try {
-      client = await make(server.url);
-      await contractSteps(t, client, server.port);
+      client = await make(target);
+      await contractSteps(t, client, target);
       await t.step("close is idempotent and later commands reject", async () => {
         await client!.close();
         await client!.close();
@@ -21,13 +68,14 @@ export function redisClientContract(name: string, make: RedisClientFactory): voi
       });
     } finally {
       await client?.close();
-      await server.stop();
+      await target.stop();
     }
   });
 }
 
-async function contractSteps(t: Deno.TestContext, client: RedisClient, port: number) {
-  const key = (suffix: string) => `contract:${suffix}`;
+async function contractSteps(t: Deno.TestContext, client: RedisClient, target: ContractTarget) {
+  // One hash tag: multi-key commands and pipelines stay on one slot, as they must on a cluster.
+  const key = (suffix: string) => `{contract}:${suffix}`;
 
   await t.step("send returns OK, bulk strings and null", async () => {
     assert.equal(await client.send(["SET", key("s"), "value"]), "OK");
@@ -109,9 +157,9 @@ async function contractSteps(t: Deno.TestContext, client: RedisClient, port: num
     const script = await defineScript("return {KEYS[1], ARGV[1], 42, redis.call('GET', KEYS[1])}");
     const expected = [key("s"), "arg", 42, "value"];
     assert.deepEqual(await client.eval(script, [key("s")], ["arg"]), expected);
-    assert.deepEqual(await redisCommand(port, ["SCRIPT", "EXISTS", script.sha]), [1]);
-    await redisCommand(port, ["SCRIPT", "FLUSH"]);
-    assert.deepEqual(await redisCommand(port, ["SCRIPT", "EXISTS", script.sha]), [0]);
+    assert.equal(await target.scriptCached(script.sha, key("s")), true);
+    await target.flushScripts();
+    assert.equal(await target.scriptCached(script.sha, key("s")), false);
     assert.deepEqual(await client.eval(script, [key("s")], ["arg"]), expected);
     assert.deepEqual(await client.eval(script, [key("s")], ["arg"]), expected);
   });

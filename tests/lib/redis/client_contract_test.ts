@@ -10,7 +10,7 @@ import { redisClientContract } from "./client_contract.ts";
 
 const TOKEN = "contract-token";
 
-redisClientContract("Upstash", async (redisUrl) => {
+redisClientContract("Upstash", async ({ urls: [redisUrl] }) => {
   const proxy = await startUpstashProxy({ redisUrl, token: TOKEN });
   const client = createUpstashClient({ url: proxy.url, token: TOKEN });
   return {
@@ -22,7 +22,7 @@ redisClientContract("Upstash", async (redisUrl) => {
   } satisfies RedisClient;
 });
 
-redisClientContract("TCP", (redisUrl) => createTcpClient({ url: redisUrl }));
+redisClientContract("TCP", ({ urls: [url] }) => createTcpClient({ url }));
 
 Deno.test("Upstash client sends a pipeline as one HTTP request", async () => {
   const server = await startRedis();
