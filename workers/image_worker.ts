@@ -4,7 +4,7 @@ import type { ImageProvider } from "../lib/provider/grok.ts";
 import type { Broker, Delivery, JobRecord, LeaseStatus } from "../lib/queue/types.ts";
 import { type InFlight, type RunDeps, runJob } from "./job_run.ts";
 import { intake } from "./seed.ts";
-import { pause, Wakeable } from "../lib/pause.ts";
+import { ClaimLoops } from "./claim_loops.ts";
 
 /** Dependencies and settings of a worker. */
 export interface ImageWorkerOptions {
@@ -39,10 +39,12 @@ export class ImageWorker {
   #o:
     & Required<Omit<ImageWorkerOptions, "consumer" | "onFinished" | "idleSweepMs">>
     & ImageWorkerOptions;
+  /** Running deliveries, by entry and job id (two partitions' streams may use the same entry id). */
   #inflight = new Map<string, InFlight>();
+  /** Deliveries claimed beyond the free slots (claims of several partitions landed together), FIFO. */
+  #waiting: InFlight[] = [];
   #stop = new AbortController();
-  #slotFreed: (() => void) | null = null;
-  #idle = new Wakeable();
+  #claims: ClaimLoops;
   #lastSweep = 0;
   #lastPrune = Date.now();
   #loop: Promise<void> | null = null;
@@ -71,6 +73,18 @@ export class ImageWorker {
       stopping: this.#stop.signal,
       schedulePromotion: (delayMs) => this.#schedulePromotion(delayMs),
     };
+    this.#claims = new ClaimLoops({
+      ...this.#o,
+      consumer: this.consumer,
+      stop: this.#stop.signal,
+      free: () => this.#free(),
+      admit: (delivery) => this.#admit(delivery),
+    });
+  }
+
+  /** Slots for new deliveries: concurrency minus running and waiting ones. */
+  #free(): number {
+    return this.#o.concurrency - this.#inflight.size - this.#waiting.length;
   }
 
   /** Aborts the provider call of a job running here, because its job was canceled. */
@@ -82,7 +96,7 @@ export class ImageWorker {
 
   /** Ends an idle poll pause at once (new work was just submitted in this process). */
   nudge(): void {
-    this.#idle.wake();
+    this.#claims.idle.wake();
   }
 
   /** Number of jobs running here now. */
@@ -93,40 +107,22 @@ export class ImageWorker {
   /** Starts the claim loop and the lease timer. */
   start(): void {
     if (this.#loop) return;
-    this.#loop = this.#run();
+    this.#loop = this.#claims.run();
     const every = Math.max(100, Math.floor(this.#o.leaseMs / 3));
     this.#maintenance = setInterval(() => void this.maintain(), every);
   }
 
-  async #run(): Promise<void> {
-    const { broker, log } = this.#o;
-    let idleMs = 0;
-    while (!this.#stop.signal.aborted) {
-      const free = this.#o.concurrency - this.#inflight.size;
-      if (free <= 0) {
-        await new Promise<void>((resolve) => (this.#slotFreed = resolve));
-        continue;
-      }
-      try {
-        const blockMs = this.#o.blockMs;
-        const batch = await broker.claim(this.consumer, free, {
-          blockMs,
-          signal: this.#stop.signal,
-        });
-        for (const delivery of batch) this.#spawn(delivery);
-        // Without server-side blocking, poll fast while there is work and slow down when idle.
-        idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), this.#o.idlePollMaxMs);
-        if (!broker.blocking && idleMs > 0) await this.#idle.sleep(idleMs, this.#stop.signal);
-      } catch (error) {
-        log.warn("Cannot claim jobs: {error}", { error: String(error) });
-        await pause(1_000, this.#stop.signal);
-      }
-    }
+  /** Runs a claimed delivery now, or once a slot frees when all are taken. */
+  #admit(delivery: Delivery): void {
+    const flight: InFlight = { delivery, controller: new AbortController(), phase: "intake" };
+    if (this.#inflight.size < this.#o.concurrency) this.#spawn(flight);
+    else this.#waiting.push(flight);
   }
 
-  #spawn(delivery: Delivery): void {
-    const flight: InFlight = { delivery, controller: new AbortController(), phase: "intake" };
-    this.#inflight.set(delivery.entryId, flight);
+  #spawn(flight: InFlight): void {
+    const { delivery } = flight;
+    const key = `${delivery.entryId} ${delivery.jobId}`;
+    this.#inflight.set(key, flight);
     this.#handle(flight)
       .catch((error) =>
         this.#o.log.error("Cannot process job {id}: {error}", {
@@ -135,17 +131,26 @@ export class ImageWorker {
         })
       )
       .finally(() => {
-        this.#inflight.delete(delivery.entryId);
-        this.#slotFreed?.();
-        this.#slotFreed = null;
+        this.#inflight.delete(key);
+        this.#slotFreed();
       });
+  }
+
+  /** Hands a freed slot to the oldest waiting delivery, else to the claim loops. */
+  #slotFreed(): void {
+    while (this.#waiting.length > 0 && this.#inflight.size < this.#o.concurrency) {
+      const next = this.#waiting.shift()!;
+      // A waiting delivery whose lease was lost meanwhile is left to its new holder.
+      if (!next.controller.signal.aborted && !this.#stop.signal.aborted) this.#spawn(next);
+    }
+    this.#claims.slotFreed();
   }
 
   /** Renews leases, aborts canceled and lost jobs, takes over stalled ones and promotes due retries. */
   async maintain(): Promise<void> {
     const { broker, log } = this.#o;
     try {
-      const flights = [...this.#inflight.values()];
+      const flights = [...this.#inflight.values(), ...this.#waiting];
       const statuses = await broker.renew(this.consumer, flights.map((f) => f.delivery));
       statuses.forEach((status, i) => this.#check(flights[i], status));
       // Over REST every command is billed: an idle worker sweeps less often than it renews.
@@ -153,10 +158,10 @@ export class ImageWorker {
       if (idle && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
       this.#lastSweep = Date.now();
       await broker.promoteDue();
-      const free = this.#o.concurrency - this.#inflight.size;
+      const free = this.#free();
       if (free > 0 && !this.#stop.signal.aborted) {
         const stalled = await broker.reclaim(this.consumer, this.#o.leaseMs, free);
-        for (const delivery of stalled) this.#spawn(delivery);
+        for (const delivery of stalled) this.#admit(delivery);
       }
       const pruneIdleMs = Math.max(10 * this.#o.leaseMs, PRUNE_IDLE_MIN_MS);
       if (Date.now() - this.#lastPrune >= 10 * this.#o.leaseMs) {
@@ -209,8 +214,10 @@ export class ImageWorker {
       this.#stop.abort();
       clearInterval(this.#maintenance);
       for (const timer of this.#timers) clearTimeout(timer);
-      this.#slotFreed?.();
+      this.#claims.slotFreed();
       await this.#loop?.catch(() => {});
+      // Waiting deliveries stay pending in their streams and are taken over once their leases expire.
+      for (const flight of this.#waiting.splice(0)) flight.controller.abort("shutdown");
       const deadline = Date.now() + drainMs;
       while (this.#inflight.size > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 25));

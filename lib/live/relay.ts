@@ -94,19 +94,26 @@ export class Relay {
     return n;
   }
 
-  /** Starts tailing the feed; resolves once the reader has its starting cursor. */
+  /**
+   * Starts tailing the feed; resolves once the reader has its starting cursor. With N > 1 partitions
+   * over a blocking broker, one reader per partition's feed, each blocking on its own connection;
+   * otherwise one reader (over REST, one pipelined poll of every feed per tick).
+   */
   start(): Promise<void> {
     if (this.#ready) return this.#ready;
-    let resolveReady!: () => void;
-    this.#ready = new Promise((resolve) => (resolveReady = resolve));
-    this.#loop = this.#run(resolveReady);
+    const { partitions, blocking } = this.#broker;
+    const split = blocking && partitions > 1;
+    const parts = split ? Array.from({ length: partitions }, (_, p) => p) : [undefined];
+    const readies = parts.map(() => Promise.withResolvers<void>());
+    this.#ready = Promise.all(readies.map((r) => r.promise)).then(() => {});
+    this.#loop = Promise.all(parts.map((p, i) => this.#run(readies[i].resolve, p))).then(() => {});
     this.#resync = setInterval(() => {
       for (const jobId of this.#jobs.keys()) void this.#read(jobId);
     }, this.#resyncMs);
     return this.#ready;
   }
 
-  async #run(ready: () => void): Promise<void> {
+  async #run(ready: () => void, partition: number | undefined): Promise<void> {
     let cursor: string | null = null;
     let idleMs = 0;
     let failures = 0;
@@ -115,6 +122,7 @@ export class Relay {
         const result = await this.#broker.tail(cursor, {
           blockMs: this.#blockMs,
           signal: this.#stop.signal,
+          partition,
         });
         if (cursor === null) ready();
         cursor = result.cursor;

@@ -52,6 +52,8 @@ export function createMemoryBroker(options: MemoryBrokerOptions = {}): MemoryBro
 export class MemoryBroker implements Broker {
   readonly kind = "memory" as const;
   readonly blocking = true;
+  readonly partitions = 1;
+  readonly separateIntake = false;
   #store: MemoryStore;
   #queue: EntryQueue;
   #delayed = new DelayedRetries(() => this.promoteDue());
@@ -67,6 +69,11 @@ export class MemoryBroker implements Broker {
   }
 
   async init(): Promise<void> {}
+
+  /** One partition: the intake is the jobs stream itself. */
+  async moveIntake(): Promise<number> {
+    return 0;
+  }
 
   async ping(): Promise<void> {
     if (this.#store.closed) {

@@ -2,16 +2,12 @@
 import { BrokerUnavailableError } from "../errors.ts";
 import type { StoredEvent } from "../live/notifications.ts";
 import type { RedisClient, RedisReply } from "../redis/types.ts";
-import { BlockingReader } from "./blocking_reader.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
-import {
-  fieldsToObject,
-  hydrate,
-  notification,
-  parseNotification,
-  toRecord,
-} from "./redis_codec.ts";
+import { fieldsToObject, hydrate, parseNotification, toRecord } from "./redis_codec.ts";
 import { RedisContext } from "./redis_context.ts";
+import { FeedReader } from "./redis_feed.ts";
+import { IntakeMover } from "./redis_intake.ts";
+import { createJob } from "./redis_submit.ts";
 import { RedisWorkerOps } from "./redis_worker_ops.ts";
 import type {
   BlockOptions,
@@ -35,6 +31,10 @@ export interface RedisBrokerOptions {
   ttlSec?: number;
   feedMaxLen?: number;
   kind?: "redis" | "upstash";
+  /** How many partitions the jobs are split into (1: today's untagged keys, but on a Cluster). */
+  partitions?: number;
+  /** True on a Redis Cluster: every partition's keys are tagged, even with one partition. */
+  cluster?: boolean;
 }
 
 const CANCELED = "Job canceled";
@@ -42,25 +42,30 @@ const CANCELED = "Job canceled";
 class RedisBroker implements Broker {
   readonly kind: "redis" | "upstash";
   readonly blocking: boolean;
+  readonly partitions: number;
+  readonly separateIntake: boolean;
   #ctx: RedisContext;
   #ops: RedisWorkerOps;
-  #feed: BlockingReader;
+  #feed: FeedReader;
+  #intake: IntakeMover;
   #closing: Promise<void> | null = null;
 
   constructor(client: RedisClient, options: RedisBrokerOptions) {
+    this.kind = options.kind ?? "redis";
+    this.blocking = this.kind === "redis";
+    this.partitions = options.partitions ?? 1;
     this.#ctx = new RedisContext(client, {
       prefix: options.prefix ?? "img:",
       ttlSec: options.ttlSec ?? 86_400,
       feedMaxLen: options.feedMaxLen ?? 50_000,
+      partitions: this.partitions,
+      multiSlotPipelines: this.kind === "upstash",
+      cluster: options.cluster,
     });
-    this.#ops = new RedisWorkerOps(this.#ctx);
-    this.#feed = new BlockingReader(client);
-    this.kind = options.kind ?? "redis";
-    this.blocking = this.kind === "redis";
-  }
-
-  #key(name: string): string {
-    return this.#ctx.key(name);
+    this.separateIntake = this.#ctx.keys.tagged;
+    this.#ops = new RedisWorkerOps(this.#ctx, this.blocking);
+    this.#feed = new FeedReader(this.#ctx, this.blocking);
+    this.#intake = new IntakeMover(this.#ctx);
   }
 
   #job(id: string): string {
@@ -80,46 +85,8 @@ class RedisBroker implements Broker {
     }
   }
 
-  async #create(job: NewJob, enqueue: boolean, limits: SubmitLimits = {}): Promise<SubmitResult> {
-    const now = new Date().toISOString();
-    const queued = notification(job.id, { type: "queued", success: true });
-    const keys = [
-      this.#job(job.id),
-      this.#key("jobs"),
-      this.#key(`owner:${job.owner}:active`),
-      this.#key(`owner:${job.owner}:rate`),
-    ];
-    const reply = await this.#ctx.run("create", keys, [
-      job.id,
-      job.owner,
-      job.prompt,
-      job.model ?? "",
-      job.aspectRatio ?? "",
-      now,
-      this.#ctx.ttl,
-      queued,
-      enqueue ? "1" : "0",
-      String(limits.maxActivePerOwner ?? 0),
-      String(limits.maxQueued ?? 0),
-      this.#job(""),
-      String(limits.ratePerMinute ?? 0),
-    ]) as RedisReply[];
-    if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
-    const given = Object.entries(job).filter(([, value]) => value !== undefined);
-    const record: JobRecord = {
-      ...Object.fromEntries(given) as NewJob,
-      status: "queued",
-      createdAt: now,
-      updatedAt: now,
-      attempts: 0,
-    };
-    if (reply[0] === -3) {
-      const retryAfterSec = Math.max(1, Number(reply[1]));
-      return { created: false, job: record, refused: "rate_limited", retryAfterSec };
-    }
-    if (reply[0] === -1) return { created: false, job: record, refused: "owner_busy" };
-    if (reply[0] === -2) return { created: false, job: record, refused: "backlog" };
-    return { created: true, job: record };
+  #create(job: NewJob, enqueue: boolean, limits?: SubmitLimits): Promise<SubmitResult> {
+    return createJob(this.#ctx, job, enqueue, limits);
   }
 
   submit(job: NewJob, limits?: SubmitLimits): Promise<SubmitResult> {
@@ -210,38 +177,19 @@ class RedisBroker implements Broker {
     return out;
   }
 
-  async tail(
+  tail(
     cursor: string | null,
     options: BlockOptions,
   ): Promise<{ cursor: string; items: FeedItem[] }> {
-    const feed = this.#key("events");
-    if (cursor === null) {
-      const last = await this.#ctx.client.send(["XREVRANGE", feed, "+", "-", "COUNT", "1"]);
-      const id = Array.isArray(last) && last.length > 0
-        ? String((last[0] as RedisReply[])[0])
-        : "0-0";
-      return { cursor: id, items: [] };
-    }
-    const reply = await this.#feed.read(
-      ["XREAD", "COUNT", "1000"],
-      ["STREAMS", feed, cursor],
-      options,
-    );
-    if (!Array.isArray(reply) || reply.length === 0) return { cursor, items: [] };
-    const [, entries] = reply[0] as [string, RedisReply[]];
-    const items: FeedItem[] = [];
-    for (const entry of entries) {
-      const [entryId, raw] = entry as [string, RedisReply];
-      cursor = entryId;
-      const f = fieldsToObject(raw);
-      const n = f.n ? parseNotification(f.n) : null;
-      if (n && f.j && f.e) items.push({ jobId: f.j, eventId: f.e, notification: n });
-    }
-    return { cursor, items };
+    return this.#feed.tail(cursor, options);
+  }
+
+  moveIntake(consumer: string, options: BlockOptions & { idleMs: number }): Promise<number> {
+    return this.#intake.move(consumer, options);
   }
 
   async sharedSecret(name: string): Promise<string> {
-    const key = this.#key(`secret:${name}`);
+    const key = this.#ctx.keys.secret(name);
     const candidate = crypto.getRandomValues(new Uint8Array(32)).toBase64({
       alphabet: "base64url",
     });
@@ -255,7 +203,7 @@ class RedisBroker implements Broker {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await Promise.allSettled([this.#ops.close(), this.#feed.close()]);
+      await Promise.allSettled([this.#ops.close(), this.#feed.close(), this.#intake.close()]);
       await this.#ctx.client.close();
     })();
     return this.#closing;

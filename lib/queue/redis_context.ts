@@ -1,9 +1,30 @@
 /** What the Redis broker's parts share: the client, key names, scripts and the consumer group's upkeep. */
-import { defineScript, type RedisClient, type RedisReply, type Script } from "../redis/types.ts";
-import { ACK, CREATE, FINISH, PROMOTE, PRUNE, RENEW, RETRY, START } from "./scripts.ts";
+import {
+  defineScript,
+  type PipelineReply,
+  type RedisClient,
+  type RedisCommand,
+  type RedisReply,
+  type Script,
+} from "../redis/types.ts";
+import { KeyLayout } from "./partitions.ts";
+import {
+  ACK,
+  CREATE,
+  FINISH,
+  OWNER,
+  PROMOTE,
+  PRUNE,
+  RELEASE,
+  RENEW,
+  RETRY,
+  START,
+} from "./scripts.ts";
 
 const SOURCES = {
   create: CREATE,
+  owner: OWNER,
+  release: RELEASE,
   start: START,
   finish: FINISH,
   retry: RETRY,
@@ -29,15 +50,31 @@ export class RedisContext {
   readonly client: RedisClient;
   readonly ttl: string;
   readonly feedMax: string;
-  #prefix: string;
+  /** The key names, per partition. */
+  readonly keys: KeyLayout;
+  /** How many partitions the jobs are split into. */
+  readonly partitions: number;
+  /** True when one pipeline may hold keys of different slots (not so on a Cluster). */
+  readonly multiSlotPipelines: boolean;
   #scripts: Promise<Record<ScriptName, Script>>;
 
   constructor(
     client: RedisClient,
-    options: { prefix: string; ttlSec: number; feedMaxLen: number },
+    options: {
+      prefix: string;
+      ttlSec: number;
+      feedMaxLen: number;
+      partitions: number;
+      multiSlotPipelines: boolean;
+      /** On a Cluster every partition is tagged, even a single one. */
+      cluster?: boolean;
+    },
   ) {
     this.client = client;
-    this.#prefix = options.prefix;
+    const tagged = options.partitions > 1 || options.cluster === true;
+    this.keys = new KeyLayout(options.prefix, options.partitions, { tagged });
+    this.partitions = options.partitions;
+    this.multiSlotPipelines = options.multiSlotPipelines;
     this.ttl = String(options.ttlSec);
     this.feedMax = String(options.feedMaxLen);
     this.#scripts = (async () => {
@@ -48,14 +85,28 @@ export class RedisContext {
     })();
   }
 
-  /** The full name of a key. */
-  key(name: string): string {
-    return this.#prefix + name;
+  /** The key of a job's hash, in its partition. */
+  job(id: string): string {
+    return this.keys.job(id);
   }
 
-  /** The key of a job's hash. */
-  job(id: string): string {
-    return this.key(`job:${id}`);
+  /** The partition numbers, 0 … N-1. */
+  get all(): number[] {
+    return Array.from({ length: this.partitions }, (_, p) => p);
+  }
+
+  /**
+   * Sends commands whose keys may live in different slots in one round trip: one pipeline where the
+   * transport allows it (REST), else concurrent sends (auto-pipelined per node); errors stay in place.
+   */
+  async spread(commands: RedisCommand[]): Promise<PipelineReply[]> {
+    if (commands.length === 0) return [];
+    if (this.multiSlotPipelines) {
+      return await this.client.pipeline(commands);
+    }
+    return await Promise.all(
+      commands.map((command) => this.client.send(command).catch((error: Error) => error)),
+    );
   }
 
   /** Runs one of the broker's scripts. */
@@ -63,12 +114,15 @@ export class RedisContext {
     return await this.client.eval((await this.#scripts)[name], keys, args);
   }
 
-  /** Creates the jobs stream and its group unless they exist. */
+  /** Creates every partition's jobs stream and the intake (with N > 1), and their group, unless they exist. */
   async init(): Promise<void> {
-    try {
-      await this.client.send(["XGROUP", "CREATE", this.key("jobs"), GROUP, "0", "MKSTREAM"]);
-    } catch (error) {
-      if (!(error instanceof Error && error.message.includes("BUSYGROUP"))) throw error;
+    const streams = this.all.map((p) => this.keys.jobs(p));
+    if (this.keys.tagged) streams.push(this.keys.intake);
+    const replies = await this.spread(
+      streams.map((stream) => ["XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"]),
+    );
+    for (const reply of replies) {
+      if (reply instanceof Error && !reply.message.includes("BUSYGROUP")) throw reply;
     }
   }
 

@@ -1,8 +1,8 @@
 /** The worker's side of the Redis broker: claims, fenced leases, terminal writes and group upkeep. */
 import { type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
 import type { RedisReply } from "../redis/types.ts";
-import { BlockingReader } from "./blocking_reader.ts";
-import { notification, toDelivery, toRecord } from "./redis_codec.ts";
+import { ClaimOps } from "./redis_claims.ts";
+import { notification, toRecord } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
 import type { BlockOptions, Delivery, JobRecord, LeaseStatus, Outcome } from "./types.ts";
 
@@ -23,75 +23,54 @@ export const LEASE_LOST = -2;
 /** Claims, leases and terminal writes of the Redis broker; every call survives a lost group. */
 export class RedisWorkerOps {
   #ctx: RedisContext;
-  #claims: BlockingReader;
-  /** Where the next reclaim resumes its scan of the pending entries (XAUTOCLAIM's cursor). */
-  #reclaimCursor = "0-0";
+  #claims: ClaimOps;
 
-  constructor(ctx: RedisContext) {
+  constructor(ctx: RedisContext, blocking: boolean) {
     this.#ctx = ctx;
-    this.#claims = new BlockingReader(ctx.client);
+    this.#claims = new ClaimOps(ctx, blocking);
   }
 
-  /** Takes up to `count` new entries for `consumer`, waiting up to `blockMs`. */
-  async claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
-    const reply = await this.#ctx.grouped(() =>
-      this.#claims.read(
-        ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", String(count)],
-        ["STREAMS", this.#ctx.key("jobs"), ">"],
-        options,
-      )
-    );
-    if (!Array.isArray(reply) || reply.length === 0) return [];
-    const [, entries] = reply[0] as [string, RedisReply[]];
-    return entries.map((entry) => toDelivery(entry, consumer));
+  /** Takes up to `count` new entries for `consumer` (of one partition, or of all), waiting up to `blockMs`. */
+  claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
+    return this.#claims.claim(consumer, count, options);
   }
 
-  /** Takes over idle entries, resuming where the previous call's scan stopped. */
-  async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
-    const jobs = this.#ctx.key("jobs");
-    const reply = await this.#ctx.grouped(() =>
-      this.#ctx.client.send([
-        "XAUTOCLAIM",
-        jobs,
-        GROUP,
-        consumer,
-        String(idleMs),
-        this.#reclaimCursor,
-        "COUNT",
-        String(count),
-      ])
-    ) as RedisReply[];
-    this.#reclaimCursor = String(reply[0]);
-    const entries = (reply[1] as RedisReply[]).filter((e) => Array.isArray(e) && e[1] !== null);
-    if (entries.length === 0) return [];
-    const ids = entries.map((entry) => String((entry as RedisReply[])[0]));
-    const pending = await this.#ctx.client.pipeline(
-      ids.map((id) => ["XPENDING", jobs, GROUP, id, id, "1"]),
-    );
-    return entries.map((entry, i) => {
-      const row = pending[i];
-      if (row instanceof Error) throw row;
-      const found = Array.isArray(row) && Array.isArray(row[0]) ? Number(row[0][3]) : NaN;
-      return toDelivery(entry, consumer, Number.isFinite(found) ? found : 2);
-    });
+  /** Takes over idle entries of every partition, resuming where the previous scans stopped. */
+  reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
+    return this.#claims.reclaim(consumer, idleMs, count);
   }
 
   /** Renews the leases `consumer` still holds; "lost" for the others, null for a gone job. */
   async renew(consumer: string, deliveries: Delivery[]): Promise<LeaseStatus[]> {
     if (deliveries.length === 0) return [];
-    const keys = [this.#ctx.key("jobs"), ...deliveries.map((d) => this.#ctx.job(d.jobId))];
-    const args = [GROUP, consumer, ...deliveries.map((d) => d.entryId)];
-    const reply = await this.#ctx.grouped(() => this.#ctx.run("renew", keys, args));
-    return (reply as RedisReply[]).map((status) =>
-      status === null ? null : String(status)
-    ) as LeaseStatus[];
+    const out: LeaseStatus[] = new Array(deliveries.length);
+    const byPartition = new Map<number, number[]>();
+    deliveries.forEach((d, i) => {
+      const p = this.#ctx.keys.partitionOf(d.jobId);
+      byPartition.set(p, [...byPartition.get(p) ?? [], i]);
+    });
+    // One RENEW per partition (its stream and its jobs share a slot), all in one round trip.
+    await Promise.all([...byPartition].map(async ([p, indexes]) => {
+      const mine = indexes.map((i) => deliveries[i]);
+      const keys = [this.#ctx.keys.jobs(p), ...mine.map((d) => this.#ctx.job(d.jobId))];
+      const args = [GROUP, consumer, ...mine.map((d) => d.entryId)];
+      const reply = await this.#ctx.grouped(() => this.#ctx.run("renew", keys, args));
+      (reply as RedisReply[]).forEach((status, k) => {
+        out[indexes[k]] = (status === null ? null : String(status)) as LeaseStatus;
+      });
+    }));
+    return out;
   }
 
-  /** Removes consumers idle for `idleMs` with nothing pending; returns how many went. */
+  /** Removes consumers idle for `idleMs` with nothing pending, from every stream; returns how many went. */
   async pruneConsumers(idleMs: number): Promise<number> {
-    const keys = [this.#ctx.key("jobs")];
+    const streams = this.#ctx.all.map((p) => this.#ctx.keys.jobs(p));
+    if (this.#ctx.keys.tagged) streams.push(this.#ctx.keys.intake);
     const args = [GROUP, String(Math.max(0, Math.floor(idleMs)))];
-    return await this.#ctx.grouped(() => this.#ctx.run("prune", keys, args)) as number;
+    const removed = await Promise.all(
+      streams.map((stream) => this.#ctx.grouped(() => this.#ctx.run("prune", [stream], args))),
+    );
+    return removed.reduce((sum: number, n) => sum + Number(n), 0);
   }
 
   /**
@@ -101,7 +80,8 @@ export class RedisWorkerOps {
   async start(delivery: Delivery): Promise<JobRecord | null> {
     const { jobId, entryId, consumer } = delivery;
     const started = notification(jobId, { type: "started", success: true });
-    const keys = [this.#ctx.job(jobId), this.#ctx.key("events"), this.#ctx.key("jobs")];
+    const p = this.#ctx.keys.partitionOf(jobId);
+    const keys = [this.#ctx.job(jobId), this.#ctx.keys.events(p), this.#ctx.keys.jobs(p)];
     const args = [new Date().toISOString(), started, this.#ctx.feedMax, jobId, entryId, GROUP];
     const reply = await this.#ctx.grouped(() => this.#ctx.run("start", keys, [...args, consumer]));
     return Array.isArray(reply) ? toRecord(jobId, reply) : null;
@@ -110,7 +90,9 @@ export class RedisWorkerOps {
   /** Runs the FINISH script; returns its answer (seq, 0 ended, -1 gone, LEASE_LOST). */
   async end(delivery: Delivery, body: NotificationBody, extra: EndExtra = {}): Promise<number> {
     const { jobId, entryId, consumer } = delivery;
-    const keys = ["job:" + jobId, "events", "jobs", "jobs:dead"];
+    const { keys: k } = this.#ctx;
+    const p = k.partitionOf(jobId);
+    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p)];
     const args = [
       entryId,
       GROUP,
@@ -128,8 +110,7 @@ export class RedisWorkerOps {
       extra.onlyIf ?? "",
       entryId === "" ? "" : consumer,
     ];
-    const full = keys.map((k) => this.#ctx.key(k));
-    return await this.#ctx.grouped(() => this.#ctx.run("finish", full, args)) as number;
+    return await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args)) as number;
   }
 
   /** Stores the outcome once; false when the job had ended or the lease is lost. */
@@ -156,12 +137,15 @@ export class RedisWorkerOps {
   /** Acknowledges and deletes an entry without touching its job, unless the lease is lost. */
   async ack(delivery: Delivery): Promise<void> {
     const args = [delivery.entryId, GROUP, delivery.consumer];
-    await this.#ctx.grouped(() => this.#ctx.run("ack", [this.#ctx.key("jobs")], args));
+    const stream = this.#ctx.keys.jobs(this.#ctx.keys.partitionOf(delivery.jobId));
+    await this.#ctx.grouped(() => this.#ctx.run("ack", [stream], args));
   }
 
   /** Requeues a running job after `delayMs`; false when it no longer runs or the lease is lost. */
   async retryLater(delivery: Delivery, delayMs: number): Promise<boolean> {
-    const keys = ["job:" + delivery.jobId, "jobs", "jobs:delayed"].map((k) => this.#ctx.key(k));
+    const { keys: k } = this.#ctx;
+    const p = k.partitionOf(delivery.jobId);
+    const keys = [k.job(delivery.jobId), k.jobs(p), k.delayed(p)];
     const args = [
       delivery.entryId,
       GROUP,
@@ -174,14 +158,28 @@ export class RedisWorkerOps {
     return reply === 1;
   }
 
-  /** Moves due delayed jobs back to the stream; returns how many moved. */
+  /**
+   * Moves due delayed jobs back to their streams: one read of every partition's due ids, then one
+   * PROMOTE per partition that has some, naming each due job's hash in KEYS; returns how many moved.
+   */
   async promoteDue(now: number): Promise<number> {
-    const keys = [this.#ctx.key("jobs:delayed"), this.#ctx.key("jobs")];
-    const args = [String(now), "500", this.#ctx.job("")];
-    return await this.#ctx.run("promote", keys, args) as number;
+    const { keys: k } = this.#ctx;
+    const due = await this.#ctx.spread(
+      this.#ctx.all.map((
+        p,
+      ) => ["ZRANGEBYSCORE", k.delayed(p), "-inf", String(now), "LIMIT", "0", "500"]),
+    );
+    const moved = await Promise.all(due.map((ids, p) => {
+      if (ids instanceof Error) throw ids;
+      if (!Array.isArray(ids) || ids.length === 0) return 0;
+      const names = ids.map(String);
+      const keys = [k.delayed(p), k.jobs(p), ...names.map((id) => k.job(id))];
+      return this.#ctx.run("promote", keys, [String(now), ...names]);
+    }));
+    return moved.reduce((sum: number, n) => sum + Number(n), 0);
   }
 
-  /** Closes the claim loop's dedicated connection. */
+  /** Closes the claim loops' dedicated connections. */
   close(): Promise<void> {
     return this.#claims.close();
   }

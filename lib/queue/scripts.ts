@@ -30,25 +30,29 @@ const HOLDS_LUA = `local function holds(stream, group, entry, consumer)
   return #p == 1 and p[1][2] == consumer
 end`;
 
-/** Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. */
+/**
+ * Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. With
+ * one partition it also checks the owner's limits (KEYS[3], KEYS[4]); with more, OWNER does that first.
+ */
 export const CREATE = `
--- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] the owner's set of active job ids,
--- KEYS[4] the owner's submission counter for the current one-minute window
+-- KEYS[1] job hash, KEYS[2] jobs stream, and with one partition: KEYS[3] the owner's set of active
+-- job ids, KEYS[4] the owner's submission counter for the current one-minute window
 -- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds of the active set,
 -- ARGV[8] queued notification JSON, [9] "1" to enqueue, [10] max active jobs per owner (0: none),
--- ARGV[11] max stream length (0: none), [12] prefix of job keys (only read when pruning the active set),
--- ARGV[13] submissions per owner per minute (0: none)
+-- ARGV[11] max stream length (0: none), [12] "1" on the second pass (the rate was counted, ids of
+-- ended jobs follow), [13] submissions per owner per minute (0: none), [14..] ids to drop from the set
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
 -- {-1} when the owner has too many active jobs, {-2} when the queue is full,
--- {-3, seconds to wait} when the owner is over the rate limit
+-- {-3, seconds to wait} when the owner is over the rate limit, {-4, <active ids>} when the owner is
+-- at the cap on the first pass (the caller reads those jobs and calls again with the ended ones)
 ${FIELDS_LUA}
-${TERMINAL_LUA}
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
 end
+local owned = #KEYS >= 4
 local rate = tonumber(ARGV[13])
-if rate > 0 then
+if owned and rate > 0 and ARGV[12] ~= '1' then
   local count = redis.call('INCR', KEYS[4])
   if count == 1 then redis.call('EXPIRE', KEYS[4], 60) end
   if count > rate then return {-3, redis.call('TTL', KEYS[4])} end
@@ -58,13 +62,12 @@ if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued
   return {-2}
 end
 local maxActive = tonumber(ARGV[10])
-if maxActive > 0 and redis.call('SCARD', KEYS[3]) >= maxActive then
-  -- At the cap: drop ids of jobs that ended (or expired), then count again.
-  for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    local status = redis.call('HGET', ARGV[12] .. member, 'status')
-    if not status or TERMINAL[status] then redis.call('SREM', KEYS[3], member) end
+if owned and maxActive > 0 then
+  for i = 14, #ARGV do redis.call('SREM', KEYS[3], ARGV[i]) end
+  if redis.call('SCARD', KEYS[3]) >= maxActive then
+    if ARGV[12] == '1' then return {-1} end
+    return {-4, redis.call('SMEMBERS', KEYS[3])}
   end
-  if redis.call('SCARD', KEYS[3]) >= maxActive then return {-1} end
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3],
   'model', ARGV[4], 'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6],
@@ -72,11 +75,39 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV
 if ARGV[9] == '1' then
   redis.call('XADD', KEYS[2], '*', 'Id', ARGV[1])
 end
-if maxActive > 0 then
+if owned and maxActive > 0 then
   redis.call('SADD', KEYS[3], ARGV[1])
   redis.call('EXPIRE', KEYS[3], ARGV[7])
 end
 return {1}
+`;
+
+/**
+ * With N > 1 partitions, the owner's limits in their own step before CREATE (the owner's keys share
+ * the owner's tag, not the job's): counts the submission and reserves an active slot for the id.
+ */
+export const OWNER = `
+-- KEYS[1] the owner's set of active job ids, KEYS[2] the owner's submission counter
+-- ARGV[1] id, [2] submissions per minute (0: none), [3] max active jobs (0: none), [4] ttl seconds of
+-- the set, [5] "1" on the second pass (the rate was counted), [6..] ids of ended jobs to drop
+-- Returns {1, added} (added: 1 when the id joined the set), {-3, seconds to wait}, {-1} at the cap,
+-- {-4, <active ids>} at the cap on the first pass
+local rate = tonumber(ARGV[2])
+if rate > 0 and ARGV[5] ~= '1' then
+  local count = redis.call('INCR', KEYS[2])
+  if count == 1 then redis.call('EXPIRE', KEYS[2], 60) end
+  if count > rate then return {-3, redis.call('TTL', KEYS[2])} end
+end
+local maxActive = tonumber(ARGV[3])
+if maxActive <= 0 then return {1, 0} end
+for i = 6, #ARGV do redis.call('SREM', KEYS[1], ARGV[i]) end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 and redis.call('SCARD', KEYS[1]) >= maxActive then
+  if ARGV[5] == '1' then return {-1} end
+  return {-4, redis.call('SMEMBERS', KEYS[1])}
+end
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {1, added}
 `;
 
 /**
@@ -221,21 +252,38 @@ end
 return removed
 `;
 
-/** Moves due delayed jobs back onto the jobs stream; one that ended while it waited is dropped. */
+/**
+ * Moves due delayed jobs, read by the caller, back onto the jobs stream; one that ended while it waited
+ * is dropped, and one that another sweep moved (or that was scheduled again for later) is left alone.
+ */
 export const PROMOTE = `
--- KEYS[1] delayed sorted set, KEYS[2] jobs stream
--- ARGV[1] now (ms), [2] at most this many, [3] prefix of job keys (each due job's hash is read)
+-- KEYS[1] delayed sorted set, KEYS[2] jobs stream, KEYS[3..n+2] the due jobs' hashes, in order
+-- ARGV[1] now (ms), [2..n+1] the due jobs' ids, in order
 -- Returns how many jobs moved
 ${TERMINAL_LUA}
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local moved = 0
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local status = redis.call('HGET', ARGV[3] .. id, 'status')
-  if status and not TERMINAL[status] then
-    redis.call('XADD', KEYS[2], '*', 'Id', id)
-    moved = moved + 1
+for i = 3, #KEYS do
+  local id = ARGV[i - 1]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], id)
+    local status = redis.call('HGET', KEYS[i], 'status')
+    if status and not TERMINAL[status] then
+      redis.call('XADD', KEYS[2], '*', 'Id', id)
+      moved = moved + 1
+    end
   end
 end
 return moved
+`;
+
+/** Gives back what OWNER took for a submit that created nothing (N > 1 partitions). */
+export const RELEASE = `
+-- KEYS[1] the owner's set of active job ids, KEYS[2] the owner's submission counter
+-- ARGV[1] id, [2] "1" to drop the id from the set, [3] "1" to uncount the submission
+if ARGV[2] == '1' then redis.call('SREM', KEYS[1], ARGV[1]) end
+if ARGV[3] == '1' and tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
+  redis.call('DECR', KEYS[2])
+end
+return 1
 `;

@@ -103,6 +103,11 @@ export type LeaseStatus = JobStatus | "lost" | null;
 export interface BlockOptions {
   blockMs: number;
   signal?: AbortSignal;
+  /**
+   * claim and tail: read only this partition (0 ≤ partition < Broker.partitions), blocking on it;
+   * absent: every partition (with more than one, a sweep that polls while it waits).
+   */
+  partition?: number;
 }
 
 /** The broker every other module talks to; Redis Streams and in-memory implement it. */
@@ -110,6 +115,10 @@ export interface Broker {
   readonly kind: "redis" | "upstash" | "memory";
   /** True when claim and tail can wait on the server; false means callers poll with backoff. */
   readonly blocking: boolean;
+  /** How many partitions the jobs stream and the relay feed are split into (1 but for Redis). */
+  readonly partitions: number;
+  /** True when other services' entries arrive on a separate intake stream that moveIntake spreads. */
+  readonly separateIntake: boolean;
   /** Prepares streams and groups; safe to call more than once. */
   init(): Promise<void>;
   /** Resolves when the backing store answers; throws BrokerUnavailableError otherwise. */
@@ -160,6 +169,12 @@ export interface Broker {
     cursor: string | null,
     options: BlockOptions,
   ): Promise<{ cursor: string; items: FeedItem[] }>;
+  /**
+   * Spreads entries other services added to the intake stream over the partitions' streams (a batch,
+   * waiting up to `blockMs` for one); with one partition there is nothing to spread and it returns 0.
+   * Entries another consumer took but left unmoved for `idleMs` are taken over.
+   */
+  moveIntake(consumer: string, options: BlockOptions & { idleMs: number }): Promise<number>;
   /** Returns a secret shared by every process on this broker, made on first use. */
   sharedSecret(name: string): Promise<string>;
   /** Closes connections; idempotent. */

@@ -1,6 +1,13 @@
 /** The broker contract, part four: fenced leases, duplicate entries, reclaim's cursor, consumer upkeep. */
 import assert from "node:assert/strict";
-import { claimJob, type ContractTest, newJob, SUCCESS, types } from "./broker_contract_helpers.ts";
+import {
+  claimJob,
+  type ContractTest,
+  newJob,
+  sameStreamJobs,
+  SUCCESS,
+  types,
+} from "./broker_contract_helpers.ts";
 
 /** Registers the lease tests of the broker contract. */
 export function leasesContract(test: ContractTest): void {
@@ -106,7 +113,7 @@ export function leasesContract(test: ContractTest): void {
   );
 
   test("reclaim resumes where its last scan stopped and counts each entry's deliveries", async (broker) => {
-    const jobs = [newJob(), newJob(), newJob()];
+    const jobs = sameStreamJobs(broker, 3);
     for (const job of jobs) await broker.submit(job);
     for (const job of jobs) await claimJob(broker, job.id, "w1");
     const taken = [];
@@ -126,7 +133,8 @@ export function leasesContract(test: ContractTest): void {
   });
 
   test("pruneConsumers removes idle consumers with nothing pending", async (broker) => {
-    const [held, done] = [newJob(), newJob()];
+    // One stream, so w1 takes `held` before w2 looks for `done` (claim order across streams is free).
+    const [held, done] = sameStreamJobs(broker, 2);
     await broker.submit(held);
     await broker.submit(done);
     const delivery = await claimJob(broker, held.id, "w1");

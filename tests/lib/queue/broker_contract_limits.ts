@@ -1,6 +1,12 @@
 /** The broker contract, part three: limits checked atomically with a submit. */
 import assert from "node:assert/strict";
-import { claimJob, type ContractTest, newJob, SUCCESS } from "./broker_contract_helpers.ts";
+import {
+  claimJob,
+  type ContractTest,
+  newJob,
+  sameStreamJobs,
+  SUCCESS,
+} from "./broker_contract_helpers.ts";
 
 /** Registers the limit tests of the broker contract. */
 export function limitsContract(test: ContractTest): void {
@@ -30,9 +36,9 @@ export function limitsContract(test: ContractTest): void {
   });
 
   test("submit refuses with backlog when the queue holds maxQueued entries", async (broker) => {
-    const first = newJob();
+    // With N partitions each stream holds maxQueued / N (rounded up): these two share one.
+    const [first, second] = sameStreamJobs(broker, 2);
     assert.equal((await broker.submit(first, { maxQueued: 1 })).created, true);
-    const second = newJob();
     const result = await broker.submit(second, { maxQueued: 1 });
     assert.deepEqual([result.created, result.refused], [false, "backlog"]);
     assert.equal(await broker.get(second.id), null);

@@ -14,6 +14,7 @@ import {
   IMAGE,
   newJob,
   pick,
+  sameStreamJobs,
   seedDelivery,
   sleep,
   strayDelivery,
@@ -26,7 +27,7 @@ import {
 /** Registers the tests of the stream side of the contract. */
 export function streamContract(test: ContractTest): void {
   test("claim delivers each entry once, oldest first, up to count", async (broker) => {
-    const jobs = [newJob(), newJob(), newJob()];
+    const jobs = sameStreamJobs(broker, 3);
     for (const job of jobs) await broker.submit(job);
     const first = await broker.claim("w1", 2, { blockMs: 1000 });
     assert.deepEqual(first.map((d) => d.jobId), [jobs[0].id, jobs[1].id]);
@@ -213,7 +214,9 @@ export function streamContract(test: ContractTest): void {
     const head = await broker.tail(null, { blockMs: 5000 });
     assert.ok(performance.now() - began < GENEROUS_MS);
     assert.deepEqual(head.items, []);
-    assert.ok(isEventId(head.cursor));
+    // One stream id per partition (joined by commas when there are several).
+    assert.equal(head.cursor.split(",").length, broker.partitions);
+    assert.ok(head.cursor.split(",").every(isEventId));
     const job = newJob();
     await broker.submit(job);
     const delivery = await claimJob(broker, job.id);

@@ -3,6 +3,7 @@
  * a plain in-memory model that answers each generated operation as the semantics say.
  */
 import { dataUrl, PROCESSING_ERROR } from "../../../lib/live/notifications.ts";
+import { partitionOf } from "../../../lib/queue/partitions.ts";
 import type { CancelResult, LeaseStatus } from "../../../lib/queue/types.ts";
 import { IMAGE } from "./broker_contract_helpers.ts";
 import { CANCELED, FAILED_ERROR, JOB_IDS, type Op, OWNERS, REVISED } from "./broker_model_ops.ts";
@@ -66,7 +67,36 @@ export class Model {
   delayed = new Map<string, number>();
   deadLetters = 0;
   #labels = 0;
-  #cursor = 0;
+  /** Per partition, where the next reclaim resumes (an index into `entries`). */
+  #cursors: number[];
+  #next = 0;
+  readonly partitions: number;
+
+  /** With N > 1, claims and reclaims go partition by partition, starting one further each call. */
+  constructor(partitions = 1) {
+    this.partitions = partitions;
+    this.#cursors = new Array(partitions).fill(0);
+  }
+
+  #rotation(): number[] {
+    const first = this.#next;
+    this.#next = (this.#next + 1) % this.partitions;
+    return Array.from({ length: this.partitions }, (_, i) => (first + i) % this.partitions);
+  }
+
+  #in(p: number): (entry: MEntry) => boolean {
+    return (entry) => partitionOf(entry.jobId, this.partitions) === p;
+  }
+
+  #claim(consumer: string, count: number): SeenDelivery[] {
+    const out: SeenDelivery[] = [];
+    for (const p of this.#rotation()) {
+      if (out.length >= count) break;
+      const fresh = this.entries.filter((e) => e.state === "fresh").filter(this.#in(p));
+      out.push(...this.#take(fresh, consumer, count - out.length));
+    }
+    return out;
+  }
 
   /** Applies step `index` and returns its answer. */
   apply(op: Op, index: number): Answer {
@@ -74,7 +104,7 @@ export class Model {
       case "submit":
         return this.#submit(JOB_IDS[op.job], OWNERS[op.owner]);
       case "claim":
-        return this.#take(this.entries.filter((e) => e.state === "fresh"), op.consumer, op.count);
+        return this.#claim(op.consumer, op.count);
       case "reclaim":
         return this.#reclaim(op.consumer, op.count);
       case "renew":
@@ -167,11 +197,18 @@ export class Model {
 
   /** Takes pending entries in stream order, resuming after the previous reclaim's last (a cursor). */
   #reclaim(consumer: string, count: number): SeenDelivery[] {
-    const order = this.entries.filter((e, n) => e.state === "pending" && n >= this.#cursor);
-    const taken = this.#take(order, consumer, count);
-    const next = order[taken.length];
-    this.#cursor = next ? this.entries.indexOf(next) : 0;
-    return taken;
+    const out: SeenDelivery[] = [];
+    for (const p of this.#rotation()) {
+      if (out.length >= count) break;
+      const order = this.entries
+        .filter((e, n) => e.state === "pending" && n >= this.#cursors[p])
+        .filter(this.#in(p));
+      const taken = this.#take(order, consumer, count - out.length);
+      const next = order[taken.length];
+      this.#cursors[p] = next ? this.entries.indexOf(next) : 0;
+      out.push(...taken);
+    }
+    return out;
   }
 
   #renew(consumer: string, delivery: { entry: number }): LeaseStatus {

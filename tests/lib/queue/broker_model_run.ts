@@ -50,9 +50,11 @@ function outcomeOf(kind: "succeeded" | "revised" | "failed"): Outcome {
 /** Labels entry ids by order of first delivery, as the model does. */
 class Labels {
   #ids = new Map<string, number>();
-  label(entryId: string): number {
-    if (!this.#ids.has(entryId)) this.#ids.set(entryId, this.#ids.size);
-    return this.#ids.get(entryId)!;
+  /** Entry ids are per stream: two partitions' streams may hand out the same id, so the job counts too. */
+  label(jobId: string, entryId: string): number {
+    const key = `${jobId} ${entryId}`;
+    if (!this.#ids.has(key)) this.#ids.set(key, this.#ids.size);
+    return this.#ids.get(key)!;
   }
 }
 
@@ -61,7 +63,7 @@ async function step(target: Target, op: Op, index: number, held: Delivery[], lab
   const seen = (list: Delivery[]): SeenDelivery[] => {
     held.push(...list);
     return list.map(({ entryId, jobId, deliveries, consumer }) => ({
-      entry: labels.label(entryId),
+      entry: labels.label(jobId, entryId),
       jobId,
       deliveries,
       consumer,
@@ -163,7 +165,7 @@ export interface Trace {
  * job's get() and events(), and the invariants agree; returns what the broker showed.
  */
 export async function runAgainstModel(target: Target, ops: Op[]): Promise<Trace> {
-  const model = new Model();
+  const model = new Model(target.broker.partitions);
   const held: Delivery[] = [];
   const labels = new Labels();
   const seenOpen = new Set<string>();

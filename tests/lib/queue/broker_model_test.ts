@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createMemoryBroker } from "../../../lib/queue/memory.ts";
+import { KeyLayout } from "../../../lib/queue/partitions.ts";
 import { createRedisBroker } from "../../../lib/queue/redis.ts";
 import { createTcpClient } from "../../../lib/redis/tcp.ts";
 import type { RedisClient } from "../../../lib/redis/types.ts";
@@ -55,9 +56,15 @@ async function ttls(admin: RedisClient, keys: string[]): Promise<number[]> {
 }
 
 /** A Redis broker on its own prefix; expire deletes exactly the prefix's keys that have a TTL. */
-function redisTarget(admin: RedisClient, client: RedisClient, kind: "redis" | "upstash") {
+function redisTarget(
+  admin: RedisClient,
+  client: RedisClient,
+  kind: "redis" | "upstash",
+  partitions = 1,
+) {
   const prefix = `model${crypto.randomUUID().slice(0, 8)}:`;
-  const broker = createRedisBroker(client, { prefix, ttlSec: TTL_SEC, kind });
+  const layout = new KeyLayout(prefix, partitions);
+  const broker = createRedisBroker(client, { prefix, ttlSec: TTL_SEC, kind, partitions });
   const target: Target & { close(): Promise<void> } = {
     broker,
     now: () => Date.now(),
@@ -68,10 +75,13 @@ function redisTarget(admin: RedisClient, client: RedisClient, kind: "redis" | "u
       if (doomed.length > 0) await admin.send(["DEL", ...doomed]);
     },
     async deadLetters() {
-      return Number(await admin.send(["XLEN", `${prefix}jobs:dead`]));
+      const lengths = await admin.pipeline(
+        Array.from({ length: partitions }, (_, p) => ["XLEN", layout.dead(p)]),
+      );
+      return lengths.reduce((sum: number, n) => sum + Number(n), 0);
     },
     async check(statuses) {
-      const keys = JOB_IDS.map((id) => `${prefix}job:${id}`);
+      const keys = JOB_IDS.map((id) => layout.job(id));
       const left = await ttls(admin, keys);
       JOB_IDS.forEach((id, i) => {
         const status = statuses[id];
@@ -138,6 +148,24 @@ Deno.test({
           await Promise.allSettled([memory.close(), redis.close()]);
         }
         assert.deepEqual(traces[1], traces[0], "the brokers disagree");
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "the Redis broker with three partitions answers every generated sequence as the model does",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await withRedis(async (server, admin) => {
+      await property(40, 150, async (ops) => {
+        const target = redisTarget(admin, createTcpClient({ url: server.url }), "redis", 3);
+        try {
+          await runAgainstModel(target, ops);
+        } finally {
+          await target.close();
+        }
       });
     });
   },

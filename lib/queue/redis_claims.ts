@@ -1,0 +1,137 @@
+/** Claims and takeovers of the Redis broker, per partition: blocking reads, sweeps and XAUTOCLAIM cursors. */
+import { pause } from "../pause.ts";
+import type { RedisReply } from "../redis/types.ts";
+import { BlockingReader } from "./blocking_reader.ts";
+import { toDelivery } from "./redis_codec.ts";
+import { GROUP, type RedisContext } from "./redis_context.ts";
+import type { BlockOptions, Delivery } from "./types.ts";
+
+/** How often a claim over every partition looks again while it waits (it cannot block on N keys). */
+const SWEEP_POLL_MS = 50;
+const NEVER = new AbortController().signal;
+
+/** The entries of an XREADGROUP reply for one stream, as deliveries held by `consumer`. */
+function deliveriesOf(reply: RedisReply | undefined, consumer: string): Delivery[] {
+  if (!Array.isArray(reply) || reply.length === 0) return [];
+  const [, entries] = reply[0] as [string, RedisReply[]];
+  return entries.map((entry) => toDelivery(entry, consumer));
+}
+
+/** Claims from one partition (a blocking read on its own connection) or from all of them in turn. */
+export class ClaimOps {
+  #ctx: RedisContext;
+  #blocking: boolean;
+  /** One dedicated connection per partition, so a claim loop per partition can block on each. */
+  #readers: BlockingReader[];
+  /** Where each partition's next reclaim resumes its scan of the pending entries (XAUTOCLAIM's cursor). */
+  #cursors: string[];
+  /** The partition the next sweep or reclaim starts with, so that none is always last. */
+  #next = 0;
+
+  constructor(ctx: RedisContext, blocking: boolean) {
+    this.#ctx = ctx;
+    this.#blocking = blocking;
+    this.#readers = ctx.all.map(() => new BlockingReader(ctx.client));
+    this.#cursors = ctx.all.map(() => "0-0");
+  }
+
+  /** Partitions in turn, starting one further each call. */
+  #rotation(): number[] {
+    const n = this.#ctx.partitions;
+    const first = this.#next;
+    this.#next = (this.#next + 1) % n;
+    return Array.from({ length: n }, (_, i) => (first + i) % n);
+  }
+
+  /** Takes up to `count` new entries, of `options.partition` or (absent, N > 1) of every partition. */
+  async claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
+    if (options.partition !== undefined || this.#ctx.partitions === 1) {
+      const p = options.partition ?? 0;
+      const reply = await this.#ctx.grouped(() =>
+        this.#readers[p].read(
+          ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", String(count)],
+          ["STREAMS", this.#ctx.keys.jobs(p), ">"],
+          options,
+        )
+      );
+      return deliveriesOf(reply, consumer);
+    }
+    // Over every partition: no single blocking read can wait on N slots, so sweep, and poll while
+    // waiting (workers run one blocking loop per partition instead; this serves callers that do not).
+    const deadline = Date.now() + Math.max(0, options.blockMs);
+    while (true) {
+      const found = await this.#sweep(consumer, count);
+      if (found.length > 0 || !this.#blocking || options.signal?.aborted) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) return [];
+      await pause(Math.min(SWEEP_POLL_MS, left), options.signal ?? NEVER);
+    }
+  }
+
+  /** One non-blocking claim per partition in turn, each for what is still wanted, until `count`. */
+  async #sweep(consumer: string, count: number): Promise<Delivery[]> {
+    const out: Delivery[] = [];
+    for (const p of this.#rotation()) {
+      if (out.length >= count) break;
+      const reply = await this.#ctx.grouped(() =>
+        this.#ctx.client.send([
+          "XREADGROUP",
+          "GROUP",
+          GROUP,
+          consumer,
+          "COUNT",
+          String(count - out.length),
+          "STREAMS",
+          this.#ctx.keys.jobs(p),
+          ">",
+        ])
+      );
+      out.push(...deliveriesOf(reply, consumer));
+    }
+    return out;
+  }
+
+  /** Takes over idle entries, partition by partition in turn, each scan resuming where it stopped. */
+  async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
+    const out: Delivery[] = [];
+    for (const p of this.#rotation()) {
+      if (out.length >= count) break;
+      out.push(...await this.#reclaimOne(p, consumer, idleMs, count - out.length));
+    }
+    return out;
+  }
+
+  async #reclaimOne(p: number, consumer: string, idleMs: number, count: number) {
+    const jobs = this.#ctx.keys.jobs(p);
+    const reply = await this.#ctx.grouped(() =>
+      this.#ctx.client.send([
+        "XAUTOCLAIM",
+        jobs,
+        GROUP,
+        consumer,
+        String(idleMs),
+        this.#cursors[p],
+        "COUNT",
+        String(count),
+      ])
+    ) as RedisReply[];
+    this.#cursors[p] = String(reply[0]);
+    const entries = (reply[1] as RedisReply[]).filter((e) => Array.isArray(e) && e[1] !== null);
+    if (entries.length === 0) return [];
+    const ids = entries.map((entry) => String((entry as RedisReply[])[0]));
+    const pending = await this.#ctx.client.pipeline(
+      ids.map((id) => ["XPENDING", jobs, GROUP, id, id, "1"]),
+    );
+    return entries.map((entry, i) => {
+      const row = pending[i];
+      if (row instanceof Error) throw row;
+      const found = Array.isArray(row) && Array.isArray(row[0]) ? Number(row[0][3]) : NaN;
+      return toDelivery(entry, consumer, Number.isFinite(found) ? found : 2);
+    });
+  }
+
+  /** Closes the dedicated connections. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#readers.map((reader) => reader.close()));
+  }
+}

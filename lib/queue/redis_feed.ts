@@ -1,0 +1,114 @@
+/**
+ * The relay feeds of the Redis broker: one per partition. A cursor is one stream id for one feed, or,
+ * read over every partition at once, the partitions' ids joined by commas.
+ */
+import { pause } from "../pause.ts";
+import type { RedisReply } from "../redis/types.ts";
+import { BlockingReader } from "./blocking_reader.ts";
+import { fieldsToObject, parseNotification } from "./redis_codec.ts";
+import type { RedisContext } from "./redis_context.ts";
+import type { BlockOptions, FeedItem } from "./types.ts";
+
+/** Feed items read per call and feed. */
+const COUNT = "1000";
+/** How often a read over every feed looks again while it waits (it cannot block on N slots). */
+const POLL_MS = 50;
+const NEVER = new AbortController().signal;
+
+/** The items of one feed's entries, and the id of the last entry (or `cursor` when none). */
+function itemsOf(entries: RedisReply[], cursor: string): { cursor: string; items: FeedItem[] } {
+  const items: FeedItem[] = [];
+  for (const entry of entries) {
+    const [entryId, raw] = entry as [string, RedisReply];
+    cursor = entryId;
+    const f = fieldsToObject(raw);
+    const n = f.n ? parseNotification(f.n) : null;
+    if (n && f.j && f.e) items.push({ jobId: f.j, eventId: f.e, notification: n });
+  }
+  return { cursor, items };
+}
+
+/** Reads the feeds: one blocking reader per partition, or a poll over all of them. */
+export class FeedReader {
+  #ctx: RedisContext;
+  #blocking: boolean;
+  #readers: BlockingReader[];
+
+  constructor(ctx: RedisContext, blocking: boolean) {
+    this.#ctx = ctx;
+    this.#blocking = blocking;
+    this.#readers = ctx.all.map(() => new BlockingReader(ctx.client));
+  }
+
+  /** Reads the feed of `options.partition` (or, absent with N > 1, of every partition) after `cursor`. */
+  async tail(
+    cursor: string | null,
+    options: BlockOptions,
+  ): Promise<{ cursor: string; items: FeedItem[] }> {
+    if (options.partition === undefined && this.#ctx.partitions > 1) {
+      return await this.#all(cursor, options);
+    }
+    const p = options.partition ?? 0;
+    const feed = this.#ctx.keys.events(p);
+    if (cursor === null) {
+      return { cursor: await this.#last(feed), items: [] };
+    }
+    const reply = await this.#readers[p].read(
+      ["XREAD", "COUNT", COUNT],
+      ["STREAMS", feed, cursor],
+      options,
+    );
+    if (!Array.isArray(reply) || reply.length === 0) return { cursor, items: [] };
+    return itemsOf((reply[0] as [string, RedisReply[]])[1], cursor);
+  }
+
+  async #last(feed: string): Promise<string> {
+    const last = await this.#ctx.client.send(["XREVRANGE", feed, "+", "-", "COUNT", "1"]);
+    return Array.isArray(last) && last.length > 0 ? String((last[0] as RedisReply[])[0]) : "0-0";
+  }
+
+  /** Every partition's feed: one round trip per look (one pipeline over REST), polling while it waits. */
+  async #all(cursor: string | null, options: BlockOptions) {
+    const feeds = this.#ctx.all.map((p) => this.#ctx.keys.events(p));
+    if (cursor === null) {
+      const replies = await this.#ctx.spread(
+        feeds.map((feed) => ["XREVRANGE", feed, "+", "-", "COUNT", "1"]),
+      );
+      const ids = replies.map((last) => {
+        if (last instanceof Error) throw last;
+        return Array.isArray(last) && last.length > 0
+          ? String((last[0] as RedisReply[])[0])
+          : "0-0";
+      });
+      return { cursor: ids.join(","), items: [] };
+    }
+    const ids = cursor.split(",");
+    if (ids.length !== feeds.length) {
+      throw new RangeError(`Cannot read the feeds: cursor ${cursor} is not theirs`);
+    }
+    const deadline = Date.now() + Math.max(0, options.blockMs);
+    while (true) {
+      const replies = await this.#ctx.spread(
+        feeds.map((feed, p) => ["XREAD", "COUNT", COUNT, "STREAMS", feed, ids[p]]),
+      );
+      const items: FeedItem[] = [];
+      replies.forEach((reply, p) => {
+        if (reply instanceof Error) throw reply;
+        if (!Array.isArray(reply) || reply.length === 0) return;
+        const read = itemsOf((reply[0] as [string, RedisReply[]])[1], ids[p]);
+        ids[p] = read.cursor;
+        items.push(...read.items);
+      });
+      const left = deadline - Date.now();
+      if (items.length > 0 || !this.#blocking || left <= 0 || options.signal?.aborted) {
+        return { cursor: ids.join(","), items };
+      }
+      await pause(Math.min(POLL_MS, left), options.signal ?? NEVER);
+    }
+  }
+
+  /** Closes the dedicated connections. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#readers.map((reader) => reader.close()));
+  }
+}

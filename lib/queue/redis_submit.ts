@@ -1,0 +1,139 @@
+/**
+ * Submits on the Redis broker: one atomic CREATE with one partition; with N > 1 the owner's limits are
+ * checked in their own step on the owner's tag first (see OWNER), then CREATE runs in the job's partition.
+ */
+import type { RedisReply } from "../redis/types.ts";
+import { notification, toRecord } from "./redis_codec.ts";
+import { RECORD_FIELDS } from "./scripts.ts";
+import type { RedisContext } from "./redis_context.ts";
+import type { JobRecord, NewJob, SubmitLimits, SubmitResult } from "./types.ts";
+
+const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+
+/** The record a new job gets, as CREATE writes it. */
+function fresh(job: NewJob, now: string): JobRecord {
+  const given = Object.entries(job).filter(([, value]) => value !== undefined);
+  return {
+    ...Object.fromEntries(given) as NewJob,
+    status: "queued",
+    createdAt: now,
+    updatedAt: now,
+    attempts: 0,
+  };
+}
+
+/** The ids among `ids` whose jobs ended or are gone: one read of their statuses. */
+async function endedOf(ctx: RedisContext, ids: string[]): Promise<string[]> {
+  const replies = await ctx.spread(ids.map((id) => ["HGET", ctx.job(id), "status"]));
+  return ids.filter((_, i) => {
+    const status = replies[i];
+    if (status instanceof Error) throw status;
+    return status === null || TERMINAL.has(String(status));
+  });
+}
+
+/**
+ * Runs a script that may answer {-4, active ids} (the owner is at the cap on a first pass): reads
+ * those jobs, and when some ended, runs it once more with their ids to drop (a second pass, where the
+ * rate is not counted again). Every key a script touches is passed in KEYS, so the pruning is here.
+ */
+async function withPruning(
+  pass: (second: boolean, ended: string[]) => Promise<RedisReply[]>,
+  ctx: RedisContext,
+): Promise<RedisReply[]> {
+  const reply = await pass(false, []);
+  if (reply[0] !== -4) return reply;
+  const ended = await endedOf(ctx, (reply[1] as RedisReply[]).map(String));
+  return ended.length === 0 ? [-1] : await pass(true, ended);
+}
+
+/** Turns a refusal code into a result, or null when the code is not a refusal. */
+function refusal(reply: RedisReply[], record: JobRecord): SubmitResult | null {
+  if (reply[0] === -3) {
+    const retryAfterSec = Math.max(1, Number(reply[1]));
+    return { created: false, job: record, refused: "rate_limited", retryAfterSec };
+  }
+  if (reply[0] === -1) return { created: false, job: record, refused: "owner_busy" };
+  if (reply[0] === -2) return { created: false, job: record, refused: "backlog" };
+  return null;
+}
+
+/** Creates the job unless its id exists or a limit refuses it; with `enqueue`, also enqueues it. */
+export async function createJob(
+  ctx: RedisContext,
+  job: NewJob,
+  enqueue: boolean,
+  limits: SubmitLimits = {},
+): Promise<SubmitResult> {
+  const now = new Date().toISOString();
+  const record = fresh(job, now);
+  const p = ctx.keys.partitionOf(job.id);
+  const rate = limits.ratePerMinute ?? 0;
+  const maxActive = limits.maxActivePerOwner ?? 0;
+  // The backlog cap is per partition with N > 1 (checked atomically with the XADD), so the partitions
+  // together hold about maxQueued entries, never more than maxQueued + N - 1.
+  const maxQueued = Math.ceil((limits.maxQueued ?? 0) / ctx.partitions);
+  const single = !ctx.keys.tagged;
+  const owned = single && (rate > 0 || maxActive > 0);
+  const keys = [ctx.job(job.id), ctx.keys.jobs(p)];
+  if (owned) keys.push(ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner));
+  const create = (second: boolean, ended: string[]) =>
+    ctx.run("create", keys, [
+      job.id,
+      job.owner,
+      job.prompt,
+      job.model ?? "",
+      job.aspectRatio ?? "",
+      now,
+      ctx.ttl,
+      notification(job.id, { type: "queued", success: true }),
+      enqueue ? "1" : "0",
+      String(owned ? maxActive : 0),
+      String(enqueue ? maxQueued : 0),
+      second ? "1" : "0",
+      String(owned ? rate : 0),
+      ...ended,
+    ]) as Promise<RedisReply[]>;
+
+  let added = false;
+  if (!single && (rate > 0 || maxActive > 0)) {
+    // The owner's step, before CREATE: another slot, so not atomic with it. Racing submits of one
+    // owner may each pass the cap between a reservation and its CREATE (the cap may be off by those
+    // few), and a CREATE refused after the rate was counted (backlog) still counts.
+    const ownerKeys = [ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner)];
+    const reply = await withPruning(
+      (second, ended) =>
+        ctx.run("owner", ownerKeys, [
+          job.id,
+          String(rate),
+          String(maxActive),
+          ctx.ttl,
+          second ? "1" : "0",
+          ...ended,
+        ]) as Promise<RedisReply[]>,
+      ctx,
+    );
+    const refused = refusal(reply, record);
+    if (refused) {
+      // Idempotency comes first: a replay of an existing id is answered with its job.
+      const values = await ctx.client.send(["HMGET", ctx.job(job.id), ...RECORD_FIELDS]);
+      const found = (values as RedisReply[])[1] !== null;
+      return found ? { created: false, job: toRecord(job.id, values as RedisReply[]) } : refused;
+    }
+    added = reply[1] === 1;
+    const reply2 = await create(false, []);
+    if (reply2[0] === 1) return { created: true, job: record };
+    // Not created: give back what the owner's step took (a replay is not counted, a refusal is).
+    const uncount = reply2[0] === 0 && rate > 0;
+    if (added || uncount) {
+      await ctx.run("release", ownerKeys, [job.id, added ? "1" : "0", uncount ? "1" : "0"]);
+    }
+    if (reply2[0] === 0) {
+      return { created: false, job: toRecord(job.id, reply2[1] as RedisReply[]) };
+    }
+    return refusal(reply2, record)!;
+  }
+  const reply = owned ? await withPruning(create, ctx) : await create(false, []);
+  if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
+  return refusal(reply, record) ?? { created: true, job: record };
+}
