@@ -15,7 +15,7 @@ const PEER_DIR = new URL("./peer/", import.meta.url).pathname;
 /** The service's environment for a benchmark: no rate limits or caps, warnings only. */
 export function serviceEnv(
   redis: RedisServer,
-  xai: FakeXai,
+  xai: Pick<FakeXai, "url" | "host">,
   extra: Record<string, string> = {},
 ): Record<string, string> {
   return {

@@ -34,6 +34,12 @@ export interface Bench {
   rows: Row[];
   raw: Record<string, unknown>;
   log(line: string): void;
+  /** Extra Markdown tables printed after the main one (e.g. the backlog side by side). */
+  tables?: string[];
+  /** Also run the service under `--cpu-prof` and sum the profile (`--profile`). */
+  profile?: boolean;
+  /** Tries per side in the backlog scenario, the best kept (`--repeat=N`, default 1). */
+  repeat?: number;
 }
 
 /** Throughput as a share of bare Deno.serve requests/s (and of XADD ops/s when asked). */
@@ -73,7 +79,7 @@ export function markdown(rows: Row[]): string {
   return lines.join("\n");
 }
 
-/** Writes `bench/results/<timestamp>.json` and, after a full run, `latest.md`; returns the JSON path. */
+/** Writes `bench/results/<timestamp>.json` and, after a full run of everything, `latest.md`; returns the JSON path. */
 export async function save(
   bench: Bench,
   meta: Record<string, unknown>,
@@ -85,7 +91,7 @@ export async function save(
   const path = `${dir}${stamp}.json`;
   const body = { ...meta, limits: bench.limits, rows: bench.rows, raw: bench.raw };
   await Deno.writeTextFile(path, JSON.stringify(body, null, 2) + "\n");
-  if (meta.mode === "quick") return path;
+  if (meta.mode !== "full") return path;
   const header = `# Latest benchmark (${meta.mode}, ${meta.startedAt})\n\n` +
     `Machine: ${meta.machine}. Run: \`deno task bench\`` +
     ` in ${meta.durationSec} s.\n\n`;

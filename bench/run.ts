@@ -12,6 +12,7 @@ import { fanoutScenario, slowScenario } from "./scenarios_capacity.ts";
 import { e2eScenario, peerScenario, scaleOutScenario } from "./scenarios_e2e.ts";
 import { limitRows, measureLimits, submitScenario } from "./scenarios_http.ts";
 import { startUpstashScenario } from "./scenarios_redis.ts";
+import { backlogScenario } from "./scenarios_backlog.ts";
 
 const NOTES = `Notes:
 - All processes share the machine: redis-server, the service, the load processes, the fake xAI (in the
@@ -98,38 +99,58 @@ async function runAll(bench: Bench, redis: RedisServer): Promise<void> {
     await scenario(bench, "7. Scale-out", () => scaleOutScenario(bench, ours.max));
     await scenario(bench, "8. Peer (BullMQ + socket.io)", () => peerScenario(bench, ours));
   }
+  await redisCommand(redis.port, ["FLUSHALL"]);
+  await scenario(bench, "9. Backlog vs seed", () => backlogScenario(bench));
+}
+
+/** `--backlog`: scenario 9 alone, without the limits (their figures are left at 0). */
+async function backlogOnly(bench: Bench): Promise<void> {
+  await scenario(bench, "9. Backlog vs seed", () => backlogScenario(bench));
 }
 
 async function main(): Promise<void> {
   const reran = await withFileLimit();
   if (reran !== null) Deno.exit(reran);
   const quick = Deno.args.includes("--quick");
+  const only = Deno.args.includes("--backlog");
+  const profile = Deno.args.includes("--profile");
+  const repeat = Number(Deno.args.find((a) => a.startsWith("--repeat="))?.slice(9) ?? 1);
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   const log = (line: string) =>
     console.error(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}`);
-  await ensureTool("wrk", "wrk");
-  await ensurePeerDeps();
+  if (!only) {
+    await ensureTool("wrk", "wrk");
+    await ensurePeerDeps();
+  }
   const redis = await startRedis();
   let bench: Bench;
   try {
-    await ensureTool("redis-benchmark", "redis-tools");
+    if (!only) await ensureTool("redis-benchmark", "redis-tools");
     const tokens = await Promise.all(Array.from({ length: 64 }, (_, i) => signToken(`bench-${i}`)));
-    log("1. Limits");
-    const measured = await measureLimits({ quick, redis, log });
-    bench = { quick, redis, tokens, limits: measured.limits, rows: [], raw: measured.raw, log };
-    await redisCommand(redis.port, ["FLUSHALL"]);
-    await runAll(bench, redis);
+    if (only) {
+      const limits = { helloRps: 0, helloP50Ms: 0, helloP99Ms: 0, xaddOps: 0, submitScriptOps: 0 };
+      bench = { quick, redis, tokens, limits, rows: [], raw: {}, log, profile, repeat };
+      await backlogOnly(bench);
+    } else {
+      log("1. Limits");
+      const measured = await measureLimits({ quick, redis, log });
+      bench = { quick, redis, tokens, limits: measured.limits, rows: [], raw: measured.raw, log };
+      Object.assign(bench, { profile, repeat });
+      await redisCommand(redis.port, ["FLUSHALL"]);
+      await runAll(bench, redis);
+    }
   } finally {
     await redis.stop();
   }
   const order = (s: string) => Number.parseInt(s, 10) || 99;
   bench.rows.sort((a, b) => order(a.scenario) - order(b.scenario));
-  const table = markdown(bench.rows);
+  const table = [markdown(bench.rows), ...(bench.tables ?? [])].join("\n\n");
   const durationSec = Math.round((performance.now() - t0) / 1000);
   const machine = `${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ` +
     `Node ${await version("node", ["--version"])}, ${await version("redis-server", ["--version"])}`;
-  const meta = { mode: quick ? "quick" : "full", startedAt, durationSec, machine, notes: NOTES };
+  const mode = `${quick ? "quick" : "full"}${only ? ", backlog only" : ""}`;
+  const meta = { mode, startedAt, durationSec, machine, notes: NOTES };
   const path = await save(bench, meta, table);
   console.log(`${table}\n\n${NOTES}\n\nRaw numbers: ${path} (${durationSec} s)`);
 }
