@@ -3,7 +3,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { type AppDeps, router } from "./deps.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { authenticateReader, JOB_ID, lastEventId } from "./http.ts";
-import type { StoredEvent } from "../lib/live/notifications.ts";
+import { notificationJson, type StoredEvent } from "../lib/live/notifications.ts";
 import type { EndReason } from "../lib/live/relay.ts";
 import { SseHub } from "../lib/live/sse.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
@@ -93,7 +93,7 @@ export function eventRoutes(deps: AppDeps) {
     const sink = {
       event: (e: StoredEvent) => {
         sent++;
-        sse.event(e.eventId, e.notification.type, JSON.stringify(e.notification));
+        sse.event(e.eventId, e.notification.type, notificationJson(e));
       },
       done: (reason: EndReason) => {
         ended = reason;

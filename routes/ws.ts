@@ -5,6 +5,7 @@ import { type AppDeps, router } from "./deps.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
 import { toHttpError } from "./errors.ts";
 import { JOB_ID } from "./http.ts";
+import { notificationJson, type StoredEvent } from "../lib/live/notifications.ts";
 import type { Subscription } from "../lib/live/relay.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
 import { wsMessage } from "./schemas.ts";
@@ -169,8 +170,14 @@ function serveSocket(
     let ended = false;
     deps.metrics.subscribers.inc({ transport: "ws" });
     const sink = {
-      event: (e: { eventId: string; notification: unknown }) =>
-        send({ type: "notification", event_id: e.eventId, notification: e.notification }),
+      // The notification's JSON is made once per event and spliced in, not re-serialised per socket.
+      event: (e: StoredEvent) => {
+        if (socket.readyState !== WebSocket.OPEN) return;
+        const id = JSON.stringify(e.eventId);
+        socket.send(
+          `{"type":"notification","event_id":${id},"notification":${notificationJson(e)}}`,
+        );
+      },
       done: (reason: string) => {
         ended = true;
         subs.delete(id);

@@ -45,9 +45,11 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
       { signal },
     );
     signal.throwIfAborted();
+    // Stored as bytes: a quarter smaller than base64, and written to Redis without re-encoding.
     outcome = {
       type: "succeeded",
-      image: image.base64,
+      image: Uint8Array.fromBase64(image.base64),
+      base64: image.base64,
       mimeType: image.mimeType,
       revisedPrompt: image.revisedPrompt,
     };

@@ -50,6 +50,13 @@ export type EventType = Notification["type"];
 export interface StoredEvent {
   eventId: string;
   notification: Notification;
+  /** The notification as JSON, once some subscriber needed it (see notificationJson). */
+  json?: string;
+}
+
+/** The event's notification as JSON: serialised once, then shared by every subscriber that sends it. */
+export function notificationJson(event: StoredEvent): string {
+  return event.json ??= JSON.stringify(event.notification);
 }
 
 /** Returns true when the event type ends the job. */
@@ -62,11 +69,39 @@ export function dataUrl(mimeType: string, base64: string): string {
   return `data:${mimeType};base64,${base64}`;
 }
 
+const EMPTY_IMAGE = '"image":""';
+
+/** A success as stored (its image left empty) with its image (base64) put back, and so its JSON. */
+export function withImage(event: StoredEvent, base64: string): StoredEvent {
+  const n = event.notification;
+  if (n.type !== "succeeded") return event;
+  const notification = { ...n, data: { ...n.data, image: dataUrl(n.data.mime_type, base64) } };
+  const json = event.json === undefined
+    ? undefined
+    : withImageJson(event.json, n.data.mime_type, base64);
+  return { eventId: event.eventId, notification, json };
+}
+
+/**
+ * A stored success's JSON (its image left empty) with the image put in as a data URL, spliced rather
+ * than serialised again (base64 needs no escaping); undefined unless the empty image is there once.
+ */
+export function withImageJson(json: string, mimeType: string, base64: string): string | undefined {
+  const at = json.indexOf(EMPTY_IMAGE);
+  if (at < 0 || json.includes(EMPTY_IMAGE, at + 1)) return undefined;
+  const head = JSON.stringify(`data:${mimeType};base64,`).slice(0, -1);
+  return `${json.slice(0, at)}"image":${head}${base64}"${json.slice(at + EMPTY_IMAGE.length)}`;
+}
+
+const PLAIN = /^\d+$/;
+
 /**
  * Compares two stream ids (`<ms>-<seq>`), returning a negative number, zero or a positive number.
  * A bare number is read as `<n>-0`.
  */
 export function compareEventIds(a: string, b: string): number {
+  // A job's event ids are small bare numbers: compared as numbers, without splitting or BigInt.
+  if (a.length < 16 && b.length < 16 && PLAIN.test(a) && PLAIN.test(b)) return Math.sign(+a - +b);
   const [am, as = "0"] = a.split("-");
   const [bm, bs = "0"] = b.split("-");
   const ms = BigInt(am) - BigInt(bm);

@@ -5,47 +5,17 @@
 import type { Logger } from "@logtape/logtape";
 import { httpErrors } from "../errors.ts";
 import { Wakeable } from "../pause.ts";
-import { compareEventIds, isTerminal, type StoredEvent } from "./notifications.ts";
+import { tailFeeds } from "./feed_tail.ts";
+import { Journal } from "./journal.ts";
+import type { EndReason, Entry, JobSubs, Subscriber, Subscription } from "./relay_types.ts";
+import { compareEventIds, isTerminal, type StoredEvent, withImage } from "./notifications.ts";
 import type { Broker, FeedItem } from "../queue/types.ts";
 
-/**
- * Why a subscription ended: the terminal event was delivered, the job is gone (expired or lost with
- * its store) so no event will come, or it was closed (by the subscriber or the relay shutting down).
- */
-export type EndReason = "terminal" | "gone" | "closed";
-
-/** Receives a job's events in order; `done` is called once after the terminal event, when the job is
- * gone, or on close. */
-export interface Subscriber {
-  event(event: StoredEvent): void;
-  done?(reason: EndReason): void;
-}
-
-/** A live registration; `close()` stops delivery and is idempotent. */
-export interface Subscription {
-  close(): void;
-}
-
-interface Entry {
-  sink: Subscriber;
-  lastSent: string;
-  /** False until the entry's replay has been read. */
-  ready: boolean;
-  closed: boolean;
-  /** When set, the first read must show this owner, or the subscription is refused as not found. */
-  owner?: string;
-  refused?: boolean;
-}
-
-/** The local subscribers of one job, and the single read of its log that serves them all. */
-interface JobSubs {
-  entries: Set<Entry>;
-  reading: Promise<void> | null;
-  again: boolean;
-}
+export type { EndReason, Subscriber, Subscription } from "./relay_types.ts";
 
 function nextId(id: string): string | null {
-  return /^\d+$/.test(id) ? String(BigInt(id) + 1n) : null;
+  if (!/^\d+$/.test(id)) return null;
+  return id.length < 16 ? String(Number(id) + 1) : String(BigInt(id) + 1n);
 }
 
 /** Tails the feed and delivers each job's events to its local subscribers with no gap and no duplicate. */
@@ -64,6 +34,10 @@ export class Relay {
   #closing: Promise<void> | null = null;
   #resync: ReturnType<typeof setInterval> | undefined;
   #resyncMs: number;
+  /** The logs of jobs created here, and whether the feed is tailed (only then are they complete). */
+  #journal = new Journal();
+  #tailing = false;
+  #unwatch: (() => void) | undefined;
 
   constructor(
     { broker, log, blockMs = 5_000, idleMaxMs = 8_000, resyncMs = 30_000 }: {
@@ -95,59 +69,33 @@ export class Relay {
   }
 
   /**
-   * Starts tailing the feed; resolves once the reader has its starting cursor. With N > 1 partitions
-   * over a blocking broker, one reader per partition's feed, each blocking on its own connection;
-   * otherwise one reader (over REST, one pipelined poll of every feed per tick).
+   * Starts tailing the feed; resolves once the reader has its starting cursor (see tailFeeds: one
+   * reader per partition's feed over a blocking broker with N > 1, else one).
    */
   start(): Promise<void> {
     if (this.#ready) return this.#ready;
-    const { partitions, blocking } = this.#broker;
-    const split = blocking && partitions > 1;
-    const parts = split ? Array.from({ length: partitions }, (_, p) => p) : [undefined];
-    const readies = parts.map(() => Promise.withResolvers<void>());
-    this.#ready = Promise.all(readies.map((r) => r.promise)).then(() => {});
-    this.#loop = Promise.all(parts.map((p, i) => this.#run(readies[i].resolve, p))).then(() => {});
-    this.#resync = setInterval(() => {
-      for (const jobId of this.#jobs.keys()) void this.#read(jobId);
-    }, this.#resyncMs);
+    // Jobs created here once the feed is tailed: their subscribers are served from the journal.
+    this.#unwatch = this.#broker.onCreate?.((job) => this.#tailing && this.#journal.opening(job));
+    const feeds = tailFeeds({
+      broker: this.#broker,
+      log: this.#log,
+      blockMs: this.#blockMs,
+      idleMaxMs: this.#idleMaxMs,
+      signal: this.#stop.signal,
+      idle: this.#idle,
+      busy: () => this.#jobs.size > 0,
+      onItems: (items) => this.#dispatch(items),
+      // After an outage, catch every job up from its log.
+      onFailure: () => this.#resyncAll(),
+    });
+    this.#ready = feeds.ready.then(() => void (this.#tailing = !this.#stop.signal.aborted));
+    this.#loop = feeds.done;
+    this.#resync = setInterval(() => this.#resyncAll(), this.#resyncMs);
     return this.#ready;
   }
 
-  async #run(ready: () => void, partition: number | undefined): Promise<void> {
-    let cursor: string | null = null;
-    let idleMs = 0;
-    let failures = 0;
-    while (!this.#stop.signal.aborted) {
-      try {
-        const result = await this.#broker.tail(cursor, {
-          blockMs: this.#blockMs,
-          signal: this.#stop.signal,
-          partition,
-        });
-        if (cursor === null) ready();
-        cursor = result.cursor;
-        failures = 0;
-        this.#dispatch(result.items);
-        if (!this.#broker.blocking) {
-          idleMs = result.items.length > 0
-            ? 0
-            : Math.min(Math.max(100, idleMs * 2), this.#idleMaxMs);
-          if (idleMs > 0) {
-            await this.#idle.sleep(
-              this.size > 0 ? Math.min(idleMs, 500) : idleMs,
-              this.#stop.signal,
-            );
-          }
-        }
-      } catch (error) {
-        failures++;
-        this.#log.warn("Cannot read the relay feed: {error}", { error: String(error) });
-        await this.#idle.sleep(Math.min(100 * 2 ** failures, 5_000), this.#stop.signal);
-        // After an outage, catch every job up from its log.
-        for (const jobId of this.#jobs.keys()) void this.#read(jobId);
-      }
-    }
-    ready();
+  #resyncAll(): void {
+    for (const jobId of this.#jobs.keys()) void this.#read(jobId);
   }
 
   /** Calls `fn` with every feed item this process reads (for example, to stop a canceled job at once). */
@@ -158,35 +106,78 @@ export class Relay {
 
   #dispatch(items: FeedItem[]): void {
     const stale = new Set<string>();
+    /** Jobs whose next event is a success: all they lack is its image. */
+    const images = new Map<string, FeedItem>();
     for (const item of items) {
       for (const watcher of this.#watchers) watcher(item);
+      this.#journal.record(item);
       const job = this.#jobs.get(item.jobId);
-      if (!job) continue;
-      for (const entry of job.entries) {
-        if (!entry.ready || job.reading || stale.has(item.jobId)) {
-          stale.add(item.jobId);
-        } else if (compareEventIds(item.eventId, entry.lastSent) > 0) {
-          // The next event, without an image: straight from the feed. Anything else: read the log.
-          const direct = nextId(entry.lastSent) === item.eventId &&
-            item.notification.type !== "succeeded";
-          if (direct) {
-            this.#deliver(entry, { eventId: item.eventId, notification: item.notification });
-          } else stale.add(item.jobId);
-        }
+      if (!job || stale.has(item.jobId)) continue;
+      const next = this.#nextFor(job, item);
+      if (next === "stale" || images.has(item.jobId)) {
+        stale.add(item.jobId);
+        images.delete(item.jobId);
+      } else if (next.length === 0) continue;
+      else if (item.notification.type === "succeeded") images.set(item.jobId, item);
+      else {
+        // The next event, without an image: straight from the feed, one object for every subscriber.
+        const event = { eventId: item.eventId, notification: item.notification, json: item.json };
+        for (const entry of next) this.#deliver(entry, event, item.jobId);
       }
     }
-    // One read of each job's log serves every local subscriber of that job.
+    // One read of each job serves every local subscriber of that job.
     for (const jobId of stale) void this.#read(jobId);
+    for (const [jobId, item] of images) void this.#read(jobId, item);
   }
 
-  #deliver(entry: Entry, event: StoredEvent): void {
+  /**
+   * The subscribers that `item` is the next event of; "stale" when any subscriber is not ready, a read
+   * is under way, or one of them would see a gap (then the job's log is read instead).
+   */
+  #nextFor(job: JobSubs, item: FeedItem): Entry[] | "stale" {
+    if (job.reading) return "stale";
+    const next: Entry[] = [];
+    for (const entry of job.entries) {
+      if (!entry.ready) return "stale";
+      if (compareEventIds(item.eventId, entry.lastSent) <= 0) continue;
+      if (nextId(entry.lastSent) !== item.eventId) return "stale";
+      next.push(entry);
+    }
+    return next;
+  }
+
+  /** Sends the event unless the subscriber has it; ends the subscription after a terminal event. */
+  #deliver(entry: Entry, event: StoredEvent, jobId: string): void {
     if (entry.closed || compareEventIds(event.eventId, entry.lastSent) <= 0) return;
     entry.lastSent = event.eventId;
     entry.sink.event(event);
+    if (isTerminal(event.notification.type)) this.#remove(entry, "terminal", jobId);
   }
 
-  /** Reads the job's log once and delivers what each subscriber lacks; reads again if more came meanwhile. */
-  #read(jobId: string): Promise<void> {
+  /**
+   * Delivers a success from the feed with its image, read alone (or kept by this process, which just
+   * stored it); true when every subscriber got it, false when some still lack events (read the log).
+   */
+  async #withImage(job: JobSubs, jobId: string, item: FeedItem): Promise<boolean> {
+    const image = await this.#broker.image(jobId);
+    if (image === null || item.notification.type !== "succeeded") return false;
+    const event = withImage(item, image);
+    let complete = true;
+    for (const entry of [...job.entries]) {
+      if (entry.ready && nextId(entry.lastSent) === item.eventId) {
+        this.#deliver(entry, event, jobId);
+      } else if (!entry.ready || compareEventIds(item.eventId, entry.lastSent) > 0) {
+        complete = false;
+      }
+    }
+    return complete;
+  }
+
+  /**
+   * Reads the job's log once and delivers what each subscriber lacks; reads again if more came meanwhile.
+   * With `next`, a success that is every subscriber's next event, only its image is read first.
+   */
+  #read(jobId: string, next?: FeedItem): Promise<void> {
     const job = this.#jobs.get(jobId);
     if (!job) return Promise.resolve();
     if (job.reading) {
@@ -195,6 +186,9 @@ export class Relay {
     }
     job.reading = (async () => {
       try {
+        job.again = false;
+        const done = next ? await this.#withImage(job, jobId, next).catch(() => false) : false;
+        if (done && !job.again) return;
         do {
           job.again = false;
           const history = await this.#broker.history(jobId);
@@ -212,7 +206,7 @@ export class Relay {
               this.#remove(entry, "gone", jobId);
               continue;
             }
-            for (const event of events) this.#deliver(entry, event);
+            for (const event of events) this.#deliver(entry, event, jobId);
             if (ended) this.#remove(entry, "terminal", jobId);
           }
         } while (job.again && job.entries.size > 0);
@@ -245,7 +239,16 @@ export class Relay {
     if (!job) this.#jobs.set(jobId, job = { entries: new Set(), reading: null, again: false });
     job.entries.add(entry);
     this.#idle.wake();
-    await this.#read(jobId);
+    // A job created here is replayed from the journal (no read), unless a read is under way.
+    const known = job.reading ? undefined : this.#journal.replay(jobId);
+    if (!known) await this.#read(jobId);
+    else if (owner !== undefined && known.owner !== owner) {
+      entry.refused = true;
+      this.#remove(entry, "closed", jobId);
+    } else {
+      entry.ready = true;
+      for (const event of known.events) this.#deliver(entry, event, jobId);
+    }
     if (entry.refused) throw httpErrors.notFound();
     return { close: () => this.#remove(entry, "closed", jobId) };
   }
@@ -264,6 +267,9 @@ export class Relay {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
+      this.#tailing = false;
+      this.#unwatch?.();
+      this.#journal.clear();
       clearInterval(this.#resync);
       for (const [jobId, job] of [...this.#jobs]) {
         for (const entry of [...job.entries]) this.#remove(entry, "closed", jobId);

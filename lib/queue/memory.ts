@@ -3,8 +3,6 @@
 // deno-lint-ignore-file require-await
 import { BrokerUnavailableError } from "../errors.ts";
 import {
-  compareEventIds,
-  dataUrl,
   isEventId,
   PROCESSING_ERROR,
   type StoredEvent,
@@ -114,6 +112,10 @@ export class MemoryBroker implements Broker {
     return view;
   }
 
+  async image(id: string): Promise<string | null> {
+    return this.#store.job(id)?.image ?? null;
+  }
+
   async cancel(id: string): Promise<CancelResult> {
     const job = this.#store.job(id);
     if (!job) return "missing";
@@ -184,7 +186,7 @@ export class MemoryBroker implements Broker {
       record.revisedPrompt = revisedPrompt;
       Object.assign(data, { revised_prompt: revisedPrompt });
     }
-    job.image = image;
+    job.image = outcome.base64 ?? image.toBase64();
     this.#store.change(job, "succeeded", { type: "succeeded", success: true, data });
     return true;
   }
@@ -234,17 +236,7 @@ export class MemoryBroker implements Broker {
   }
 
   async events(id: string, options: { after?: string } = {}): Promise<StoredEvent[]> {
-    const job = this.#store.job(id);
-    const { after } = options;
-    return (job?.events ?? [])
-      .filter((event) => after === undefined || compareEventIds(event.eventId, after) > 0)
-      .map(({ eventId, notification }) => {
-        const copy = structuredClone(notification);
-        if (copy.type === "succeeded") {
-          copy.data.image = dataUrl(copy.data.mime_type, job?.image ?? "");
-        }
-        return { eventId, notification: copy };
-      });
+    return this.#store.events(id, options.after);
   }
 
   async tail(

@@ -1,6 +1,7 @@
 /** State of the in-memory broker: jobs and their events, the relay feed, stream-style ids, waits. */
 import {
   compareEventIds,
+  dataUrl,
   type JobStatus,
   type Notification,
   type NotificationBody,
@@ -128,6 +129,20 @@ export class MemoryStore {
     this.#feed.push({ id: this.nextId(), item: { jobId: job.record.id, eventId, notification } });
     if (this.#feed.length > FEED_MAX) this.#feed.splice(0, this.#feed.length - FEED_MAX);
     this.wake();
+  }
+
+  /** The job's events after `after` (or all), as copies, a success's image put back as a data URL. */
+  events(id: string, after?: string): StoredEvent[] {
+    const job = this.job(id);
+    return (job?.events ?? [])
+      .filter((event) => after === undefined || compareEventIds(event.eventId, after) > 0)
+      .map(({ eventId, notification }) => {
+        const copy = structuredClone(notification);
+        if (copy.type === "succeeded") {
+          copy.data.image = dataUrl(copy.data.mime_type, job?.image ?? "");
+        }
+        return { eventId, notification: copy };
+      });
   }
 
   /** The id of the newest feed item, or `0-0`. */

@@ -1,9 +1,16 @@
 /** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
 import { BrokerUnavailableError } from "../errors.ts";
-import type { StoredEvent } from "../live/notifications.ts";
+import { type StoredEvent, withImage } from "../live/notifications.ts";
 import type { RedisClient, RedisReply } from "../redis/types.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
-import { fieldsToObject, hydrate, parseNotification, toRecord } from "./redis_codec.ts";
+import {
+  IMAGE_BASE64,
+  IMAGE_BYTES,
+  imageOf,
+  jobFields,
+  parseNotification,
+  toRecord,
+} from "./redis_codec.ts";
 import { RedisContext } from "./redis_context.ts";
 import { FeedReader } from "./redis_feed.ts";
 import { IntakeMover } from "./redis_intake.ts";
@@ -18,6 +25,7 @@ import type {
   JobRecord,
   JobView,
   LeaseStatus,
+  LocalJob,
   NewJob,
   Outcome,
   SeedAdoption,
@@ -49,6 +57,7 @@ class RedisBroker implements Broker {
   #feed: FeedReader;
   #intake: IntakeMover;
   #closing: Promise<void> | null = null;
+  #created = new Set<(job: LocalJob) => void>();
 
   constructor(client: RedisClient, options: RedisBrokerOptions) {
     this.kind = options.kind ?? "redis";
@@ -86,7 +95,15 @@ class RedisBroker implements Broker {
   }
 
   #create(job: NewJob, enqueue: boolean, limits?: SubmitLimits): Promise<SubmitResult> {
-    return createJob(this.#ctx, job, enqueue, limits);
+    const announce = this.#created.size > 0
+      ? (local: LocalJob) => this.#created.forEach((listener) => listener(local))
+      : undefined;
+    return createJob(this.#ctx, job, enqueue, limits, announce);
+  }
+
+  onCreate(listener: (job: LocalJob) => void): () => void {
+    this.#created.add(listener);
+    return () => this.#created.delete(listener);
   }
 
   submit(job: NewJob, limits?: SubmitLimits): Promise<SubmitResult> {
@@ -99,14 +116,29 @@ class RedisBroker implements Broker {
   }
 
   async get(id: string, options: { image?: boolean } = {}): Promise<JobView | null> {
-    const fields = options.image ? [...RECORD_FIELDS, "image"] : [...RECORD_FIELDS];
-    const values = await this.#ctx.client.send(["HMGET", this.#job(id), ...fields]) as RedisReply[];
-    if (values[1] === null) return null;
-    const record: JobView = toRecord(id, values);
-    if (options.image && record.status === "succeeded" && values[RECORD_FIELDS.length]) {
-      record.image = String(values[RECORD_FIELDS.length]);
+    if (!options.image) {
+      const values = await this.#ctx.client.send(["HMGET", this.#job(id), ...RECORD_FIELDS]);
+      return (values as RedisReply[])[1] === null ? null : toRecord(id, values as RedisReply[]);
     }
+    // As bytes: the image may be raw bytes, base64'd once here.
+    const fields = [...RECORD_FIELDS, IMAGE_BYTES, IMAGE_BASE64];
+    const values = await this.#ctx.client.sendBytes(["HMGET", this.#job(id), ...fields]);
+    const all = values as RedisReply[];
+    if (all[1] === null) return null;
+    const record: JobView = toRecord(id, all);
+    const n = RECORD_FIELDS.length;
+    const image = record.status === "succeeded" ? imageOf(all[n], all[n + 1]) : null;
+    if (image) record.image = image;
     return record;
+  }
+
+  async image(id: string): Promise<string | null> {
+    const kept = await this.#ctx.recent.get(id);
+    if (kept) return kept;
+    const job = this.#job(id);
+    const values = await this.#ctx.client.sendBytes(["HMGET", job, IMAGE_BYTES, IMAGE_BASE64]);
+    const [bytes, base64] = values as RedisReply[];
+    return imageOf(bytes, base64);
   }
 
   async cancel(id: string): Promise<CancelResult> {
@@ -162,17 +194,24 @@ class RedisBroker implements Broker {
   }
 
   async history(id: string, after?: string) {
-    const fields = fieldsToObject(await this.#ctx.client.send(["HGETALL", this.#job(id)]));
+    // As bytes: the image may be raw bytes; the other fields are read as text.
+    const { fields, image } = jobFields(
+      await this.#ctx.client.sendBytes(["HGETALL", this.#job(id)]),
+    );
     if (fields.status === undefined) return null;
-    return { owner: fields.owner ?? "", events: this.#decodeEvents(fields, after) };
+    return { owner: fields.owner ?? "", events: this.#decodeEvents(fields, image, after) };
   }
 
-  #decodeEvents(fields: Record<string, string>, after?: string): StoredEvent[] {
+  #decodeEvents(fields: Record<string, string>, image: string | null, after?: string) {
     const last = Number(fields.seq ?? 0);
     const out: StoredEvent[] = [];
     for (let seq = Number(after ?? 0) + 1; seq <= last; seq++) {
-      const n = fields[`e${seq}`] ? parseNotification(fields[`e${seq}`]) : null;
-      if (n) out.push({ eventId: String(seq), notification: hydrate(n, fields) });
+      const json = fields[`e${seq}`];
+      const n = json ? parseNotification(json) : null;
+      if (!n) continue;
+      // The stored JSON goes along, so that no subscriber serialises the event again.
+      const event: StoredEvent = { eventId: String(seq), notification: n, json };
+      out.push(image ? withImage(event, image) : event);
     }
     return out;
   }

@@ -1,13 +1,12 @@
 /** Decoding of the Redis broker's replies: stream entries, job hashes and stored notifications. */
 import { z } from "zod";
 import {
-  dataUrl,
   type JobStatus,
   type Notification,
   type NotificationBody,
   notificationSchema,
 } from "../live/notifications.ts";
-import type { RedisReply } from "../redis/types.ts";
+import { type RedisReply, replyText } from "../redis/types.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
 import type { Delivery, JobRecord } from "./types.ts";
 
@@ -17,6 +16,42 @@ const entrySchema = z.object({
   Token: z.string().max(16_384).optional(),
   Prompt: z.string().max(100_000).optional(),
 });
+
+/** The job hash's field of an image stored as raw bytes. */
+export const IMAGE_BYTES = "img";
+/** The job hash's field of an image stored as base64 text (over REST, and in jobs stored before). */
+export const IMAGE_BASE64 = "image";
+
+/** A job's stored image as base64 (encoded once here), from its two possible fields; null when none. */
+export function imageOf(
+  bytes: RedisReply | undefined,
+  base64: RedisReply | undefined,
+): string | null {
+  if (bytes instanceof Uint8Array && bytes.byteLength > 0) return bytes.toBase64();
+  const text = replyText(base64);
+  return text === "" ? null : text;
+}
+
+/**
+ * Reads a flat `[field, value, …]` reply taken as bytes (a whole job hash) as text fields, and its
+ * image, base64, when it has one.
+ */
+export function jobFields(
+  reply: RedisReply,
+): { fields: Record<string, string>; image: string | null } {
+  const fields: Record<string, string> = {};
+  let bytes: RedisReply | undefined;
+  let base64: RedisReply | undefined;
+  if (Array.isArray(reply)) {
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      const name = replyText(reply[i]);
+      if (name === IMAGE_BYTES) bytes = reply[i + 1];
+      else if (name === IMAGE_BASE64) base64 = reply[i + 1];
+      else fields[name] = replyText(reply[i + 1]);
+    }
+  }
+  return { fields, image: imageOf(bytes, base64) };
+}
 
 /** Turns a flat `[field, value, …]` reply into an object. */
 export function fieldsToObject(fields: RedisReply): Record<string, string> {
@@ -38,7 +73,7 @@ export function toDelivery(entry: RedisReply, consumer: string, deliveries = 1):
 
 /** Reads HMGET values (RECORD_FIELDS order) as a job record; empty optional fields are left out. */
 export function toRecord(id: string, values: RedisReply[]): JobRecord {
-  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, String(values[i] ?? "")])) as Record<
+  const r = Object.fromEntries(RECORD_FIELDS.map((f, i) => [f, replyText(values[i])])) as Record<
     (typeof RECORD_FIELDS)[number],
     string
   >;
@@ -71,10 +106,4 @@ export function parseNotification(json: string): Notification | null {
   } catch {
     return null;
   }
-}
-
-/** Puts the stored image back into a succeeded notification. */
-export function hydrate(n: Notification, fields: Record<string, string>): Notification {
-  if (n.type !== "succeeded" || !fields.image) return n;
-  return { ...n, data: { ...n.data, image: dataUrl(fields.mime, fields.image) } };
 }

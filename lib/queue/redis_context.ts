@@ -2,12 +2,14 @@
 import {
   defineScript,
   type PipelineReply,
+  type RedisArg,
   type RedisClient,
   type RedisCommand,
   type RedisReply,
   type Script,
 } from "../redis/types.ts";
 import { KeyLayout } from "./partitions.ts";
+import { RecentImages } from "./recent_images.ts";
 import {
   ACK,
   CREATE,
@@ -56,6 +58,8 @@ export class RedisContext {
   readonly partitions: number;
   /** True when one pipeline may hold keys of different slots (not so on a Cluster). */
   readonly multiSlotPipelines: boolean;
+  /** Images this process stored a moment ago, for its own relay. */
+  readonly recent = new RecentImages();
   #scripts: Promise<Record<ScriptName, Script>>;
 
   constructor(
@@ -110,7 +114,7 @@ export class RedisContext {
   }
 
   /** Runs one of the broker's scripts. */
-  async run(name: ScriptName, keys: string[], args: string[]): Promise<RedisReply> {
+  async run(name: ScriptName, keys: string[], args: RedisArg[]): Promise<RedisReply> {
     return await this.client.eval((await this.#scripts)[name], keys, args);
   }
 

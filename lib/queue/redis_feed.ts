@@ -23,7 +23,7 @@ function itemsOf(entries: RedisReply[], cursor: string): { cursor: string; items
     cursor = entryId;
     const f = fieldsToObject(raw);
     const n = f.n ? parseNotification(f.n) : null;
-    if (n && f.j && f.e) items.push({ jobId: f.j, eventId: f.e, notification: n });
+    if (n && f.j && f.e) items.push({ jobId: f.j, eventId: f.e, notification: n, json: f.n });
   }
   return { cursor, items };
 }

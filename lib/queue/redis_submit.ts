@@ -3,10 +3,10 @@
  * checked in their own step on the owner's tag first (see OWNER), then CREATE runs in the job's partition.
  */
 import type { RedisReply } from "../redis/types.ts";
-import { notification, toRecord } from "./redis_codec.ts";
+import { toRecord } from "./redis_codec.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
 import type { RedisContext } from "./redis_context.ts";
-import type { JobRecord, NewJob, SubmitLimits, SubmitResult } from "./types.ts";
+import type { JobRecord, LocalJob, NewJob, SubmitLimits, SubmitResult } from "./types.ts";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
@@ -58,14 +58,41 @@ function refusal(reply: RedisReply[], record: JobRecord): SubmitResult | null {
   return null;
 }
 
-/** Creates the job unless its id exists or a limit refuses it; with `enqueue`, also enqueues it. */
+/**
+ * Creates the job unless its id exists or a limit refuses it; with `enqueue`, also enqueues it. With
+ * `announce`, first tells it about the job (its queued event, and then whether it got created).
+ */
 export async function createJob(
   ctx: RedisContext,
   job: NewJob,
   enqueue: boolean,
   limits: SubmitLimits = {},
+  announce?: (job: LocalJob) => void,
 ): Promise<SubmitResult> {
   const now = new Date().toISOString();
+  const notification = { id: job.id, type: "queued" as const, success: true as const, at: now };
+  const queued = { eventId: "1", notification, json: JSON.stringify(notification) };
+  if (!announce) return await submit(ctx, job, enqueue, limits, now, queued.json);
+  const created = Promise.withResolvers<boolean>();
+  announce({ id: job.id, owner: job.owner, queued, created: created.promise });
+  try {
+    const result = await submit(ctx, job, enqueue, limits, now, queued.json);
+    created.resolve(result.created);
+    return result;
+  } catch (error) {
+    created.resolve(false);
+    throw error;
+  }
+}
+
+async function submit(
+  ctx: RedisContext,
+  job: NewJob,
+  enqueue: boolean,
+  limits: SubmitLimits,
+  now: string,
+  queuedJson: string,
+): Promise<SubmitResult> {
   const record = fresh(job, now);
   const p = ctx.keys.partitionOf(job.id);
   const rate = limits.ratePerMinute ?? 0;
@@ -86,7 +113,7 @@ export async function createJob(
       job.aspectRatio ?? "",
       now,
       ctx.ttl,
-      notification(job.id, { type: "queued", success: true }),
+      queuedJson,
       enqueue ? "1" : "0",
       String(owned ? maxActive : 0),
       String(enqueue ? maxQueued : 0),

@@ -1,14 +1,15 @@
 /** The worker's side of the Redis broker: claims, fenced leases, terminal writes and group upkeep. */
 import { type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
-import type { RedisReply } from "../redis/types.ts";
+import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { ClaimOps } from "./redis_claims.ts";
-import { notification, toRecord } from "./redis_codec.ts";
+import { IMAGE_BASE64, IMAGE_BYTES, notification, toRecord } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
 import type { BlockOptions, Delivery, JobRecord, LeaseStatus, Outcome } from "./types.ts";
 
 /** What a terminal write carries besides the notification. */
 export interface EndExtra {
-  image?: string;
+  /** The image's bytes (sent raw where the transport is binary, else as base64 text). */
+  image?: Uint8Array;
   mime?: string;
   revised?: string;
   /** The dead-letter reason ('' or absent: no dead letter). */
@@ -105,12 +106,19 @@ export class RedisWorkerOps {
       "error" in body ? body.error : "",
       extra.mime ?? "",
       extra.revised ?? "",
-      extra.image ?? "",
+      this.#imageArg(extra.image),
       extra.dead ?? "",
       extra.onlyIf ?? "",
       entryId === "" ? "" : consumer,
+      this.#ctx.client.binary ? IMAGE_BYTES : IMAGE_BASE64,
     ];
     return await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args)) as number;
+  }
+
+  /** The image as FINISH takes it: raw bytes where the transport is binary, else base64 text. */
+  #imageArg(image: Uint8Array | undefined): RedisArg {
+    if (!image || image.byteLength === 0) return "";
+    return this.#ctx.client.binary ? image : image.toBase64();
   }
 
   /** Stores the outcome once; false when the job had ended or the lease is lost. */
@@ -125,7 +133,15 @@ export class RedisWorkerOps {
       data: { image: "", mime_type: outcome.mimeType, revised_prompt: outcome.revisedPrompt },
     };
     const { image, mimeType: mime, revisedPrompt: revised } = outcome;
-    return await this.end(delivery, body, { image, mime, revised }) > 0;
+    // This process's relay may hear of the success on the feed even before the answer: kept for it.
+    const settle = this.#ctx.recent.expect(delivery.jobId, image, { base64: outcome.base64 });
+    let stored = false;
+    try {
+      stored = await this.end(delivery, body, { image, mime, revised }) > 0;
+    } finally {
+      settle(stored);
+    }
+    return stored;
   }
 
   /** Fails the job, keeps `reason` in the dead-letter stream only, and acknowledges. */

@@ -1,7 +1,9 @@
 /**
- * Lua scripts of the Redis broker, one per concern. A job is one hash: its fields, its image, its events
- * (`e<seq>`, the notification JSON; the event id is `seq`) and the internal `entry` (the stream entry that
- * runs it), so each step touches one key plus a stream. A job hash gets an expiry only once the job ended.
+ * Lua scripts of the Redis broker, one per concern. A job is one hash: its fields, its image (`img`, the
+ * raw bytes; `image`, base64 text, where the transport cannot send bytes, and in jobs stored before), its
+ * events (`e<seq>`, the notification JSON; the event id is `seq`) and the internal `entry` (the stream
+ * entry that runs it), so each step touches one key plus a stream. A job hash gets an expiry only once
+ * the job ended.
  */
 
 /** Hash fields read back as a job record, in this order. */
@@ -155,9 +157,10 @@ export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] feed max length, [8] job id, [9] error, [10] mime type,
--- ARGV[11] revised prompt, [12] image base64, [13] dead-letter reason ('' for none),
+-- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
--- ARGV[15] consumer that must hold the entry ('' to skip the check)
+-- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field
+-- Fields left empty (error, mime, revised, image) are not written.
 -- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone,
 -- -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
@@ -177,8 +180,14 @@ if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' '
   return 0
 end
 local seq = tonumber(f[2]) + 1
-redis.call('HSET', KEYS[1], 'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4],
-  'error', ARGV[9], 'mime', ARGV[10], 'revised', ARGV[11], 'image', ARGV[12])
+local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4]}
+for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 12}}) do
+  if ARGV[pair[2]] ~= '' then
+    set[#set + 1] = pair[1]
+    set[#set + 1] = ARGV[pair[2]]
+  end
+end
+redis.call('HSET', KEYS[1], unpack(set))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 return seq

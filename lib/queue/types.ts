@@ -80,9 +80,16 @@ export interface SeedAdoption {
   prompt: string;
 }
 
-/** The terminal outcome a worker reports. */
+/** The terminal outcome a worker reports (a success carries the image's bytes). */
 export type Outcome =
-  | { type: "succeeded"; image: string; mimeType: string; revisedPrompt?: string }
+  | {
+    type: "succeeded";
+    image: Uint8Array;
+    mimeType: string;
+    revisedPrompt?: string;
+    /** The same image as base64, when the worker has it anyway (spares encoding it again). */
+    base64?: string;
+  }
   | { type: "failed"; error: string };
 
 /** A pointer on the relay feed: a job and the event it just got (image omitted). */
@@ -90,6 +97,17 @@ export interface FeedItem {
   jobId: string;
   eventId: string;
   notification: Notification;
+  /** The notification's JSON as stored, when the broker has it (spares serialising it again). */
+  json?: string;
+}
+
+/** A job this process is about to create: its owner, its `queued` event, and whether it got created. */
+export interface LocalJob {
+  id: string;
+  owner: string;
+  queued: StoredEvent;
+  /** Resolves once the store answered: true when it created the job (false: refused, or it existed). */
+  created: Promise<boolean>;
 }
 
 /** Result of a cancel request. */
@@ -127,6 +145,8 @@ export interface Broker {
   submit(job: NewJob, limits?: SubmitLimits): Promise<SubmitResult>;
   /** Reads a job; with `image`, also its image. */
   get(id: string, options?: { image?: boolean }): Promise<JobView | null>;
+  /** The image of a succeeded job, base64, in one small read; null when it has none (or is gone). */
+  image(id: string): Promise<string | null>;
   /** Cancels a queued or running job. */
   cancel(id: string): Promise<CancelResult>;
   /** Takes up to `count` new entries for this consumer, waiting up to `blockMs` for one. */
@@ -175,6 +195,11 @@ export interface Broker {
    * Entries another consumer took but left unmoved for `idleMs` are taken over.
    */
   moveIntake(consumer: string, options: BlockOptions & { idleMs: number }): Promise<number>;
+  /**
+   * Calls `listener` with each job this process is about to create, before its creation is sent (so
+   * before any of its feed items); optional. Returns a function that stops the calls.
+   */
+  onCreate?(listener: (job: LocalJob) => void): () => void;
   /** Returns a secret shared by every process on this broker, made on first use. */
   sharedSecret(name: string): Promise<string>;
   /** Closes connections; idempotent. */

@@ -1,83 +1,23 @@
 /** The Redis Cluster transport: an ioredis Cluster behind the small RedisClient interface. */
-import {
-  Cluster,
-  type ClusterOptions,
-  Command,
-  type NatMap,
-  type Redis,
-  ReplyError,
-} from "ioredis";
+export type { ClusterClientOptions } from "./cluster_options.ts";
+import { Cluster, Command, type Redis, ReplyError } from "ioredis";
 import { BrokerUnavailableError } from "../errors.ts";
+import {
+  type ClusterClientOptions,
+  clusterOptions,
+  parseSeeds,
+  type Seeds,
+} from "./cluster_options.ts";
 import { keySlot } from "./slot.ts";
-import { classify, isNoScript } from "./tcp.ts";
-import type { PipelineReply, RedisClient, RedisCommand, RedisReply, Script } from "./types.ts";
-
-/** Options of the cluster transport. */
-export interface ClusterClientOptions {
-  /** Seed nodes, `redis://[[user]:password@]host:port`; the rest of the cluster is discovered. */
-  urls: string[];
-  /** Deadline of every non-blocking command, and of waiting for the cluster to be ready, in ms. */
-  commandTimeoutMs?: number;
-  /** Maps the addresses that nodes announce to reachable ones (a cluster behind NAT or Docker). */
-  natMap?: NatMap;
-  /** Called with connection errors (ioredis reconnects by itself). */
-  onError?: (error: Error) => void;
-}
-
-interface Seeds {
-  nodes: { host: string; port: number }[];
-  username?: string;
-  password?: string;
-}
-
-/** Splits seed URLs into host/port pairs and the credentials they share. */
-function parseSeeds(urls: string[]): Seeds {
-  if (urls.length === 0) throw new RangeError("Cannot connect to Redis Cluster: no seed URL");
-  const seeds: Seeds = { nodes: [] };
-  for (const raw of urls) {
-    const url = new URL(raw);
-    if (url.protocol !== "redis:" || !url.port) {
-      throw new RangeError(`Cannot connect to Redis Cluster: ${url.host} is not redis://host:port`);
-    }
-    seeds.nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port) });
-    if (url.password) seeds.password ??= decodeURIComponent(url.password);
-    if (url.username) seeds.username ??= decodeURIComponent(url.username);
-  }
-  return seeds;
-}
-
-function clusterOptions(options: ClusterClientOptions, seeds: Seeds, blocking: boolean) {
-  const commandTimeoutMs = options.commandTimeoutMs ?? 3_000;
-  return {
-    // Needed: without it, a burst to a node whose connection is still opening is re-sent to a random
-    // node 100 ms later and redirected. Its waits are bounded by #ready and #bounded instead.
-    enableOfflineQueue: true,
-    // ioredis re-sends an auto-pipeline (a batch of many slots) whole when its read-only commands met
-    // ASK, and then reads the keys that had not moved from the target, as if missing: commands go one
-    // by one, and pipeline() batches per node itself.
-    enableAutoPipelining: false,
-    // Masters only: a replica may lag behind the write that the next command depends on.
-    scaleReads: "master",
-    // A slot migration costs MOVED then ASK per command; leave room for a few refreshes on top.
-    maxRedirections: 16,
-    retryDelayOnMoved: 0,
-    retryDelayOnFailover: 100,
-    retryDelayOnClusterDown: 100,
-    retryDelayOnTryAgain: 100,
-    slotsRefreshTimeout: Math.min(commandTimeoutMs, 2_000),
-    slotsRefreshInterval: 5_000,
-    clusterRetryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
-    natMap: options.natMap,
-    redisOptions: {
-      username: seeds.username,
-      password: seeds.password,
-      connectTimeout: Math.min(commandTimeoutMs, 5_000),
-      // A blocking read must not be cut by the command deadline; callers bound it themselves.
-      commandTimeout: blocking ? undefined : commandTimeoutMs,
-      maxRetriesPerRequest: 1,
-    },
-  } satisfies ClusterOptions;
-}
+import { callBytes, classify, isNoScript, toArgs } from "./tcp.ts";
+import type {
+  PipelineReply,
+  RedisArg,
+  RedisClient,
+  RedisCommand,
+  RedisReply,
+  Script,
+} from "./types.ts";
 
 /** Replies that mean "this command ran nowhere; ask another node": safe to send again elsewhere. */
 const REDIRECTED = /^(MOVED|ASK|TRYAGAIN) /;
@@ -85,18 +25,27 @@ const REDIRECTED = /^(MOVED|ASK|TRYAGAIN) /;
 /** Commands with subcommands whose key ioredis does not see: it follows the subcommand. */
 const CONTAINERS = new Set(["xgroup", "xinfo", "object", "memory"]);
 
-/** One command as ioredis sends it, and its keys (undefined where an argument is missing). */
+/**
+ * One command as ioredis sends it, and its keys (undefined where an argument is missing); with
+ * `bytes`, its bulk-string replies stay Buffers.
+ */
 function toCommand(
-  [name, ...args]: RedisCommand,
+  [head, ...rest]: RedisCommand,
+  bytes = false,
 ): { command: Command; keys: (string | undefined)[] } {
-  const command = new Command(name, args, { replyEncoding: "utf8" });
-  const keys = command.getKeys() as (string | undefined)[];
+  const name = String(head);
+  const args = toArgs(rest);
+  const command = new Command(name, args, { replyEncoding: bytes ? null : "utf8" });
+  const keys = (command.getKeys() as (string | Uint8Array | undefined)[]).map((key) =>
+    key === undefined ? undefined : String(key)
+  );
   if (keys.length > 0 || !CONTAINERS.has(name.toLowerCase()) || args.length < 2) {
     return { command, keys };
   }
   // ioredis would send it to a random node and follow the MOVED: give it the slot it cannot see.
-  Object.assign(command, { slot: keySlot(args[1]) });
-  return { command, keys: [args[1]] };
+  const key = String(args[1]);
+  Object.assign(command, { slot: keySlot(key) });
+  return { command, keys: [key] };
 }
 
 /** The slots that the keys of `commands` hash to; throws when a command lacks a key argument. */
@@ -114,6 +63,7 @@ function slotsOf(commands: RedisCommand[]): Set<number> {
 }
 
 class ClusterClient implements RedisClient {
+  readonly binary = true;
   #cluster: Cluster;
   #options: ClusterClientOptions;
   #seeds: Seeds;
@@ -182,16 +132,26 @@ class ClusterClient implements RedisClient {
     return Promise.race([sent, deadline]).finally(() => clearTimeout(timer));
   }
 
-  async send(command: RedisCommand): Promise<RedisReply> {
+  send(command: RedisCommand): Promise<RedisReply> {
+    return this.#send(command, false);
+  }
+
+  sendBytes(command: RedisCommand): Promise<RedisReply> {
+    return this.#send(command, true);
+  }
+
+  async #send(command: RedisCommand, bytes: boolean): Promise<RedisReply> {
     await this.#ready();
     try {
-      const prepared = toCommand(command);
+      const prepared = toCommand(command, bytes);
       // ioredis's cluster routing throws outside any promise on a command that lacks its key argument;
       // such a command goes to any master, which answers with its arity error.
       if (prepared.keys.includes(undefined)) {
         const [node] = this.#cluster.nodes("master");
         if (!node) throw new Error("no master connected");
-        return await this.#bounded(node.call(command[0], ...command.slice(1))) as RedisReply;
+        const [name, ...args] = [String(command[0]), ...toArgs(command.slice(1))];
+        const call = bytes ? callBytes(node, name, args) : node.call(name, ...args);
+        return await this.#bounded(call) as RedisReply;
       }
       return await this.#bounded(
         this.#cluster.sendCommand(prepared.command) as Promise<RedisReply>,
@@ -234,14 +194,14 @@ class ClusterClient implements RedisClient {
 
   async #pipelineOn(node: Redis, commands: RedisCommand[]): Promise<PipelineReply[]> {
     const pipe = node.pipeline();
-    for (const [name, ...args] of commands) pipe.call(name, ...args);
+    for (const [name, ...args] of commands) pipe.call(String(name), ...toArgs(args));
     const results = await this.#bounded(pipe.exec()).catch((error) => {
       throw classify(error);
     }) ?? [];
     return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
   }
 
-  async eval(script: Script, keys: string[], args: string[]): Promise<RedisReply> {
+  async eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
     // ioredis routes EVALSHA / EVAL by their first key; every master keeps its own script cache.
     const tail = [String(keys.length), ...keys, ...args];
     try {

@@ -7,7 +7,14 @@
 import type { Requester, UpstashRequest, UpstashResponse } from "@upstash/redis";
 import { z } from "zod";
 import { BrokerUnavailableError } from "../errors.ts";
-import type { PipelineReply, RedisClient, RedisCommand, RedisReply, Script } from "./types.ts";
+import type {
+  PipelineReply,
+  RedisArg,
+  RedisClient,
+  RedisCommand,
+  RedisReply,
+  Script,
+} from "./types.ts";
 
 /** Options of the Upstash client. */
 export interface UpstashClientOptions {
@@ -30,6 +37,7 @@ interface UpstashAnswer {
 
 const replySchema: z.ZodType<RedisReply> = z.union([
   z.string(),
+  z.instanceof(Uint8Array),
   z.number(),
   z.null(),
   z.array(z.lazy(() => replySchema)),
@@ -48,19 +56,29 @@ function parseReply(result: unknown): RedisReply {
 
 const textDecoder = new TextDecoder();
 
-/** Decodes an `Upstash-Encoding: base64` reply as @upstash/redis does (a top-level "OK" is plain). */
-function decode(raw: unknown, top = true): unknown {
-  if (Array.isArray(raw)) return raw.map((item) => decode(item, false));
+/**
+ * Decodes an `Upstash-Encoding: base64` reply as @upstash/redis does (a top-level "OK" is plain); with
+ * `bytes`, bulk strings become bytes rather than text.
+ */
+function decode(raw: unknown, bytes: boolean, top = true): unknown {
+  if (Array.isArray(raw)) return raw.map((item) => decode(item, bytes, false));
   if (typeof raw !== "string" || (top && raw === "OK")) return raw;
   try {
-    return textDecoder.decode(Uint8Array.fromBase64(raw));
+    const decoded = Uint8Array.fromBase64(raw);
+    return bytes ? decoded : textDecoder.decode(decoded);
   } catch {
     return raw;
   }
 }
 
+/** A Requester that can also leave the replies' bulk strings as bytes. */
+export interface UpstashRequester extends Requester {
+  /** As `request`, with bulk strings as bytes (Uint8Array). */
+  requestBytes<T>(req: UpstashRequest): Promise<UpstashResponse<T>>;
+}
+
 /** A requester for the Upstash REST API that classifies failures by HTTP status. */
-export function upstashRequester(options: UpstashClientOptions): Requester {
+export function upstashRequester(options: UpstashClientOptions): UpstashRequester {
   const { url, token, timeoutMs = 10_000, retries = 2, fetch: fetchImpl = fetch } = options;
   const base = url.replace(/\/$/, "");
   let syncToken = "";
@@ -87,7 +105,7 @@ export function upstashRequester(options: UpstashClientOptions): Requester {
     }
   }
 
-  async function request<T>(req: UpstashRequest): Promise<UpstashResponse<T>> {
+  async function request<T>(req: UpstashRequest, bytes = false): Promise<UpstashResponse<T>> {
     const signal = AbortSignal.timeout(timeoutMs);
     const headers: Record<string, string> = {
       Authorization: `Bearer ${token}`,
@@ -128,15 +146,18 @@ export function upstashRequester(options: UpstashClientOptions): Requester {
     syncToken = response.headers.get("upstash-sync-token") ?? syncToken;
     if (Array.isArray(body)) {
       return body.map((slot: UpstashAnswer) => ({
-        result: decode(slot?.result),
+        result: decode(slot?.result, bytes),
         error: slot?.error,
       })) as unknown as UpstashResponse<T>;
     }
     const answer = body as UpstashAnswer;
-    return { result: decode(answer.result) as T, error: answer.error };
+    return { result: decode(answer.result, bytes) as T, error: answer.error };
   }
 
-  return { request };
+  return {
+    request: <T>(req: UpstashRequest) => request<T>(req),
+    requestBytes: <T>(req: UpstashRequest) => request<T>(req, true),
+  };
 }
 
 /** Creates a RedisClient that talks to Upstash (or a compatible proxy) over REST. */
@@ -151,20 +172,28 @@ export function createUpstashClient(options: UpstashClientOptions): RedisClient 
   const requester = upstashRequester(options);
   let closed = false;
 
-  async function request(path: string[], body: unknown): Promise<unknown> {
+  async function request(path: string[], body: unknown, bytes = false): Promise<unknown> {
     if (closed) throw new Error("Cannot send a command: the client is closed");
-    return await requester.request({ path, body });
+    return await (bytes ? requester.requestBytes : requester.request)({ path, body });
   }
 
-  async function send(command: RedisCommand): Promise<RedisReply> {
-    const answer = await request([], command) as UpstashAnswer;
+  /** A JSON body carries text only: bytes would not reach Redis as they are. */
+  function textual(command: RedisCommand): RedisCommand {
+    if (command.some((arg) => typeof arg !== "string")) {
+      throw new TypeError("Cannot send bytes over REST: the transport is not binary");
+    }
+    return command;
+  }
+
+  async function send(command: RedisCommand, bytes = false): Promise<RedisReply> {
+    const answer = await request([], textual(command), bytes) as UpstashAnswer;
     if (answer.error !== undefined) throw new Error(answer.error);
     return parseReply(answer.result);
   }
 
   async function pipeline(commands: RedisCommand[]): Promise<PipelineReply[]> {
     if (commands.length === 0) return [];
-    const answers = await request(["pipeline"], commands);
+    const answers = await request(["pipeline"], commands.map(textual));
     if (!Array.isArray(answers) || answers.length !== commands.length) {
       throw new BrokerUnavailableError("Cannot read the Upstash pipeline reply: bad length");
     }
@@ -173,7 +202,7 @@ export function createUpstashClient(options: UpstashClientOptions): RedisClient 
     );
   }
 
-  async function evalScript(script: Script, keys: string[], args: string[]): Promise<RedisReply> {
+  async function evalScript(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
     const tail = [String(keys.length), ...keys, ...args];
     try {
       return await send(["EVALSHA", script.sha, ...tail]);
@@ -184,7 +213,9 @@ export function createUpstashClient(options: UpstashClientOptions): RedisClient 
   }
 
   return {
-    send,
+    binary: false,
+    send: (command) => send(command),
+    sendBytes: (command) => send(command, true),
     pipeline,
     eval: evalScript,
     blocking: () => null,

@@ -9,8 +9,9 @@ import { redisBrokerFixture } from "../queue/redis_fixture.ts";
 const log = getLogger(["imagejobs", "test"]);
 const SUCCESS = {
   type: "succeeded",
-  image:
+  image: Uint8Array.fromBase64(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPgPAAEDAQAIicLsAAAAAElFTkSuQmCC",
+  ),
   mimeType: "image/png",
 } as const;
 

@@ -10,8 +10,9 @@ import { vanishingBroker } from "../../support/app.ts";
 const log = getLogger(["imagejobs", "test"]);
 const SUCCESS = {
   type: "succeeded",
-  image:
+  image: Uint8Array.fromBase64(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPgPAAEDAQAIicLsAAAAAElFTkSuQmCC",
+  ),
   mimeType: "image/png",
 } as const;
 

@@ -9,6 +9,7 @@ import {
   type ContractTest,
   errorOf,
   IMAGE,
+  IMAGE_BYTES,
   newJob,
   pick,
   strayDelivery,
@@ -192,7 +193,11 @@ export function brokerContract(
       await broker.submit(job);
       const delivery = await claimJob(broker, job.id);
       await broker.start(delivery);
-      await broker.finish(delivery, { type: "succeeded", image: IMAGE, mimeType: "image/png" });
+      await broker.finish(delivery, {
+        type: "succeeded",
+        image: IMAGE_BYTES,
+        mimeType: "image/png",
+      });
       const done = (await broker.events(job.id)).at(-1)?.notification;
       assert.equal(done?.type, "succeeded");
       assert.equal(done?.type === "succeeded" && "revised_prompt" in done.data, false);

@@ -27,10 +27,12 @@ export type ContractTest = (
 /** A 1x1 PNG, base64. */
 export const IMAGE =
   "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPgPAAEDAQAIicLsAAAAAElFTkSuQmCC";
+/** The same PNG's bytes, as a worker hands them over. */
+export const IMAGE_BYTES = Uint8Array.fromBase64(IMAGE);
 /** A successful outcome with a revised prompt. */
 export const SUCCESS = {
   type: "succeeded",
-  image: IMAGE,
+  image: IMAGE_BYTES,
   mimeType: "image/png",
   revisedPrompt: "a red fox, snowy",
 } as const satisfies Outcome;

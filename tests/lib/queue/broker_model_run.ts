@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { TERMINAL_STATUSES } from "../../../lib/live/notifications.ts";
 import type { Broker, Delivery, Outcome } from "../../../lib/queue/types.ts";
-import { IMAGE } from "./broker_contract_helpers.ts";
+import { IMAGE_BYTES } from "./broker_contract_helpers.ts";
 import {
   type Answer,
   type EventShape,
@@ -43,7 +43,7 @@ const NO_WAIT = { blockMs: 0 };
 
 function outcomeOf(kind: "succeeded" | "revised" | "failed"): Outcome {
   if (kind === "failed") return { type: "failed", error: FAILED_ERROR };
-  const outcome: Outcome = { type: "succeeded", image: IMAGE, mimeType: "image/png" };
+  const outcome: Outcome = { type: "succeeded", image: IMAGE_BYTES, mimeType: "image/png" };
   return kind === "revised" ? { ...outcome, revisedPrompt: REVISED } : outcome;
 }
 

@@ -49,7 +49,11 @@ Deno.test("memory broker keeps unfinished jobs past ttlSec and drops ended ones 
     const delivery = await claimOne(broker);
     assert.equal(delivery.jobId, "quiet");
     await broker.start(delivery);
-    await broker.finish(delivery, { type: "succeeded", image: IMAGE, mimeType: "image/png" });
+    await broker.finish(delivery, {
+      type: "succeeded",
+      image: Uint8Array.fromBase64(IMAGE),
+      mimeType: "image/png",
+    });
     const running = await claimOne(broker);
     await broker.start(running);
     const delayed = await claimOne(broker);

@@ -108,6 +108,60 @@ async function contractSteps(t: Deno.TestContext, client: RedisClient, target: C
     assert.equal(await client.send(["STRLEN", key("big")]), big.length);
   });
 
+  await t.step("sendBytes returns bulk strings as raw bytes, and send keeps text", async () => {
+    // Every byte value, which is not valid UTF-8: written by a script, so that any transport can.
+    const write = await defineScript(
+      "local t = {} for i = 0, 255 do t[#t + 1] = string.char(i) end " +
+        "return redis.call('HSET', KEYS[1], 'raw', table.concat(t), 'text', ARGV[1])",
+    );
+    await client.eval(write, [key("b")], ["héllo ✓"]);
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const [raw, text, missing] = await client.sendBytes([
+      "HMGET",
+      key("b"),
+      "raw",
+      "text",
+      "x",
+    ]) as [
+      Uint8Array,
+      Uint8Array,
+      null,
+    ];
+    assert.deepEqual([...raw], [...all]);
+    assert.equal(new TextDecoder().decode(text), "héllo ✓");
+    assert.equal(missing, null);
+    const flat = await client.sendBytes(["HGETALL", key("b")]) as Uint8Array[];
+    assert.ok(flat.every((v) => v instanceof Uint8Array));
+    const lengths = new Map<string, number>();
+    for (let i = 0; i < flat.length; i += 2) {
+      lengths.set(new TextDecoder().decode(flat[i]), flat[i + 1].byteLength);
+    }
+    assert.deepEqual(lengths, new Map([["raw", 256], ["text", 10]]));
+    assert.deepEqual(await client.sendBytes(["HGETALL", key("missing")]), []);
+    assert.equal(await client.send(["HGET", key("b"), "text"]), "héllo ✓");
+  });
+
+  await t.step(
+    "bytes arguments go out raw on a binary transport, and are refused on others",
+    async () => {
+      const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+      const length = await defineScript("return string.len(ARGV[1])");
+      if (!client.binary) {
+        await assert.rejects(client.send(["SET", key("c"), all]), /Cannot send bytes/);
+        await assert.rejects(client.eval(length, [key("c")], [all]), /Cannot send bytes/);
+        return;
+      }
+      await client.send(["HSET", key("c"), "raw", all]);
+      assert.deepEqual([...await client.sendBytes(["HGET", key("c"), "raw"]) as Uint8Array], [
+        ...all,
+      ]);
+      assert.equal(await client.eval(length, [key("c")], [all]), 256);
+      const [set] = await client.pipeline([["SET", key("d"), all.subarray(1, 3)]]);
+      assert.equal(set, "OK");
+      assert.deepEqual([...await client.sendBytes(["GET", key("d")]) as Uint8Array], [1, 2]);
+    },
+  );
+
   await t.step("pipeline returns one reply or error per command, in order", async () => {
     const replies = await client.pipeline([
       ["SET", key("p"), "1"],
