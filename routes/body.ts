@@ -1,6 +1,5 @@
 /** Reads a JSON request body before validation: 413 over the size limit, 400 when it does not parse. */
 import type { MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { httpErrors } from "../lib/errors.ts";
 
 /** How a route takes its JSON body. */
@@ -16,45 +15,94 @@ export interface JsonBodyOptions {
 const NOT_JSON = "Cannot parse the body: it must be a JSON object";
 
 /**
+ * A Content-Type that both @hono/zod-openapi's media type gate and hono's json validator take as
+ * JSON: for it the request goes on as it came.
+ */
+const PLAIN_JSON = /^application\/json(;\s*[a-zA-Z0-9-]+=[^;]+)*$/i;
+
+const decoder = new TextDecoder();
+
+/**
  * Middleware that parses the body as JSON whatever its `Content-Type` says (as the service always
- * did), then hands validation a request marked `application/json` with the same bytes, so a malformed
- * body answers the contract's 400 rather than a framework's 400 or 415.
+ * did), so a malformed body answers the contract's 400 rather than a framework's 400 or 415. The text
+ * read goes into hono's body cache, where validation's `c.req.json()` finds it: the body is read
+ * once, and the request is rebuilt (marked `application/json`) only when its Content-Type is not JSON.
  */
 export function jsonBody(options: JsonBodyOptions = {}): MiddlewareHandler[] {
+  const { maxBytes, optional = false, objectOnly = false } = options;
   const parse: MiddlewareHandler = async (c, next) => {
-    const text = await c.req.text();
+    const raw = c.req.raw;
+    let text = await readText(raw, maxBytes);
     let value: unknown = {};
-    if (!options.optional || text.trim() !== "") {
+    if (!optional || text.trim() !== "") {
       try {
         value = JSON.parse(text);
       } catch {
         throw httpErrors.invalid(NOT_JSON);
       }
+    } else {
+      text = "{}";
     }
-    if (
-      options.objectOnly && (value === null || typeof value !== "object" || Array.isArray(value))
-    ) {
+    if (objectOnly && (value === null || typeof value !== "object" || Array.isArray(value))) {
       throw httpErrors.invalid(NOT_JSON);
     }
-    const raw = c.req.raw;
-    const headers = new Headers(raw.headers);
-    headers.set("Content-Type", "application/json");
-    headers.delete("Content-Length");
-    c.req.raw = new Request(raw.url, {
-      method: raw.method,
-      headers,
-      body: JSON.stringify(value),
-      signal: raw.signal,
-    });
-    c.req.bodyCache = {};
+    if (!PLAIN_JSON.test(raw.headers.get("Content-Type") ?? "")) {
+      // The validators read the header, and a served request's headers are immutable.
+      const headers = new Headers(raw.headers);
+      headers.set("Content-Type", "application/json");
+      headers.delete("Content-Length");
+      c.req.raw = new Request(raw.url, { method: raw.method, headers });
+    }
+    // hono keeps promises in its body cache (its type says the values themselves).
+    c.req.bodyCache = { text: Promise.resolve(text) as unknown as string };
     await next();
   };
-  if (options.maxBytes === undefined) return [parse];
-  const limit = bodyLimit({
-    maxSize: options.maxBytes,
-    onError: () => {
-      throw httpErrors.tooLarge();
-    },
-  });
-  return [limit, parse];
+  return [parse];
+}
+
+/** The body as text; over `maxBytes` throws 413, before reading when Content-Length says so. */
+async function readText(raw: Request, maxBytes: number | undefined): Promise<string> {
+  if (maxBytes === undefined) return await raw.text();
+  const declared = raw.headers.get("Content-Length");
+  if (declared !== null && !raw.headers.has("Transfer-Encoding")) {
+    if (Number(declared) > maxBytes) throw httpErrors.tooLarge();
+    // The server holds the body to its declared length; the check below also covers a caller that
+    // built the Request by hand.
+    const bytes = await raw.bytes();
+    if (bytes.length > maxBytes) throw httpErrors.tooLarge();
+    return decoder.decode(bytes);
+  }
+  return decoder.decode(await readCapped(raw.body, maxBytes));
+}
+
+/** Reads a stream of unknown length, throwing 413 (and cancelling it) as soon as it passes `maxBytes`. */
+async function readCapped(
+  body: ReadableStream<Uint8Array> | null,
+  maxBytes: number,
+): Promise<Uint8Array> {
+  if (body === null) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw httpErrors.tooLarge();
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
 }

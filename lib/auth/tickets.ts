@@ -1,5 +1,5 @@
 /** Short-lived, read-only, single-job tickets for EventSource and WebSocket URLs. */
-import { createHmac } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { errors, jwtVerify } from "jose";
 import { z } from "zod";
 import { HttpError } from "../errors.ts";
@@ -54,14 +54,15 @@ export async function createTickets(options: TicketOptions): Promise<Tickets> {
     );
   }
   const key = await deriveTicketKey(secret);
+  const sign = hmacSha256(key);
   const cache = new VerifiedCache<TicketClaims>();
 
-  /** Signs with node:crypto's synchronous HMAC (about 4x faster than WebCrypto): one ticket per submit. */
+  /** Signs synchronously with node:crypto (WebCrypto is about 10x slower): one ticket per submit. */
   function issue(owner: string, jobId: string): Promise<string> {
-    if (!claimsSchema.shape.sub.safeParse(owner).success) {
+    if (!isClaimText(owner)) {
       throw new RangeError("Cannot issue a ticket: owner must be 1 to 256 characters");
     }
-    if (!claimsSchema.shape.job.safeParse(jobId).success) {
+    if (!isClaimText(jobId)) {
       throw new RangeError("Cannot issue a ticket: jobId must be 1 to 256 characters");
     }
     const now = Math.floor(Date.now() / 1000);
@@ -74,8 +75,7 @@ export async function createTickets(options: TicketOptions): Promise<Tickets> {
       exp: now + ttlSec,
     };
     const body = `${HEADER}.${encoder.encode(JSON.stringify(claims)).toBase64(B64URL)}`;
-    const signature = createHmac("sha256", key).update(body).digest("base64url");
-    return Promise.resolve(`${body}.${signature}`);
+    return Promise.resolve(`${body}.${sign(body)}`);
   }
 
   async function verify(ticket: string, jobId?: string): Promise<TicketClaims> {
@@ -118,6 +118,28 @@ export async function createTickets(options: TicketOptions): Promise<Tickets> {
 const encoder = new TextEncoder();
 const B64URL = { alphabet: "base64url", omitPadding: true } as const;
 const HEADER = encoder.encode(JSON.stringify({ alg: "HS256", typ: TYP })).toBase64(B64URL);
+
+/** Whether a value fits the `sub` and `job` claims: a string of 1 to 256 characters. */
+function isClaimText(value: unknown): value is string {
+  return typeof value === "string" && value.length >= 1 && value.length <= 256;
+}
+
+/**
+ * HMAC-SHA-256 (RFC 2104) as base64url, for a key of at most 64 bytes: the hashes of the inner and outer
+ * padded keys are computed once and copied per message, half the work of a createHmac per ticket.
+ */
+function hmacSha256(key: Uint8Array): (message: string) => string {
+  if (key.length > 64) throw new RangeError("Cannot sign tickets: the key is over 64 bytes");
+  const padded = (fill: number) => {
+    const block = new Uint8Array(64).fill(fill);
+    for (let i = 0; i < key.length; i++) block[i] = key[i] ^ fill;
+    return createHash("sha256").update(block);
+  };
+  const inner: Hash = padded(0x36);
+  const outer: Hash = padded(0x5c);
+  return (message) =>
+    outer.copy().update(inner.copy().update(message).digest()).digest("base64url");
+}
 
 /** Derives the 256-bit ticket key from the shared secret with HKDF, under a label of its own. */
 async function deriveTicketKey(secret: string): Promise<Uint8Array> {

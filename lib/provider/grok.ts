@@ -3,6 +3,7 @@ import { z } from "zod";
 import { PermanentError, RetryableError } from "../errors.ts";
 import {
   createDeadline,
+  decodeBase64,
   downloadImage,
   type ImageMime,
   parseRetryAfter,
@@ -79,6 +80,7 @@ export function boundedRetryAfter(
 }
 
 const ERROR_BODY_BYTES = 16 * 1024;
+const decoder = new TextDecoder();
 const MESSAGE_CHARS = 300;
 
 const errorBodySchema = z.object({
@@ -133,7 +135,7 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
       signal,
     });
     if (!response.ok) throw await statusError(response, redact);
-    const bytes = await readLimited(response.body, maxBodyBytes);
+    const bytes = await readLimited(response, maxBodyBytes);
     if (bytes === null) {
       throw new PermanentError(
         `Cannot generate the image: the xAI response exceeds ${maxBodyBytes} bytes`,
@@ -141,7 +143,7 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
     }
     let json: unknown;
     try {
-      json = JSON.parse(new TextDecoder().decode(bytes));
+      json = JSON.parse(decoder.decode(bytes));
     } catch {
       throw new PermanentError("Cannot generate the image: the xAI response is not JSON");
     }
@@ -157,17 +159,15 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
   async function toImage(item: ImageItem, signal?: AbortSignal): Promise<GeneratedImage> {
     const revisedPrompt = item.revised_prompt || undefined;
     if (item.b64_json !== undefined) {
-      let bytes: Uint8Array;
-      try {
-        bytes = Uint8Array.fromBase64(item.b64_json);
-      } catch {
+      const decoded = decodeBase64(item.b64_json);
+      if (decoded === null) {
         throw new PermanentError("Cannot accept the image: b64_json is not valid base64");
       }
-      const mimeType = sniffImage(bytes);
+      const mimeType = sniffImage(decoded.bytes);
       if (mimeType === null) {
         throw new PermanentError("Cannot accept the image: the bytes are not a JPEG, PNG or WebP");
       }
-      return { base64: bytes.toBase64(), mimeType, revisedPrompt };
+      return { base64: decoded.base64, mimeType, revisedPrompt };
     }
     if (item.url !== undefined) {
       const image = await downloadImage(item.url, {
@@ -214,8 +214,8 @@ async function statusError(
 ): Promise<PermanentError | RetryableError> {
   let text = "";
   try {
-    const bytes = await readLimited(response.body, ERROR_BODY_BYTES);
-    text = bytes === null ? "" : new TextDecoder().decode(bytes);
+    const bytes = await readLimited(response, ERROR_BODY_BYTES);
+    text = bytes === null ? "" : decoder.decode(bytes);
   } catch {
     // The status alone is enough to classify the failure.
   }

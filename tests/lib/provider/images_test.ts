@@ -61,6 +61,9 @@ function countingFetch(body: Uint8Array = PNG_HEAD) {
 }
 
 const base = { maxBytes: 1_000_000, timeoutMs: 5_000 };
+const GZIP_50K = await new Response(
+  new Blob([new Uint8Array(50_000)]).stream().pipeThrough(new CompressionStream("gzip")),
+).bytes();
 
 Deno.test("sniffImage recognises JPEG, PNG and WebP from their magic numbers", () => {
   assert.equal(sniffImage(new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 0])), "image/jpeg");
@@ -184,8 +187,16 @@ Deno.test("downloadImage follows checked redirects, at most three", async (t) =>
 
 Deno.test("downloadImage enforces the byte cap while streaming", async (t) => {
   const server = serve((request, stopped) => {
-    if (new URL(request.url).pathname === "/declared") {
+    const path = new URL(request.url).pathname;
+    if (path === "/declared") {
       return new Response(new Uint8Array(50_000), { headers: { "content-type": "image/png" } });
+    }
+    if (path === "/gzip") {
+      // 90 bytes on the wire, 50,000 once fetch has decompressed them.
+      return new Response(GZIP_50K, { headers: { "content-encoding": "gzip" } });
+    }
+    if (path === "/exact") {
+      return new Response(new Uint8Array([...PNG_HEAD, ...new Uint8Array(988)]));
     }
     return new Response(endless(stopped, { first: PNG_HEAD, chunk: 16 * 1024, everyMs: 1 }));
   });
@@ -196,6 +207,13 @@ Deno.test("downloadImage enforces the byte cap while streaming", async (t) => {
     });
     await t.step("a large Content-Length is rejected early", async () => {
       await assert.rejects(downloadImage(`${server.origin}/declared`, options), PermanentError);
+    });
+    await t.step("a small Content-Length of a compressed body does not lift the cap", async () => {
+      await assert.rejects(downloadImage(`${server.origin}/gzip`, options), /larger than 10000/);
+    });
+    await t.step("a body of its declared length within the cap is read whole", async () => {
+      const image = await downloadImage(`${server.origin}/exact`, options);
+      assert.equal(image.bytes.length, 1_000);
     });
   } finally {
     await server.stop();
