@@ -9,7 +9,7 @@ import {
   type Seeds,
 } from "./cluster_options.ts";
 import { keySlot } from "./slot.ts";
-import { callBytes, classify, isNoScript, toArgs } from "./tcp.ts";
+import { callBytes, classify, toArgs } from "./tcp.ts";
 import type {
   PipelineReply,
   RedisArg,
@@ -18,6 +18,7 @@ import type {
   RedisReply,
   Script,
 } from "./types.ts";
+import { evalWithFallback } from "./types.ts";
 
 /** Replies that mean "this command ran nowhere; ask another node": safe to send again elsewhere. */
 const REDIRECTED = /^(MOVED|ASK|TRYAGAIN) /;
@@ -201,15 +202,9 @@ class ClusterClient implements RedisClient {
     return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
   }
 
-  async eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
+  eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
     // ioredis routes EVALSHA / EVAL by their first key; every master keeps its own script cache.
-    const tail = [String(keys.length), ...keys, ...args];
-    try {
-      return await this.send(["EVALSHA", script.sha, ...tail]);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return await this.send(["EVAL", script.source, ...tail]);
-    }
+    return evalWithFallback((command) => this.send(command), script, { keys, args });
   }
 
   blocking(): RedisClient | null {

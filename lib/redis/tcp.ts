@@ -10,6 +10,7 @@ import type {
   RedisReply,
   Script,
 } from "./types.ts";
+import { evalWithFallback } from "./types.ts";
 
 /** Options of the TCP transport. */
 export interface TcpClientOptions {
@@ -67,11 +68,6 @@ export async function callBytes(
   return await redis.sendCommand(new Command(name, args, { replyEncoding: null })) as RedisReply;
 }
 
-/** True for Redis's NOSCRIPT reply: the script is not in the server's cache. */
-export function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith("NOSCRIPT");
-}
-
 class TcpClient implements RedisClient {
   readonly binary = true;
   #redis: Redis;
@@ -122,14 +118,8 @@ class TcpClient implements RedisClient {
     return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
   }
 
-  async eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
-    const tail = [String(keys.length), ...keys, ...args];
-    try {
-      return await this.send(["EVALSHA", script.sha, ...tail]);
-    } catch (error) {
-      if (!isNoScript(error)) throw error;
-      return await this.send(["EVAL", script.source, ...tail]);
-    }
+  eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
+    return evalWithFallback((command) => this.send(command), script, { keys, args });
   }
 
   blocking(): RedisClient | null {

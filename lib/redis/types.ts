@@ -50,6 +50,26 @@ export function replyText(reply: RedisReply | undefined): string {
   return reply === null || reply === undefined ? "" : String(reply);
 }
 
+/** True for Redis's NOSCRIPT reply: the script is not in the server's cache. */
+export function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.includes("NOSCRIPT");
+}
+
+/** Runs a script with EVALSHA over `send`, falling back to EVAL when the server lacks it (NOSCRIPT). */
+export async function evalWithFallback(
+  send: (command: RedisCommand) => Promise<RedisReply>,
+  script: Script,
+  { keys, args }: { keys: string[]; args: RedisArg[] },
+): Promise<RedisReply> {
+  const tail = [String(keys.length), ...keys, ...args];
+  try {
+    return await send(["EVALSHA", script.sha, ...tail]);
+  } catch (error) {
+    if (!isNoScript(error)) throw error;
+    return await send(["EVAL", script.source, ...tail]);
+  }
+}
+
 /** Computes a script's SHA1 so that it can be sent with EVALSHA. */
 export async function defineScript(source: string): Promise<Script> {
   const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(source));

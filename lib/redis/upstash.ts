@@ -15,6 +15,7 @@ import type {
   RedisReply,
   Script,
 } from "./types.ts";
+import { evalWithFallback } from "./types.ts";
 
 /** Options of the Upstash client. */
 export interface UpstashClientOptions {
@@ -202,14 +203,8 @@ export function createUpstashClient(options: UpstashClientOptions): RedisClient 
     );
   }
 
-  async function evalScript(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
-    const tail = [String(keys.length), ...keys, ...args];
-    try {
-      return await send(["EVALSHA", script.sha, ...tail]);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.includes("NOSCRIPT")) throw error;
-      return await send(["EVAL", script.source, ...tail]);
-    }
+  function evalScript(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
+    return evalWithFallback(send, script, { keys, args });
   }
 
   return {
