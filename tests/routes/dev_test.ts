@@ -2,26 +2,7 @@
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { exportSPKI, generateKeyPair } from "jose";
-import {
-  bearer,
-  countingProvider,
-  startTestService,
-  submitJob,
-  type TestService,
-  waitForStatus,
-} from "../support/app.ts";
-
-async function withService(
-  fn: (service: TestService) => Promise<void>,
-  env: Record<string, string> = {},
-): Promise<void> {
-  const service = await startTestService({ provider: countingProvider(), env });
-  try {
-    await fn(service);
-  } finally {
-    await service.close();
-  }
-}
+import { bearer, submitJob, type TestService, waitForStatus, withService } from "../support/app.ts";
 
 Deno.test("POST /v1/dev/token answers 404 without DEV_MODE", async () => {
   await withService(async (service) => {
@@ -68,7 +49,7 @@ Deno.test("POST /v1/dev/token in DEV_MODE makes a token that submits jobs", asyn
       assert.equal(response.status, 401);
       await response.body?.cancel();
     });
-  }, { DEV_MODE: "1", JWT_SECRET: "" });
+  }, { env: { DEV_MODE: "1", JWT_SECRET: "" } });
 });
 
 async function devToken(service: TestService, sub: string): Promise<string> {
@@ -107,7 +88,7 @@ Deno.test("DEV_MODE with a configured JWT key never signs dev tokens", async (t)
           assert.equal(response.status, 404);
           const unknown = await service.request("/v1/no-such-route", { method: "POST" });
           assert.deepEqual(await response.json(), await unknown.json());
-        }, { DEV_MODE: "1", ...env });
+        }, { env: { DEV_MODE: "1", ...env } });
         const said = records.map((record) => record.message.join(""));
         assert.ok(said.some((line) => /dev tokens are off/.test(line)), said.join("\n"));
       } finally {

@@ -1,26 +1,7 @@
 /** Tests of the operations routes: health, readiness, metrics, the generated document, the page. */
 import assert from "node:assert/strict";
 import { createApp } from "../../routes/app.ts";
-import {
-  bearer,
-  countingProvider,
-  startTestService,
-  submitJob,
-  type TestService,
-  waitForStatus,
-} from "../support/app.ts";
-
-async function withService(
-  fn: (service: TestService) => Promise<void>,
-  env: Record<string, string> = {},
-): Promise<void> {
-  const service = await startTestService({ provider: countingProvider(), env });
-  try {
-    await fn(service);
-  } finally {
-    await service.close();
-  }
-}
+import { bearer, submitJob, waitForStatus, withService } from "../support/app.ts";
 
 Deno.test("GET /healthz answers 200", async () => {
   await withService(async (service) => {
