@@ -9,7 +9,7 @@ import { createClusterClient } from "../../../lib/redis/cluster.ts";
 import { keySlot } from "../../../lib/redis/slot.ts";
 import { type RedisCluster, startRedisCluster } from "../../support/redis_cluster.ts";
 import { redisCommand } from "../../support/redis_server.ts";
-import { brokerContract } from "./broker_contract.ts";
+import { brokerContract, type MakeBroker } from "./broker_contract.ts";
 import { redisHooks } from "./redis_fixture.ts";
 
 let cluster: Promise<RedisCluster> | undefined;
@@ -35,47 +35,33 @@ Deno.test({
   },
 });
 
-brokerContract("cluster 3-partition", async () => {
-  const c = await (cluster ??= startRedisCluster({ masters: 3 }));
-  const prefix = `t${crypto.randomUUID().slice(0, 8)}:`;
-  const layout = new KeyLayout(prefix, 3);
-  const admin = createClusterClient({ urls: c.urls });
-  const broker = createRedisBroker(createClusterClient({ urls: c.urls }), {
-    prefix,
-    partitions: 3,
-  });
-  const command = (args: string[]) => admin.send(args);
-  const keys = async (pattern: string) =>
-    (await Promise.all(c.nodes.map((node) => redisCommand(node.port, ["KEYS", pattern]))))
-      .flat() as string[];
-  const cleanup = async () => {
-    await broker.close();
-    await admin.close();
+/** A broker with `partitions` partitions over the Cluster transport (tagged, as on any Cluster). */
+function clusterBroker(partitions: number): MakeBroker {
+  return async () => {
+    const c = await (cluster ??= startRedisCluster({ masters: 3 }));
+    const prefix = `t${crypto.randomUUID().slice(0, 8)}:`;
+    const layout = new KeyLayout(prefix, partitions, { tagged: true });
+    const admin = createClusterClient({ urls: c.urls });
+    const broker = createRedisBroker(createClusterClient({ urls: c.urls }), {
+      prefix,
+      partitions,
+      cluster: true,
+    });
+    const command = (args: string[]) => admin.send(args);
+    const keys = async (pattern: string) =>
+      (await Promise.all(c.nodes.map((node) => redisCommand(node.port, ["KEYS", pattern]))))
+        .flat() as string[];
+    const cleanup = async () => {
+      await broker.close();
+      await admin.close();
+    };
+    return { broker, cleanup, hooks: redisHooks(command, keys, broker, layout) };
   };
-  return { broker, cleanup, hooks: redisHooks(command, keys, broker, layout) };
-}, options);
+}
 
-brokerContract("cluster 1-partition", async () => {
-  const c = await (cluster ??= startRedisCluster({ masters: 3 }));
-  const prefix = `t${crypto.randomUUID().slice(0, 8)}:`;
-  // On a Cluster even one partition is tagged (its scripts' keys must share a slot).
-  const layout = new KeyLayout(prefix, 1, { tagged: true });
-  const admin = createClusterClient({ urls: c.urls });
-  const broker = createRedisBroker(createClusterClient({ urls: c.urls }), {
-    prefix,
-    partitions: 1,
-    cluster: true,
-  });
-  const command = (args: string[]) => admin.send(args);
-  const keys = async (pattern: string) =>
-    (await Promise.all(c.nodes.map((node) => redisCommand(node.port, ["KEYS", pattern]))))
-      .flat() as string[];
-  const cleanup = async () => {
-    await broker.close();
-    await admin.close();
-  };
-  return { broker, cleanup, hooks: redisHooks(command, keys, broker, layout) };
-}, options);
+brokerContract("cluster 3-partition", clusterBroker(3), options);
+// On a Cluster even one partition is tagged (its scripts' keys must share a slot).
+brokerContract("cluster 1-partition", clusterBroker(1), options);
 
 Deno.test({
   name: "the cluster stops after the contract",
