@@ -1,65 +1,9 @@
 /**
- * Profiling the service: starts `main.ts` with extra deno flags (`--cpu-prof`), and sums a V8
- * `.cpuprofile` into self time per function, per module and per kind of work (JSON, base64, Redis…).
+ * Profiling the service: sums a V8 `.cpuprofile` (from `startService(env, { denoFlags: ["--cpu-prof"] })`)
+ * into self time per function, per module and per kind of work (JSON, base64, Redis…).
  */
-import type { ServiceProcess } from "../tests/support/service.ts";
-import { sleep } from "./stats.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).href;
-
-/** Starts `main.ts` like tests/support/service.ts does, with `denoFlags` before the script. */
-export async function startServiceWithFlags(
-  env: Record<string, string>,
-  denoFlags: string[],
-): Promise<ServiceProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...denoFlags, "--allow-net", "--allow-env", "--allow-read", "--allow-sys", MAIN],
-    env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...env },
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const decoder = new TextDecoder();
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
-  const status = child.status;
-  let exited = false;
-  status.then(() => exited = true);
-  let url = "";
-  for (const deadline = Date.now() + 30_000; !url;) {
-    if (exited) throw new Error(`Cannot start the service: it exited\n${text}`);
-    const port = text.match(/Listening on http:\/\/[^\s:]+:(\d+)/)?.[1];
-    if (port) {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null);
-      await res?.body?.cancel();
-      if (res?.ok) url = `http://127.0.0.1:${port}`;
-    }
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`Cannot start the service: no answer in 30 s\n${text}`);
-    }
-    if (!url) await sleep(50);
-  }
-  let stopped: Promise<number> | null = null;
-  return {
-    url,
-    pid: child.pid,
-    output: () => text,
-    stop(signal = "SIGTERM") {
-      stopped ??= (async () => {
-        if (!exited) child.kill(signal);
-        const { code } = await status;
-        await pumps;
-        return code;
-      })();
-      return stopped;
-    },
-  };
-}
 
 interface ProfileNode {
   id: number;

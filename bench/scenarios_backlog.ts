@@ -3,7 +3,7 @@
  * on the seed's own stack (run.sh) at WORKER_CONCURRENCY 8 and 32, with Redis commands and CPU per job.
  */
 import type { BacklogConfig, BacklogStats } from "./driver_backlog.ts";
-import { newestProfile, startServiceWithFlags, summarizeProfile } from "./profile.ts";
+import { newestProfile, summarizeProfile } from "./profile.ts";
 import { PROMPT, serviceEnv } from "./processes.ts";
 import { redisDelta, redisSnapshot } from "./redis_info.ts";
 import type { Bench } from "./report.ts";
@@ -15,6 +15,7 @@ import {
   type ResponseFormat,
   sideBySide,
 } from "./report_backlog.ts";
+import { startService } from "../tests/support/service.ts";
 import { ensureSeedRef, runSeed, type SeedFake, startSeedFake } from "./seed_ref.ts";
 import { cpuMs, machineCpuMs } from "./stats.ts";
 
@@ -56,7 +57,7 @@ export async function ourBacklog(
     GROK_RESPONSE_FORMAT: format,
   });
   const flags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
-  const service = await startServiceWithFlags(env, flags);
+  const service = await startService(env, { denoFlags: flags });
   try {
     const redisBefore = await redisSnapshot(bench.redis.port);
     const pids = { service: service.pid, redis: bench.redis.pid, fake: fake.pid };

@@ -11,13 +11,16 @@ export interface ServiceProcess {
 }
 
 /**
- * Starts `main.ts` with `env` on PORT 0 (the kernel picks a free port, so parallel tests can never race
+ * Starts `main.ts` with `env` (and `denoFlags` before the script, e.g. `--cpu-prof`) on PORT 0 (the kernel picks a free port, so parallel tests can never race
  * for one), reads the port from its "Listening on" log line, and waits until `/healthz` answers.
  */
-export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
+export async function startService(
+  env: Record<string, string>,
+  { denoFlags = [] }: { denoFlags?: string[] } = {},
+): Promise<ServiceProcess> {
   const main = new URL("../../main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", main],
+    args: ["run", ...denoFlags, "--allow-net", "--allow-env", "--allow-read", "--allow-sys", main],
     env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...env },
     clearEnv: true,
     stdout: "piped",
