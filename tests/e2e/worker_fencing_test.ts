@@ -8,6 +8,7 @@ import { type FakeXai, startFakeXai } from "../support/fake_xai.ts";
 import { redisCommand, type RedisServer, startRedis } from "../support/redis_server.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { transportTest, type Via } from "../support/transports.ts";
+import { eventTypes } from "./faults_helpers.ts";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
@@ -22,18 +23,6 @@ async function env(via: Via, redis: RedisServer, xai: FakeXai, extra: Record<str
     RATE_LIMIT_PER_MINUTE: "0",
     ...extra,
   };
-}
-
-/** The job's event types straight from Redis. */
-async function eventTypes(redis: RedisServer, prefix: string, id: string): Promise<string[]> {
-  const flat = await redisCommand(redis.port, ["HGETALL", `${prefix}job:${id}`]) as string[];
-  const fields = new Map<string, string>();
-  for (let i = 0; i < flat.length; i += 2) fields.set(flat[i], flat[i + 1]);
-  const out: string[] = [];
-  for (let seq = 1; seq <= Number(fields.get("seq") ?? 0); seq++) {
-    out.push(JSON.parse(fields.get(`e${seq}`)!).type);
-  }
-  return out;
 }
 
 async function waitFor(what: string, check: () => unknown, ms = 20_000): Promise<void> {
