@@ -9,7 +9,7 @@ import {
   type Seeds,
 } from "./cluster_options.ts";
 import { keySlot } from "./slot.ts";
-import { callBytes, classify, toArgs } from "./tcp.ts";
+import { callBytes, classify, closeConnection, toArgs } from "./tcp.ts";
 import type {
   PipelineReply,
   RedisArg,
@@ -219,20 +219,16 @@ class ClusterClient implements RedisClient {
   }
 
   close(): Promise<void> {
-    this.#closing ??= (async () => {
-      const results = await Promise.allSettled([
-        ...[...this.#children].map((child) => child.close()),
-        // A blocking connection may be inside a long read: drop it rather than wait for QUIT.
-        this.#isBlocking || this.#cluster.status !== "ready"
-          ? Promise.resolve()
-          : this.#cluster.quit(),
-      ]);
-      this.#cluster.disconnect();
-      this.#onClose?.();
-      for (const result of results) {
-        if (result.status === "rejected") this.#options.onError?.(result.reason);
-      }
-    })();
+    this.#closing ??= closeConnection({
+      children: this.#children,
+      // A blocking connection may be inside a long read: drop it rather than wait for QUIT.
+      quit: this.#isBlocking || this.#cluster.status !== "ready"
+        ? undefined
+        : () => this.#cluster.quit(),
+      disconnect: () => this.#cluster.disconnect(),
+      onClose: this.#onClose,
+      onError: this.#options.onError,
+    });
     return this.#closing;
   }
 }

@@ -129,19 +129,39 @@ class TcpClient implements RedisClient {
   }
 
   close(): Promise<void> {
-    this.#closing ??= (async () => {
-      const results = await Promise.allSettled([
-        ...[...this.#children].map((child) => child.close()),
-        // A blocking connection may be inside a long read: drop it rather than wait for QUIT.
-        this.#isBlocking ? Promise.resolve() : this.#redis.quit(),
-      ]);
-      this.#redis.disconnect();
-      this.#onClose?.();
-      for (const result of results) {
-        if (result.status === "rejected") this.#options.onError?.(result.reason);
-      }
-    })();
+    this.#closing ??= closeConnection({
+      children: this.#children,
+      // A blocking connection may be inside a long read: drop it rather than wait for QUIT.
+      quit: this.#isBlocking ? undefined : () => this.#redis.quit(),
+      disconnect: () => this.#redis.disconnect(),
+      onClose: this.#onClose,
+      onError: this.#options.onError,
+    });
     return this.#closing;
+  }
+}
+
+/**
+ * Closes a client's connection in order: its dedicated children, then QUIT (when given), then the
+ * socket; reports what failed to `onError` and never throws.
+ */
+export async function closeConnection(
+  { children, quit, disconnect, onClose, onError }: {
+    children: Iterable<{ close(): Promise<void> }>;
+    quit?: () => Promise<unknown>;
+    disconnect: () => void;
+    onClose?: () => void;
+    onError?: (error: Error) => void;
+  },
+): Promise<void> {
+  const results = await Promise.allSettled([
+    ...[...children].map((child) => child.close()),
+    quit ? quit() : Promise.resolve(),
+  ]);
+  disconnect();
+  onClose?.();
+  for (const result of results) {
+    if (result.status === "rejected") onError?.(result.reason);
   }
 }
 
