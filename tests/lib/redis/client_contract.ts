@@ -61,11 +61,17 @@ export function redisClientContract(
     try {
       client = await make(target);
       await contractSteps(t, client, target);
-      await t.step("close is idempotent and later commands reject", async () => {
-        await client!.close();
-        await client!.close();
-        await assert.rejects(client!.send(["PING"]));
-      });
+      await t.step(
+        "close is idempotent, closes its blocking clients, and later commands reject",
+        async () => {
+          const child = client!.blocking();
+          if (child) assert.equal(await child.send(["PING"]), "PONG");
+          await client!.close();
+          await client!.close();
+          await assert.rejects(client!.send(["PING"]));
+          if (child) await assert.rejects(child.send(["PING"]), "the blocking client closed too");
+        },
+      );
     } finally {
       await client?.close();
       await target.stop();
