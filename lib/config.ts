@@ -85,6 +85,12 @@ const envSchema = z.object({
   SSE_MAX_BUFFERED_BYTES: int(256, 64 * 1024 * 1024, 1024 * 1024),
   WS_MAX_SUBSCRIPTIONS: int(1, 100_000, 1000),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
+  WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=]{8,}$/, "must be whsec_<base64>")
+    .optional(),
+  WEBHOOK_HOSTS: csv.pipe(z.array(hostPort)).default([]),
+  NOTIFY_SOCKET_IO_URL: z.url({ protocol: /^https?$/ }).optional(),
+  NOTIFY_SOCKET_IO_EVENT: z.string().trim().min(1).max(200).default("notify"),
+  PORT_MESSAGES_USERS: z.coerce.number().int().min(1).max(65535).optional(),
 });
 
 /** The service's configuration after validation. */
@@ -93,6 +99,8 @@ export type Config = z.infer<typeof envSchema> & {
   broker: "redis" | "cluster" | "upstash" | "memory";
   /** True only when DEV_MODE=1. */
   devMode: boolean;
+  /** The seed's Socket.IO notification service: NOTIFY_SOCKET_IO_URL, else from PORT_MESSAGES_USERS. */
+  socketIoUrl: string | undefined;
 };
 
 /** Builds the configuration from an environment map, throwing ConfigError that names the bad variable. */
@@ -159,7 +167,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (env.DENO_DEPLOYMENT_ID && cleaned.DRAIN_TIMEOUT_MS === undefined) {
     values.DRAIN_TIMEOUT_MS = DEPLOY_DRAIN_MS; // Deno Deploy sends SIGKILL 5 s after SIGINT
   }
-  return { ...values, broker, devMode };
+  const socketIoUrl = values.NOTIFY_SOCKET_IO_URL ??
+    (values.PORT_MESSAGES_USERS ? `http://127.0.0.1:${values.PORT_MESSAGES_USERS}` : undefined);
+  return { ...values, broker, devMode, socketIoUrl };
 }
 
 /** Largest image over Upstash: its base64 must stay well under the 10 MB request limit. */

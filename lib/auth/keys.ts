@@ -65,7 +65,7 @@ export async function importPublicKey(
     );
   }
   const algorithms = pickAlgorithms(requested, KEY_FAMILIES[family], `a ${family} public key`);
-  const keys = new Map<string, CryptoKey>();
+  const keys = new Map<string, Awaited<ReturnType<typeof importSPKI>>>();
   for (const alg of algorithms) keys.set(alg, await importSPKI(pem, alg));
   const key: JWTVerifyGetKey = (header) => keys.get(header.alg)!;
   return { key, algorithms };
