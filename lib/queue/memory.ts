@@ -17,14 +17,17 @@ import type {
   CancelResult,
   Delivery,
   FeedItem,
+  JobPage,
   JobRecord,
   JobView,
   LeaseStatus,
+  ListOptions,
   NewJob,
   Outcome,
   SeedAdoption,
   SubmitLimits,
   SubmitResult,
+  WebhookOutbox,
 } from "./types.ts";
 
 /** Options of the in-memory broker. */
@@ -250,6 +253,42 @@ export class MemoryBroker implements Broker {
     const found = await this.#store.block(options, () => this.#store.feedAfter(cursor, TAIL_COUNT));
     const items = found.map(({ item }) => structuredClone(item));
     return { cursor: found.at(-1)?.id ?? cursor, items };
+  }
+
+  async list(owner: string, options: ListOptions): Promise<JobPage> {
+    return this.#store.list(owner, options);
+  }
+
+  async queuePosition(id: string): Promise<number | null> {
+    if (this.#store.job(id)?.record.status !== "queued") return null;
+    // A job waiting out a retry backoff has every new entry ahead of it.
+    return this.#queue.position(id) ?? this.#queue.size;
+  }
+
+  async replay(
+    cursor: string,
+    limit: number,
+  ): Promise<{ cursor: string; items: FeedItem[] } | null> {
+    if (!isEventId(cursor)) return null;
+    const found = this.#store.feedSince(cursor, limit);
+    if (found === null) return null;
+    const items = found.map(({ item }) => structuredClone(item));
+    return { cursor: found.at(-1)?.id ?? cursor, items };
+  }
+
+  /** Pending webhook deliveries; a 410 also forgets the job's webhook. */
+  get webhooks(): WebhookOutbox {
+    const outbox = this.#store.outbox;
+    return {
+      take: (now, limit, leaseMs) => outbox.take(now, limit, leaseMs),
+      done: (task) => outbox.done(task),
+      retry: (task, at) => outbox.retry(task, at),
+      stop: (jobId) => {
+        const record = this.#store.job(jobId)?.record;
+        if (record) delete record.webhook;
+        return outbox.stop(jobId);
+      },
+    };
   }
 
   async sharedSecret(name: string): Promise<string> {

@@ -8,7 +8,8 @@ import {
   type StoredEvent,
   TERMINAL_STATUSES,
 } from "../live/notifications.ts";
-import type { BlockOptions, FeedItem, JobRecord } from "./types.ts";
+import type { BlockOptions, FeedItem, JobPage, JobRecord, ListOptions } from "./types.ts";
+import { MemoryOutbox, wantsWebhook } from "./memory_webhooks.ts";
 
 /** A job as the in-memory broker keeps it. */
 export interface StoredJob {
@@ -22,9 +23,14 @@ export interface StoredJob {
 }
 
 /** The fields a new job starts from. */
-export type JobFields = Pick<JobRecord, "id" | "owner" | "prompt" | "model" | "aspectRatio">;
+export type JobFields = Pick<
+  JobRecord,
+  "id" | "owner" | "prompt" | "model" | "aspectRatio" | "webhook" | "webhookEvents"
+>;
 
-const FEED_MAX = 10_000;
+/** The feed keeps at least FEED_KEEP_MS of items, and at most FEED_MAX. */
+const FEED_MAX = 200_000;
+const FEED_KEEP_MS = 15 * 60_000;
 const SWEEP_MS = 60_000;
 
 /** Jobs that expire, their events, the global feed, stream-style ids and waits for new writes. */
@@ -32,7 +38,14 @@ export class MemoryStore {
   #ttlMs: number;
   #clock: () => number;
   #jobs = new Map<string, StoredJob>();
-  #feed: { id: string; item: FeedItem }[] = [];
+  #feed: { id: string; at: number; item: FeedItem }[] = [];
+  /** The id of the newest item dropped from the feed ("0-0" while none was). */
+  #feedDropped = "0-0";
+  /** Each owner's job ids with their creation order, oldest first (pruned as jobs expire). */
+  #byOwner = new Map<string, { id: string; seq: number }[]>();
+  #created = 0;
+  /** Pending webhook deliveries. */
+  readonly outbox: MemoryOutbox = new MemoryOutbox();
   #wakers = new Set<() => void>();
   #lastMs = 0;
   #seq = 0;
@@ -86,13 +99,18 @@ export class MemoryStore {
     if (now - this.#lastSweep < SWEEP_MS) return false;
     this.#lastSweep = now;
     for (const [id, job] of this.#jobs) if (job.expiresAt <= now) this.#jobs.delete(id);
+    for (const [owner, list] of this.#byOwner) {
+      const kept = list.filter(({ id }) => this.#jobs.has(id));
+      if (kept.length === 0) this.#byOwner.delete(owner);
+      else this.#byOwner.set(owner, kept);
+    }
     return true;
   }
 
   /** Creates a queued job and appends its `queued` event. */
   create(fields: JobFields): JobRecord {
     const at = this.iso();
-    const { id, owner, prompt, model, aspectRatio } = fields;
+    const { id, owner, prompt, model, aspectRatio, webhook, webhookEvents } = fields;
     const record: JobRecord = {
       id,
       owner,
@@ -104,8 +122,13 @@ export class MemoryStore {
     };
     if (model !== undefined) record.model = model;
     if (aspectRatio !== undefined) record.aspectRatio = aspectRatio;
+    if (webhook !== undefined) record.webhook = webhook;
+    if (webhookEvents !== undefined) record.webhookEvents = [...webhookEvents];
     const job: StoredJob = { record, events: [], expiresAt: Infinity };
     this.#jobs.set(id, job);
+    const owned = this.#byOwner.get(owner) ?? [];
+    owned.push({ id, seq: ++this.#created });
+    this.#byOwner.set(owner, owned);
     this.append(job, { type: "queued", success: true });
     return record;
   }
@@ -118,17 +141,65 @@ export class MemoryStore {
   }
 
   /**
-   * Appends an event to the job's log (event ids count 1, 2, 3… per job, as in Redis) and, except for
-   * `queued` (nobody can be subscribed before the job exists), a pointer to the feed; wakes readers.
+   * Appends an event to the job's log (event ids count 1, 2, 3… per job, as in Redis), a pointer to
+   * the feed, and a webhook delivery when the job asked for this event type; wakes readers.
    */
   append(job: StoredJob, event: NotificationBody): void {
+    const now = this.#clock();
     const notification = { id: job.record.id, ...event, at: this.iso() } as Notification;
     const eventId = String(job.events.length + 1);
     job.events.push({ eventId, notification });
-    if (event.type === "queued") return this.wake();
-    this.#feed.push({ id: this.nextId(), item: { jobId: job.record.id, eventId, notification } });
-    if (this.#feed.length > FEED_MAX) this.#feed.splice(0, this.#feed.length - FEED_MAX);
+    const { id: jobId, owner } = job.record;
+    const id = this.nextId();
+    this.#feed.push({
+      id,
+      at: now,
+      item: { jobId, owner, cursor: id, partition: 0, eventId, notification },
+    });
+    this.#trimFeed(now);
+    if (wantsWebhook(job.record, event.type)) {
+      this.outbox.add({ jobId, type: event.type, eventId, attempt: 0, firstAt: now }, now);
+    }
     this.wake();
+  }
+
+  #trimFeed(now: number): void {
+    let drop = 0;
+    const overflow = this.#feed.length - FEED_MAX;
+    while (
+      drop < this.#feed.length &&
+      (drop < overflow || (now - this.#feed[drop].at > FEED_KEEP_MS && drop < 1024))
+    ) drop += 1;
+    if (drop === 0) return;
+    this.#feedDropped = this.#feed[drop - 1].id;
+    this.#feed.splice(0, drop);
+  }
+
+  /** The feed items after `cursor`, or null when items after it were dropped already. */
+  feedSince(cursor: string, count: number): { id: string; item: FeedItem }[] | null {
+    if (compareEventIds(cursor, this.#feedDropped) < 0) return null;
+    return this.feedAfter(cursor, count);
+  }
+
+  /** The owner's jobs, newest first, after the page cursor (a creation number). */
+  list(owner: string, { limit, status, cursor }: ListOptions): JobPage {
+    const list = this.#byOwner.get(owner) ?? [];
+    if (cursor !== undefined && !/^\d{1,15}$/.test(cursor)) {
+      throw new RangeError("Cannot list jobs: the cursor is not a page cursor");
+    }
+    const before = cursor === undefined ? Infinity : Number(cursor);
+    const jobs: JobRecord[] = [];
+    let last = before;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const { id, seq } = list[i];
+      if (seq >= before) continue;
+      const job = this.job(id);
+      if (!job || (status !== undefined && job.record.status !== status)) continue;
+      if (jobs.length === limit) return { jobs, next: String(last) };
+      jobs.push({ ...job.record });
+      last = seq;
+    }
+    return { jobs, next: null };
   }
 
   /** The job's events after `after` (or all), as copies, a success's image put back as a data URL. */

@@ -43,6 +43,12 @@ export class EntryQueue {
     return this.#fresh.length + this.#pending.size;
   }
 
+  /** How many new entries are ahead of the job's (null when it has none waiting). */
+  position(jobId: string): number | null {
+    const index = this.#fresh.findIndex((entry) => entry.jobId === jobId);
+    return index < 0 ? null : index;
+  }
+
   /** Appends a new entry. */
   add(entry: Entry): void {
     this.#fresh.push(entry);

@@ -92,6 +92,11 @@ export class KeyLayout {
     return `${this.prefix}${this.#tags[p]}jobs:delayed`;
   }
 
+  /** The pending webhook deliveries (sorted set, scored by due time) of partition `p`. */
+  webhooks(p: number): string {
+    return `${this.prefix}${this.#tags[p]}webhooks`;
+  }
+
   /** The dead-letter stream of partition `p`. */
   dead(p: number): string {
     return `${this.prefix}${this.#tags[p]}jobs:dead`;
@@ -112,6 +117,11 @@ export class KeyLayout {
     return !this.tagged
       ? `${this.prefix}owner:${owner}:active`
       : `${this.prefix}{o:${owner}}active`;
+  }
+
+  /** The owner's index of jobs (sorted set of ids, scored by creation time in ms). */
+  ownerJobs(owner: string): string {
+    return !this.tagged ? `${this.prefix}owner:${owner}:jobs` : `${this.prefix}{o:${owner}}jobs`;
   }
 
   /** The owner's submission counter of the current one-minute window. */

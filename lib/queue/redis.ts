@@ -16,21 +16,26 @@ import { FeedReader } from "./redis_feed.ts";
 import { IntakeMover } from "./redis_intake.ts";
 import { createJob } from "./redis_submit.ts";
 import { RedisWorkerOps } from "./redis_worker_ops.ts";
+import { listJobs, queuePosition } from "./redis_listing.ts";
+import { RedisOutbox } from "./redis_webhooks.ts";
 import type {
   BlockOptions,
   Broker,
   CancelResult,
   Delivery,
   FeedItem,
+  JobPage,
   JobRecord,
   JobView,
   LeaseStatus,
+  ListOptions,
   LocalJob,
   NewJob,
   Outcome,
   SeedAdoption,
   SubmitLimits,
   SubmitResult,
+  WebhookOutbox,
 } from "./types.ts";
 
 /** Options of the Redis broker. */
@@ -57,6 +62,8 @@ class RedisBroker implements Broker {
   #feed: FeedReader;
   #intake: IntakeMover;
   #closing: Promise<void> | null = null;
+  /** Pending webhook deliveries, one sorted set per partition. */
+  readonly webhooks: WebhookOutbox;
   #created = new Set<(job: LocalJob) => void>();
 
   constructor(client: RedisClient, options: RedisBrokerOptions) {
@@ -73,6 +80,7 @@ class RedisBroker implements Broker {
     });
     this.separateIntake = this.#ctx.keys.tagged;
     this.#ops = new RedisWorkerOps(this.#ctx, this.blocking);
+    this.webhooks = new RedisOutbox(this.#ctx);
     this.#feed = new FeedReader(this.#ctx, this.blocking);
     this.#intake = new IntakeMover(this.#ctx);
   }
@@ -221,6 +229,18 @@ class RedisBroker implements Broker {
     options: BlockOptions,
   ): Promise<{ cursor: string; items: FeedItem[] }> {
     return this.#feed.tail(cursor, options);
+  }
+
+  list(owner: string, options: ListOptions): Promise<JobPage> {
+    return listJobs(this.#ctx, owner, options);
+  }
+
+  queuePosition(id: string): Promise<number | null> {
+    return queuePosition(this.#ctx, id);
+  }
+
+  replay(cursor: string, limit: number): Promise<{ cursor: string; items: FeedItem[] } | null> {
+    return this.#feed.replay(cursor, limit);
   }
 
   moveIntake(consumer: string, options: BlockOptions & { idleMs: number }): Promise<number> {

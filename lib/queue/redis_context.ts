@@ -22,6 +22,7 @@ import {
   RETRY,
   START,
 } from "./scripts.ts";
+import { RETRY_WEBHOOK, TAKE_WEBHOOKS } from "./redis_webhooks.ts";
 
 const SOURCES = {
   create: CREATE,
@@ -34,6 +35,8 @@ const SOURCES = {
   promote: PROMOTE,
   prune: PRUNE,
   ack: ACK,
+  takeWebhooks: TAKE_WEBHOOKS,
+  retryWebhook: RETRY_WEBHOOK,
 };
 
 /** The name of one of the broker's Lua scripts. */

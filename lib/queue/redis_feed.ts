@@ -5,6 +5,7 @@
 import { pause } from "../pause.ts";
 import type { RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
+import { compareEventIds } from "../live/notifications.ts";
 import { fieldsToObject, parseNotification } from "./redis_codec.ts";
 import type { RedisContext } from "./redis_context.ts";
 import type { BlockOptions, FeedItem } from "./types.ts";
@@ -16,16 +17,33 @@ const POLL_MS = 50;
 const NEVER = new AbortController().signal;
 
 /** The items of one feed's entries, and the id of the last entry (or `cursor` when none). */
-function itemsOf(entries: RedisReply[], cursor: string): { cursor: string; items: FeedItem[] } {
+function itemsOf(
+  entries: RedisReply[],
+  cursor: string,
+  partition: number,
+): { cursor: string; items: FeedItem[] } {
   const items: FeedItem[] = [];
   for (const entry of entries) {
     const [entryId, raw] = entry as [string, RedisReply];
     cursor = entryId;
     const f = fieldsToObject(raw);
     const n = f.n ? parseNotification(f.n) : null;
-    if (n && f.j && f.e) items.push({ jobId: f.j, eventId: f.e, notification: n, json: f.n });
+    if (!n || !f.j || !f.e) continue;
+    const owner = f.o ?? "";
+    items.push({ jobId: f.j, owner, cursor, partition, eventId: f.e, notification: n, json: f.n });
   }
   return { cursor, items };
+}
+
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
+
+/** The highest id XADD's MAXLEN trimmed from a feed (XINFO STREAM), "0-0" when none. */
+function maxDeleted(info: RedisReply): string {
+  if (!Array.isArray(info)) return "0-0";
+  for (let i = 0; i + 1 < info.length; i += 2) {
+    if (String(info[i]) === "max-deleted-entry-id") return String(info[i + 1]);
+  }
+  return "0-0";
 }
 
 /** Reads the feeds: one blocking reader per partition, or a poll over all of them. */
@@ -59,7 +77,7 @@ export class FeedReader {
       options,
     );
     if (!Array.isArray(reply) || reply.length === 0) return { cursor, items: [] };
-    return itemsOf((reply[0] as [string, RedisReply[]])[1], cursor);
+    return itemsOf((reply[0] as [string, RedisReply[]])[1], cursor, p);
   }
 
   async #last(feed: string): Promise<string> {
@@ -95,7 +113,7 @@ export class FeedReader {
       replies.forEach((reply, p) => {
         if (reply instanceof Error) throw reply;
         if (!Array.isArray(reply) || reply.length === 0) return;
-        const read = itemsOf((reply[0] as [string, RedisReply[]])[1], ids[p]);
+        const read = itemsOf((reply[0] as [string, RedisReply[]])[1], ids[p], p);
         ids[p] = read.cursor;
         items.push(...read.items);
       });
@@ -105,6 +123,34 @@ export class FeedReader {
       }
       await pause(Math.min(POLL_MS, left), options.signal ?? NEVER);
     }
+  }
+
+  /**
+   * Every partition's feed items after the vector `cursor`; null when it is malformed or a feed has
+   * trimmed entries after it (Redis keeps the highest trimmed id: `max-deleted-entry-id`).
+   */
+  async replay(
+    cursor: string,
+    limit: number,
+  ): Promise<{ cursor: string; items: FeedItem[] } | null> {
+    const ids = cursor.split(",");
+    if (ids.length !== this.#ctx.partitions || !ids.every((id) => STREAM_ID.test(id))) return null;
+    const feeds = this.#ctx.all.map((p) => this.#ctx.keys.events(p));
+    const replies = await this.#ctx.spread(feeds.flatMap((feed, p) => [
+      ["XINFO", "STREAM", feed],
+      ["XRANGE", feed, `(${ids[p]}`, "+", "COUNT", String(limit)],
+    ]));
+    const items: FeedItem[] = [];
+    for (let p = 0; p < feeds.length; p++) {
+      const info = replies[2 * p];
+      const range = replies[2 * p + 1];
+      if (range instanceof Error) throw range;
+      if (!(info instanceof Error) && compareEventIds(ids[p], maxDeleted(info)) < 0) return null;
+      const read = itemsOf(range as RedisReply[], ids[p], p);
+      ids[p] = read.cursor;
+      items.push(...read.items);
+    }
+    return { cursor: ids.join(","), items };
   }
 
   /** Closes the dedicated connections. */

@@ -102,8 +102,12 @@ async function submit(
   const maxQueued = Math.ceil((limits.maxQueued ?? 0) / ctx.partitions);
   const single = !ctx.keys.tagged;
   const owned = single && (rate > 0 || maxActive > 0);
-  const keys = [ctx.job(job.id), ctx.keys.jobs(p)];
+  const keys = [ctx.job(job.id), ctx.keys.jobs(p), ctx.keys.events(p), ctx.keys.webhooks(p)];
+  // One partition: the owner's index (and limits) in the same script; else in their own steps.
+  if (single) keys.push(ctx.keys.ownerJobs(job.owner));
   if (owned) keys.push(ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner));
+  const nowMs = String(Date.parse(now));
+  const indexTtl = String(indexTtlSec(ctx));
   const create = (second: boolean, ended: string[]) =>
     ctx.run("create", keys, [
       job.id,
@@ -119,6 +123,12 @@ async function submit(
       String(enqueue ? maxQueued : 0),
       second ? "1" : "0",
       String(owned ? rate : 0),
+      ctx.feedMax,
+      nowMs,
+      job.webhook ?? "",
+      job.webhook ? (job.webhookEvents ?? []).join(" ") : "",
+      indexTtl,
+      "0",
       ...ended,
     ]) as Promise<RedisReply[]>;
 
@@ -149,7 +159,10 @@ async function submit(
     }
     added = reply[1] === 1;
     const reply2 = await create(false, []);
-    if (reply2[0] === 1) return { created: true, job: record };
+    if (reply2[0] === 1) {
+      await indexJob(ctx, job, nowMs, indexTtl);
+      return { created: true, job: record };
+    }
     // Not created: give back what the owner's step took (a replay is not counted, a refusal is).
     const uncount = reply2[0] === 0 && rate > 0;
     if (added || uncount) {
@@ -162,5 +175,24 @@ async function submit(
   }
   const reply = owned ? await withPruning(create, ctx) : await create(false, []);
   if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
-  return refusal(reply, record) ?? { created: true, job: record };
+  const refused = refusal(reply, record);
+  if (refused) return refused;
+  if (!single) await indexJob(ctx, job, nowMs, indexTtl);
+  return { created: true, job: record };
+}
+
+/** How long an owner's job index outlives its newest submit: the jobs' time to live, plus a day. */
+function indexTtlSec(ctx: RedisContext): number {
+  return Number(ctx.ttl) + 86_400;
+}
+
+/**
+ * With N > 1 the owner's index is on the owner's tag, so it is written in its own step after CREATE:
+ * a process that dies between the two leaves a job out of its owner's listing (it still runs, and
+ * GET /v1/jobs/:id still finds it). A failure here is reported, never swallowed.
+ */
+async function indexJob(ctx: RedisContext, job: NewJob, nowMs: string, ttl: string) {
+  const key = ctx.keys.ownerJobs(job.owner);
+  const replies = await ctx.client.pipeline([["ZADD", key, nowMs, job.id], ["EXPIRE", key, ttl]]);
+  for (const reply of replies) if (reply instanceof Error) throw reply;
 }

@@ -82,9 +82,13 @@ export class RedisWorkerOps {
     const { jobId, entryId, consumer } = delivery;
     const started = notification(jobId, { type: "started", success: true });
     const p = this.#ctx.keys.partitionOf(jobId);
-    const keys = [this.#ctx.job(jobId), this.#ctx.keys.events(p), this.#ctx.keys.jobs(p)];
-    const args = [new Date().toISOString(), started, this.#ctx.feedMax, jobId, entryId, GROUP];
-    const reply = await this.#ctx.grouped(() => this.#ctx.run("start", keys, [...args, consumer]));
+    const k = this.#ctx.keys;
+    const keys = [this.#ctx.job(jobId), k.events(p), k.jobs(p), k.webhooks(p)];
+    const now = new Date();
+    const args = [now.toISOString(), started, this.#ctx.feedMax, jobId, entryId, GROUP, consumer];
+    const reply = await this.#ctx.grouped(() =>
+      this.#ctx.run("start", keys, [...args, String(now.getTime())])
+    );
     return Array.isArray(reply) ? toRecord(jobId, reply) : null;
   }
 
@@ -93,7 +97,7 @@ export class RedisWorkerOps {
     const { jobId, entryId, consumer } = delivery;
     const { keys: k } = this.#ctx;
     const p = k.partitionOf(jobId);
-    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p)];
+    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p), k.webhooks(p)];
     const args = [
       entryId,
       GROUP,
@@ -111,6 +115,7 @@ export class RedisWorkerOps {
       extra.onlyIf ?? "",
       entryId === "" ? "" : consumer,
       this.#ctx.client.binary ? IMAGE_BYTES : IMAGE_BASE64,
+      String(Date.now()),
     ];
     return await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args)) as number;
   }

@@ -20,11 +20,26 @@ export const RECORD_FIELDS = [
   "mime",
   "revised",
   "seq",
+  "wh",
+  "whe",
 ] as const;
 
 const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).join(", ")}}`;
 
 const TERMINAL_LUA = `local TERMINAL = {succeeded = true, failed = true, canceled = true}`;
+
+/**
+ * Lua `webhook(outbox, url, events, type, id, seq, nowMs)`: adds a delivery to the partition's outbox
+ * when the job has a webhook that asks for this event type (no events listed: the terminal ones).
+ * A member is "<job id> <type> <event seq> <event ms> <attempts>", scored by its due time.
+ */
+const WEBHOOK_LUA = `local function webhook(outbox, url, events, etype, id, seq, nowMs)
+  if not url or url == '' then return end
+  local wanted = events
+  if not wanted or wanted == '' then wanted = 'succeeded failed canceled' end
+  if not string.find(' ' .. wanted .. ' ', ' ' .. etype .. ' ', 1, true) then return end
+  redis.call('ZADD', outbox, nowMs, id .. ' ' .. etype .. ' ' .. seq .. ' ' .. nowMs .. ' 0')
+end`;
 
 /** Lua `holds(stream, group, entry, consumer)`: true when the entry is pending and that consumer owns it. */
 const HOLDS_LUA = `local function holds(stream, group, entry, consumer)
@@ -37,27 +52,32 @@ end`;
  * one partition it also checks the owner's limits (KEYS[3], KEYS[4]); with more, OWNER does that first.
  */
 export const CREATE = `
--- KEYS[1] job hash, KEYS[2] jobs stream, and with one partition: KEYS[3] the owner's set of active
--- job ids, KEYS[4] the owner's submission counter for the current one-minute window
+-- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] feed stream, KEYS[4] webhook outbox, and with one
+-- partition: KEYS[5] the owner's job index, KEYS[6] the owner's set of active job ids, KEYS[7] the
+-- owner's submission counter for the current one-minute window
 -- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds of the active set,
 -- ARGV[8] queued notification JSON, [9] "1" to enqueue, [10] max active jobs per owner (0: none),
 -- ARGV[11] max stream length (0: none), [12] "1" on the second pass (the rate was counted, ids of
--- ended jobs follow), [13] submissions per owner per minute (0: none), [14..] ids to drop from the set
+-- ended jobs follow), [13] submissions per owner per minute (0: none), [14] feed max length,
+-- [15] now (ms), [16] webhook URL ('' none), [17] webhook event types (space-separated, '' default),
+-- [18] ttl seconds of the owner's job index, [19] "1" when the id was made by the server (it cannot
+-- exist: no EXISTS), [20..] ids to drop from the set
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
 -- {-1} when the owner has too many active jobs, {-2} when the queue is full,
 -- {-3, seconds to wait} when the owner is over the rate limit, {-4, <active ids>} when the owner is
 -- at the cap on the first pass (the caller reads those jobs and calls again with the ended ones)
 ${FIELDS_LUA}
-if redis.call('EXISTS', KEYS[1]) == 1 then
+${WEBHOOK_LUA}
+if ARGV[19] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
 end
-local owned = #KEYS >= 4
+local owned = #KEYS >= 7
 local rate = tonumber(ARGV[13])
 if owned and rate > 0 and ARGV[12] ~= '1' then
-  local count = redis.call('INCR', KEYS[4])
-  if count == 1 then redis.call('EXPIRE', KEYS[4], 60) end
-  if count > rate then return {-3, redis.call('TTL', KEYS[4])} end
+  local count = redis.call('INCR', KEYS[7])
+  if count == 1 then redis.call('EXPIRE', KEYS[7], 60) end
+  if count > rate then return {-3, redis.call('TTL', KEYS[7])} end
 end
 local maxQueued = tonumber(ARGV[11])
 if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued then
@@ -65,21 +85,36 @@ if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued
 end
 local maxActive = tonumber(ARGV[10])
 if owned and maxActive > 0 then
-  for i = 14, #ARGV do redis.call('SREM', KEYS[3], ARGV[i]) end
-  if redis.call('SCARD', KEYS[3]) >= maxActive then
+  for i = 20, #ARGV do redis.call('SREM', KEYS[6], ARGV[i]) end
+  if redis.call('SCARD', KEYS[6]) >= maxActive then
     if ARGV[12] == '1' then return {-1} end
-    return {-4, redis.call('SMEMBERS', KEYS[3])}
+    return {-4, redis.call('SMEMBERS', KEYS[6])}
   end
 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3],
-  'model', ARGV[4], 'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6],
-  'attempts', 0, 'seq', 1, 'e1', ARGV[8])
+local entry = ''
 if ARGV[9] == '1' then
-  redis.call('XADD', KEYS[2], '*', 'Id', ARGV[1])
+  entry = redis.call('XADD', KEYS[2], '*', 'Id', ARGV[1])
+end
+local set = {'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3], 'model', ARGV[4],
+  'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6], 'attempts', 0, 'seq', 1,
+  'e1', ARGV[8], 'qe', entry}
+if ARGV[16] ~= '' then
+  set[#set + 1] = 'wh'
+  set[#set + 1] = ARGV[16]
+  set[#set + 1] = 'whe'
+  set[#set + 1] = ARGV[17]
+end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
+  'o', ARGV[2])
+webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
+if #KEYS >= 5 then
+  redis.call('ZADD', KEYS[5], ARGV[15], ARGV[1])
+  redis.call('EXPIRE', KEYS[5], ARGV[18])
 end
 if owned and maxActive > 0 then
-  redis.call('SADD', KEYS[3], ARGV[1])
-  redis.call('EXPIRE', KEYS[3], ARGV[7])
+  redis.call('SADD', KEYS[6], ARGV[1])
+  redis.call('EXPIRE', KEYS[6], ARGV[7])
 end
 return {1}
 `;
@@ -118,13 +153,14 @@ return {1, added}
  * no longer holds its entry, gets nothing to run.
  */
 export const START = `
--- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream
+-- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] webhook outbox
 -- ARGV[1] now (ISO), [2] started notification JSON, [3] feed max length, [4] job id, [5] entry id,
--- ARGV[6] group, [7] consumer that must hold the entry ('' to skip the check)
+-- ARGV[6] group, [7] consumer that must hold the entry ('' to skip the check), [8] now (ms)
 -- Returns false when there is nothing to run (the lease is lost, no such job, it ended, or another
 -- entry runs it), else the record fields after the change
 ${FIELDS_LUA}
 ${HOLDS_LUA}
+${WEBHOOK_LUA}
 if ARGV[7] ~= '' and not holds(KEYS[3], ARGV[6], ARGV[5], ARGV[7]) then return false end
 local r = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local status = r[2]
@@ -139,7 +175,9 @@ if status == 'queued' then
   local seq = tonumber(r[12]) + 1
   redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1], 'attempts', attempts,
     'seq', seq, 'e' .. seq, ARGV[2], 'entry', ARGV[5])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'j', ARGV[4], 'e', seq, 'n', ARGV[2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'j', ARGV[4], 'e', seq, 'n', ARGV[2],
+    'o', r[1])
+  webhook(KEYS[4], r[13], r[14], 'started', ARGV[4], seq, ARGV[8])
   r[2] = 'running'
   r[6] = ARGV[1]
   r[12] = tostring(seq)
@@ -154,17 +192,20 @@ return r
  * nothing when the delivery's consumer no longer holds the entry.
  */
 export const FINISH = `
--- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream
+-- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream,
+-- KEYS[5] webhook outbox
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] feed max length, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
--- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field
+-- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
+-- ARGV[17] now (ms)
 -- Fields left empty (error, mime, revised, image) are not written.
 -- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone,
 -- -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
 ${HOLDS_LUA}
+${WEBHOOK_LUA}
 if ARGV[1] ~= '' then
   if ARGV[15] ~= '' and not holds(KEYS[3], ARGV[2], ARGV[1], ARGV[15]) then return -2 end
   redis.call('XACK', KEYS[3], ARGV[2], ARGV[1])
@@ -173,7 +214,7 @@ end
 if ARGV[13] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'Id', ARGV[8], 'reason', ARGV[13], 'at', ARGV[5])
 end
-local f = redis.call('HMGET', KEYS[1], 'status', 'seq')
+local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe')
 if not f[1] then return -1 end
 if TERMINAL[f[1]] then return 0 end
 if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' ', 1, true) then
@@ -188,7 +229,9 @@ for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 1
   end
 end
 redis.call('HSET', KEYS[1], unpack(set))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
+  'o', f[3])
+webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 return seq
 `;
@@ -278,7 +321,7 @@ for i = 3, #KEYS do
     redis.call('ZREM', KEYS[1], id)
     local status = redis.call('HGET', KEYS[i], 'status')
     if status and not TERMINAL[status] then
-      redis.call('XADD', KEYS[2], '*', 'Id', id)
+      redis.call('HSET', KEYS[i], 'qe', redis.call('XADD', KEYS[2], '*', 'Id', id))
       moved = moved + 1
     end
   end

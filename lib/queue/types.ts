@@ -1,5 +1,5 @@
 /** The job broker interface: one contract, a Redis Streams and an in-memory implementation. */
-import type { JobStatus, Notification, StoredEvent } from "../live/notifications.ts";
+import type { EventType, JobStatus, Notification, StoredEvent } from "../live/notifications.ts";
 
 /** Pattern of job ids, client-chosen or server-made: 1 to 128 of A-Z a-z 0-9 _ . : - */
 export const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -11,6 +11,9 @@ export interface NewJob {
   prompt: string;
   model?: string;
   aspectRatio?: string;
+  /** Where to POST this job's notifications (Standard Webhooks), and which event types. */
+  webhook?: string;
+  webhookEvents?: EventType[];
 }
 
 /** A job's stored state (no image bytes). */
@@ -28,6 +31,8 @@ export interface JobRecord {
   error?: string;
   mimeType?: string;
   revisedPrompt?: string;
+  webhook?: string;
+  webhookEvents?: EventType[];
 }
 
 /** A job with its image, base64 without a data URL prefix, when it succeeded. */
@@ -95,6 +100,16 @@ export type Outcome =
 /** A pointer on the relay feed: a job and the event it just got (image omitted). */
 export interface FeedItem {
   jobId: string;
+  /** The job's owner ("" for a seed entry's job without one). */
+  owner: string;
+  /**
+   * The item's id on its partition's feed. A resume point over every partition is the vector of the
+   * last ids seen per partition, joined by commas in partition order (one id when N = 1): that is what
+   * `replay` takes, and what a stream of all of an owner's jobs hands out as its event id.
+   */
+  cursor: string;
+  /** The partition whose feed carried the item (0 with one partition). */
+  partition: number;
   eventId: string;
   notification: Notification;
   /** The notification's JSON as stored, when the broker has it (spares serialising it again). */
@@ -108,6 +123,47 @@ export interface LocalJob {
   queued: StoredEvent;
   /** Resolves once the store answered: true when it created the job (false: refused, or it existed). */
   created: Promise<boolean>;
+}
+
+/** One page of an owner's jobs, newest first; `next` continues after the last one (null: no more). */
+export interface JobPage {
+  jobs: JobRecord[];
+  next: string | null;
+}
+
+/** Options of Broker.list: at most `limit` jobs, of one status, after a page's `next`. */
+export interface ListOptions {
+  limit: number;
+  status?: JobStatus;
+  cursor?: string;
+}
+
+/** One webhook delivery to make: a job's event of one type, and how many attempts it has had. */
+export interface WebhookTask {
+  jobId: string;
+  type: EventType;
+  /** The event's id in the job's log (part of the stable `webhook-id`). */
+  eventId: string;
+  /** Attempts made so far (0 before the first). */
+  attempt: number;
+  /** When the event happened (ms since the epoch): retries stop an hour or more after it. */
+  firstAt: number;
+}
+
+/**
+ * Pending webhook deliveries, kept with the jobs (in Redis for the Redis brokers), so that they survive
+ * a restart. A broker adds a task, atomically with the event, when the job has a webhook that asks
+ * for that event type.
+ */
+export interface WebhookOutbox {
+  /** Takes up to `limit` due tasks, hiding each for `leaseMs` so that no other process takes it. */
+  take(now: number, limit: number, leaseMs: number): Promise<WebhookTask[]>;
+  /** The delivery succeeded (or gave up): forget the task. */
+  done(task: WebhookTask): Promise<void>;
+  /** The attempt failed: try again at `at` (ms since the epoch), with `attempt` counted. */
+  retry(task: WebhookTask, at: number): Promise<void>;
+  /** The receiver answered 410: drop every pending delivery of this job. */
+  stop(jobId: string): Promise<void>;
 }
 
 /** Result of a cancel request. */
@@ -200,6 +256,19 @@ export interface Broker {
    * before any of its feed items); optional. Returns a function that stops the calls.
    */
   onCreate?(listener: (job: LocalJob) => void): () => void;
+  /** The owner's jobs, newest first (an index that expires with them); `cursor` is a page's `next`. */
+  list(owner: string, options: ListOptions): Promise<JobPage>;
+  /** How many jobs are ahead of a queued job (an estimate); null when it is not queued. */
+  queuePosition(id: string): Promise<number | null>;
+  /**
+   * Feed items after `cursor` (a vector of per-partition feed ids, as a tail over every partition
+   * returns; see FeedItem.cursor), oldest first per partition; null when the cursor is malformed or the
+   * feed no longer reaches back that far. At most `limit` items per partition per call; the answer's
+   * cursor continues the replay.
+   */
+  replay(cursor: string, limit: number): Promise<{ cursor: string; items: FeedItem[] } | null>;
+  /** Pending webhook deliveries. */
+  readonly webhooks: WebhookOutbox;
   /** Returns a secret shared by every process on this broker, made on first use. */
   sharedSecret(name: string): Promise<string>;
   /** Closes connections; idempotent. */

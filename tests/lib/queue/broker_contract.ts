@@ -20,6 +20,7 @@ import { leasesContract } from "./broker_contract_leases.ts";
 import { lifetimeContract } from "./broker_contract_lifetime.ts";
 import { limitsContract } from "./broker_contract_limits.ts";
 import { streamContract } from "./broker_contract_stream.ts";
+import { v11Contract } from "./broker_contract_v11.ts";
 
 /** Builds a fresh broker for one test, the function that disposes of it, and its contract hooks. */
 export type MakeBroker = () => Promise<
@@ -243,6 +244,7 @@ export function brokerContract(
   });
   streamContract(test);
   limitsContract(test);
+  v11Contract(test);
   leasesContract(test);
   lifetimeContract(test);
 }

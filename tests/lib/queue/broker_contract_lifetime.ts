@@ -42,8 +42,8 @@ export function lifetimeContract(test: ContractTest): void {
         assert.deepEqual(sortedKeys(events.at(-1)?.notification), FAILED_EVENT_KEYS);
         const history = await broker.history(delivery.jobId);
         assert.deepEqual(sortedKeys(history?.events.at(-1)?.notification), FAILED_EVENT_KEYS);
-        const feed = await tailUntil(broker, cursor, delivery.jobId, 2);
-        assert.deepEqual(sortedKeys(feed.items[1].notification), FAILED_EVENT_KEYS);
+        const feed = await tailUntil(broker, cursor, delivery.jobId, 3);
+        assert.deepEqual(sortedKeys(feed.items[2].notification), FAILED_EVENT_KEYS);
       });
       await t.step(
         "a dead letter keeps its reason out of the job and in the dead letters",

@@ -221,15 +221,20 @@ export function streamContract(test: ContractTest): void {
     await broker.submit(job);
     const delivery = await claimJob(broker, job.id);
     await broker.start(delivery);
-    const first = await tailUntil(broker, head.cursor, job.id, 1);
+    const first = await tailUntil(broker, head.cursor, job.id, 2);
     await broker.finish(delivery, SUCCESS);
     const rest = await tailUntil(broker, first.cursor, job.id, 1);
     const items = [...first.items, ...rest.items];
-    // `queued` never goes on the feed: nobody can subscribe before the job exists.
-    const events = (await broker.events(job.id)).slice(1);
+    // Every event goes on the feed, `queued` too (a stream of all of an owner's jobs needs it).
+    const events = await broker.events(job.id);
     assert.deepEqual(items.map((item) => item.eventId), events.map((event) => event.eventId));
     assert.deepEqual(items.map(withoutImage), events.map((event) => withoutImage(event)));
-    const image = items[1].notification.type === "succeeded" && items[1].notification.data.image;
+    for (const item of items) {
+      assert.equal(item.owner, job.owner);
+      assert.ok(item.partition >= 0 && item.partition < broker.partitions);
+      assert.ok(isEventId(item.cursor));
+    }
+    const image = items[2].notification.type === "succeeded" && items[2].notification.data.image;
     assert.ok(image === "" || image === dataUrl("image/png", IMAGE));
     const again = await tailUntil(broker, first.cursor, job.id, 1);
     assert.deepEqual(
@@ -241,10 +246,10 @@ export function streamContract(test: ContractTest): void {
   });
 
   test("tail waits for a new item and stops when its signal aborts", async (broker) => {
-    const { cursor } = await broker.tail(null, { blockMs: 0 });
     const job = newJob();
     await broker.submit(job);
     const delivery = await claimJob(broker, job.id);
+    const { cursor } = await broker.tail(null, { blockMs: 0 });
     const began = performance.now();
     const tailing = broker.tail(cursor, { blockMs: 5000 });
     await sleep(50);

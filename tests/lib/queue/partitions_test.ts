@@ -25,7 +25,10 @@ async function exercise(
   const { broker } = fixture;
   await broker.init();
   const limits = { ratePerMinute: 10, maxActivePerOwner: 10 };
-  for (const id of ids) await broker.submit({ id, owner: "ann", prompt: "a fox" }, limits);
+  // The first job has a webhook: its deliveries wait in its partition's outbox.
+  const webhook = "https://hooks.example/in";
+  await broker.submit({ id: ids[0], owner: "ann", prompt: "a fox", webhook }, limits);
+  await broker.submit({ id: ids[1], owner: "ann", prompt: "a fox" }, limits);
   const claimed = [];
   while (claimed.length < ids.length) {
     claimed.push(...await broker.claim("w", 10, { blockMs: 100 }));
@@ -55,8 +58,10 @@ test("one partition keeps today's key names exactly", async () => {
       `${p}jobs:dead`,
       `${p}jobs:delayed`,
       `${p}owner:ann:active`,
+      `${p}owner:ann:jobs`,
       `${p}owner:ann:rate`,
       `${p}secret:s`,
+      `${p}webhooks`,
     ]);
   } finally {
     await fixture.cleanup();
@@ -79,12 +84,14 @@ test("three partitions tag every job key with its partition's tag, and owners wi
         `${p}{${t0}}job:j0`,
         `${p}{${t0}}jobs`,
         `${p}{${t0}}jobs:delayed`,
+        `${p}{${t0}}webhooks`,
         `${p}{${t1}}events`,
         `${p}{${t1}}job:j1`,
         `${p}{${t1}}jobs`,
         `${p}{${t1}}jobs:dead`,
         `${p}{${t2}}jobs`,
         `${p}{o:ann}active`,
+        `${p}{o:ann}jobs`,
         `${p}{o:ann}rate`,
       ].sort(),
     );

@@ -1,0 +1,102 @@
+/**
+ * The Redis broker's pending webhook deliveries: one sorted set per partition (`P{t}webhooks`), scored
+ * by due time. The scripts that append events add a member when the job's webhook asks for the event
+ * ("<job id> <type> <event seq> <event ms> <attempts>"), atomically with the event.
+ */
+import type { EventType } from "../live/notifications.ts";
+import type { RedisReply } from "../redis/types.ts";
+import type { RedisContext } from "./redis_context.ts";
+import type { WebhookOutbox, WebhookTask } from "./types.ts";
+
+/** Takes due members and hides them for a lease, in one step, so two processes never take one. */
+export const TAKE_WEBHOOKS = `
+-- KEYS[1] the partition's webhook outbox
+-- ARGV[1] now (ms), [2] most members to take, [3] when they become due again if not done (ms)
+-- Returns the members taken
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member) end
+return due
+`;
+
+/** Replaces a member with its next attempt's, due at a later time (only if it is still pending). */
+export const RETRY_WEBHOOK = `
+-- KEYS[1] the partition's webhook outbox
+-- ARGV[1] the member, [2] the member of the next attempt, [3] its due time (ms)
+-- Returns 1 when rescheduled, 0 when the member was gone (done, or stopped)
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 1
+`;
+
+const TYPES = new Set(["queued", "started", "succeeded", "failed", "canceled"]);
+
+/** A member as a task, or null when it is malformed (it is then dropped). */
+export function taskOf(member: string): WebhookTask | null {
+  const parts = member.split(" ");
+  if (parts.length !== 5 || !TYPES.has(parts[1])) return null;
+  const [jobId, type, eventId, firstAt, attempt] = parts;
+  return {
+    jobId,
+    type: type as EventType,
+    eventId,
+    firstAt: Number(firstAt) || 0,
+    attempt: Number(attempt) || 0,
+  };
+}
+
+/** The member that stands for a task. */
+export function memberOf(task: WebhookTask): string {
+  return `${task.jobId} ${task.type} ${task.eventId} ${task.firstAt} ${task.attempt}`;
+}
+
+/** The outbox over every partition, taken from in turn so that none waits behind another. */
+export class RedisOutbox implements WebhookOutbox {
+  #ctx: RedisContext;
+  #next = 0;
+
+  constructor(ctx: RedisContext) {
+    this.#ctx = ctx;
+  }
+
+  async take(now: number, limit: number, leaseMs: number): Promise<WebhookTask[]> {
+    const tasks: WebhookTask[] = [];
+    const n = this.#ctx.partitions;
+    for (let i = 0; i < n && tasks.length < limit; i++) {
+      const p = (this.#next + i) % n;
+      const key = this.#ctx.keys.webhooks(p);
+      const args = [String(now), String(limit - tasks.length), String(now + leaseMs)];
+      const members = await this.#ctx.run("takeWebhooks", [key], args) as RedisReply[];
+      const bad: string[] = [];
+      for (const member of members) {
+        const task = taskOf(String(member));
+        if (task) tasks.push(task);
+        else bad.push(String(member));
+      }
+      if (bad.length > 0) await this.#ctx.client.send(["ZREM", key, ...bad]);
+    }
+    this.#next = (this.#next + 1) % n;
+    return tasks;
+  }
+
+  async done(task: WebhookTask): Promise<void> {
+    await this.#ctx.client.send(["ZREM", this.#key(task.jobId), memberOf(task)]);
+  }
+
+  async retry(task: WebhookTask, at: number): Promise<void> {
+    const next = memberOf({ ...task, attempt: task.attempt + 1 });
+    await this.#ctx.run("retryWebhook", [this.#key(task.jobId)], [
+      memberOf(task),
+      next,
+      String(at),
+    ]);
+  }
+
+  /** Forgets the job's webhook: its pending deliveries are then dropped as they come due. */
+  async stop(jobId: string): Promise<void> {
+    await this.#ctx.client.send(["HDEL", this.#ctx.job(jobId), "wh", "whe"]);
+  }
+
+  #key(jobId: string): string {
+    return this.#ctx.keys.webhooks(this.#ctx.keys.partitionOf(jobId));
+  }
+}
