@@ -20,9 +20,10 @@ import {
   RELEASE,
   RENEW,
   RETRY,
+  RETRY_WEBHOOK,
   START,
+  TAKE_WEBHOOKS,
 } from "./scripts.ts";
-import { RETRY_WEBHOOK, TAKE_WEBHOOKS } from "./redis_webhooks.ts";
 
 const SOURCES = {
   create: CREATE,

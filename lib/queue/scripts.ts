@@ -339,3 +339,23 @@ if ARGV[3] == '1' and tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then
 end
 return 1
 `;
+
+/** Takes due members and hides them for a lease, in one step, so two processes never take one. */
+export const TAKE_WEBHOOKS = `
+-- KEYS[1] the partition's webhook outbox
+-- ARGV[1] now (ms), [2] most members to take, [3] when they become due again if not done (ms)
+-- Returns the members taken
+local due = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member) end
+return due
+`;
+
+/** Replaces a member with its next attempt's, due at a later time (only if it is still pending). */
+export const RETRY_WEBHOOK = `
+-- KEYS[1] the partition's webhook outbox
+-- ARGV[1] the member, [2] the member of the next attempt, [3] its due time (ms)
+-- Returns 1 when rescheduled, 0 when the member was gone (done, or stopped)
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+return 1
+`;
