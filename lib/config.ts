@@ -11,6 +11,14 @@ const csv = z.string().transform((s) =>
   s.split(",").map((part) => part.trim()).filter((part) => part.length > 0)
 );
 
+function isBase64Secret(value: string): boolean {
+  try {
+    return Uint8Array.fromBase64(value.slice("whsec_".length)).byteLength >= 16;
+  } catch {
+    return false;
+  }
+}
+
 function int(min: number, max: number, fallback: number) {
   return z.coerce.number().int().min(min).max(max).default(fallback);
 }
@@ -86,6 +94,7 @@ const envSchema = z.object({
   WS_MAX_SUBSCRIPTIONS: int(1, 100_000, 1000),
   LOG_LEVEL: z.enum(["debug", "info", "warning", "error"]).default("info"),
   WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=]{8,}$/, "must be whsec_<base64>")
+    .refine(isBase64Secret, "must be whsec_ followed by valid base64 of at least 16 bytes")
     .optional(),
   WEBHOOK_HOSTS: csv.pipe(z.array(hostPort)).default([]),
   NOTIFY_SOCKET_IO_URL: z.url({ protocol: /^https?$/ }).optional(),

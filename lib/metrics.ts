@@ -11,6 +11,8 @@ export interface Metrics {
   finished: Counter<"status">;
   subscribers: Gauge<"transport">;
   inflight: Gauge;
+  /** Webhook delivery attempts by outcome: delivered, retried, gone, gave_up, refused. */
+  webhookDeliveries: Counter<"outcome">;
 }
 
 /** Creates a fresh registry with the service's metrics; `inflight` reads the worker's running jobs. */
@@ -35,6 +37,12 @@ export function createMetrics({ inflight = () => 0 }: { inflight?: () => number 
     labelNames: ["transport"],
     registers: [registry],
   });
+  const webhookDeliveries = new Counter({
+    name: "webhook_deliveries_total",
+    help: "Webhook delivery attempts by outcome (delivered, retried, gone, gave_up, refused)",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
   const inflightGauge = new Gauge({
     name: "worker_jobs_in_flight",
     help: "Jobs this process's worker is running now",
@@ -50,5 +58,6 @@ export function createMetrics({ inflight = () => 0 }: { inflight?: () => number 
     finished,
     subscribers,
     inflight: inflightGauge,
+    webhookDeliveries,
   };
 }

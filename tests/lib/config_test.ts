@@ -268,3 +268,41 @@ Deno.test("loadConfig drains within Deno Deploy's 5 s unless told otherwise", ()
   );
   assert.equal(loadConfig(KEY).DRAIN_TIMEOUT_MS, 10_000);
 });
+
+Deno.test("loadConfig reads the v1.1 webhook and Socket.IO settings", async (t) => {
+  await t.step("defaults: no webhooks, no bridge, event notify", () => {
+    const config = loadConfig(KEY);
+    assert.equal(config.WEBHOOK_SECRET, undefined);
+    assert.deepEqual(config.WEBHOOK_HOSTS, []);
+    assert.equal(config.socketIoUrl, undefined);
+    assert.equal(config.NOTIFY_SOCKET_IO_EVENT, "notify");
+  });
+  await t.step("a whsec_ secret and listed hosts", () => {
+    const secret = `whsec_${new Uint8Array(24).fill(7).toBase64()}`;
+    const config = loadConfig({
+      ...KEY,
+      WEBHOOK_SECRET: secret,
+      WEBHOOK_HOSTS: "a.test, b.test:8443",
+    });
+    assert.equal(config.WEBHOOK_SECRET, secret);
+    assert.deepEqual(config.WEBHOOK_HOSTS, ["a.test", "b.test:8443"]);
+  });
+  await t.step("a secret that is not whsec_ and base64 of 16 bytes is refused by name", () => {
+    refuses({ ...KEY, WEBHOOK_SECRET: "hunter2" }, /WEBHOOK_SECRET/);
+    refuses({ ...KEY, WEBHOOK_SECRET: "whsec_AAAA$$$$AAAA" }, /WEBHOOK_SECRET/);
+    refuses({ ...KEY, WEBHOOK_SECRET: "whsec_c2hvcnQ=" }, /WEBHOOK_SECRET/);
+  });
+  await t.step(
+    "the seed's PORT_MESSAGES_USERS names the bridge unless NOTIFY_SOCKET_IO_URL is set",
+    () => {
+      assert.equal(
+        loadConfig({ ...KEY, PORT_MESSAGES_USERS: "3001" }).socketIoUrl,
+        "http://127.0.0.1:3001",
+      );
+      const both = { ...KEY, PORT_MESSAGES_USERS: "3001", NOTIFY_SOCKET_IO_URL: "http://n.test:9" };
+      assert.equal(loadConfig(both).socketIoUrl, "http://n.test:9");
+      refuses({ ...KEY, NOTIFY_SOCKET_IO_URL: "ftp://x" }, /NOTIFY_SOCKET_IO_URL/);
+      refuses({ ...KEY, PORT_MESSAGES_USERS: "0" }, /PORT_MESSAGES_USERS/);
+    },
+  );
+});
