@@ -8,6 +8,7 @@ import { type Auth, createAuth } from "./lib/auth/jwt.ts";
 import { createTickets } from "./lib/auth/tickets.ts";
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
 import { Relay } from "./lib/live/relay.ts";
+import { socketIoCounters, SocketIoNotifier } from "./lib/live/socket_io_bridge.ts";
 import { StreamSlots } from "./lib/live/stream_slots.ts";
 import { configureLogging } from "./lib/logging.ts";
 import { createMetrics } from "./lib/metrics.ts";
@@ -22,6 +23,7 @@ import type { Broker } from "./lib/queue/types.ts";
 import { createClusterClient } from "./lib/redis/cluster.ts";
 import { createTcpClient } from "./lib/redis/tcp.ts";
 import { createUpstashClient } from "./lib/redis/upstash.ts";
+import { WebhookDispatcher } from "./lib/webhooks/dispatcher.ts";
 import { ImageWorker } from "./workers/image_worker.ts";
 
 /** The running parts of one process. */
@@ -146,12 +148,34 @@ export async function startRuntime(
   const auth = await makeAuth(config, log);
   const tickets = await createTickets({ secret });
   let worker: ImageWorker | null = null;
+  let webhooks: WebhookDispatcher | null = null;
   const metrics = createMetrics({ inflight: () => worker?.active ?? 0 });
+  // The seed's front ends hear of every job's end through its Socket.IO service, when one is configured.
+  const socketIo = config.socketIoUrl
+    ? new SocketIoNotifier({
+      url: config.socketIoUrl,
+      event: config.NOTIFY_SOCKET_IO_EVENT,
+      log,
+      ...socketIoCounters(metrics.registry),
+    })
+    : null;
   const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
   const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
   if (config.ROLE !== "api") {
+    // Webhook deliveries go out from the processes that run jobs (the outbox is in the broker).
+    if (config.WEBHOOK_SECRET) {
+      webhooks = new WebhookDispatcher({
+        broker,
+        secret: config.WEBHOOK_SECRET,
+        allowedHosts: config.WEBHOOK_HOSTS,
+        log,
+        metrics,
+      });
+      webhooks.start();
+    }
+    const dispatcher = webhooks;
     worker = new ImageWorker({
       broker,
       provider: overrides.provider ?? makeProvider(config, log),
@@ -162,7 +186,11 @@ export async function startRuntime(
       maxAttempts: config.JOB_MAX_ATTEMPTS,
       backoffBaseMs: config.JOB_BACKOFF_BASE_MS,
       backoffMaxMs: config.JOB_BACKOFF_MAX_MS,
-      onFinished: (status) => metrics.finished.inc({ status }),
+      onTerminal: socketIo ? (id, outcome) => socketIo.notify(id, outcome) : undefined,
+      onFinished: (status) => {
+        metrics.finished.inc({ status });
+        dispatcher?.nudge(); // a terminal event may have queued a delivery: send it now
+      },
       ...overrides.workerOptions,
     });
     worker.start();
@@ -170,7 +198,10 @@ export async function startRuntime(
     deps.nudge = () => started.nudge();
     // With a relay in this process, a cancel stops the provider call at once instead of at the next lease renewal.
     relay?.watch((item) => {
-      if (item.notification.type === "canceled") started.abortJob(item.jobId);
+      if (item.notification.type === "canceled") {
+        started.abortJob(item.jobId);
+        dispatcher?.nudge();
+      }
     });
   }
   const devToken = config.devMode && auth.sign ? await auth.sign("dev-user", 86_400) : null;
@@ -183,7 +214,8 @@ export async function startRuntime(
     devToken,
     close({ drainMs = config.DRAIN_TIMEOUT_MS } = {}) {
       closing ??= (async () => {
-        await Promise.allSettled([worker?.close({ drainMs }), relay?.close()]);
+        await Promise.allSettled([worker?.close({ drainMs }), relay?.close(), webhooks?.close()]);
+        await socketIo?.close(); // after the drain: the jobs that ended in it are emitted
         await broker.close();
       })();
       return closing;

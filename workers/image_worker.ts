@@ -2,7 +2,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { ImageProvider } from "../lib/provider/grok.ts";
 import type { Broker, Delivery, JobRecord, LeaseStatus } from "../lib/queue/types.ts";
-import { type InFlight, type RunDeps, runJob } from "./job_run.ts";
+import { type InFlight, type RunDeps, runJob, type TerminalHook } from "./job_run.ts";
 import { intake } from "./seed.ts";
 import { ClaimLoops } from "./claim_loops.ts";
 
@@ -28,6 +28,8 @@ export interface ImageWorkerOptions {
   idleSweepMs?: number;
   /** Called after each job ends here, for metrics. */
   onFinished?: (status: string, job: JobRecord | null) => void;
+  /** Called once the broker stored a terminal outcome this worker wrote; must return at once. */
+  onTerminal?: TerminalHook;
 }
 
 /** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
@@ -37,7 +39,7 @@ const PRUNE_IDLE_MIN_MS = 60_000;
 export class ImageWorker {
   readonly consumer: string;
   #o:
-    & Required<Omit<ImageWorkerOptions, "consumer" | "onFinished" | "idleSweepMs">>
+    & Required<Omit<ImageWorkerOptions, "consumer" | "onFinished" | "onTerminal" | "idleSweepMs">>
     & ImageWorkerOptions;
   /** Running deliveries, by entry and job id (two partitions' streams may use the same entry id). */
   #inflight = new Map<string, InFlight>();

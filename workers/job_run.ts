@@ -31,6 +31,27 @@ export interface RunDeps {
   schedulePromotion: (delayMs: number) => void;
   /** Called after each job ends here, for metrics. */
   onFinished?: (status: string, job: JobRecord | null) => void;
+  /** Called once the broker stored a job's terminal outcome written here (to tell other services). */
+  onTerminal?: TerminalHook;
+}
+
+/** Told of each terminal outcome this process stored; must return at once. */
+export type TerminalHook = (jobId: string, outcome: Outcome) => void;
+
+/** Calls the terminal hook, if any; a throwing hook is logged and never affects the job. */
+export function reportTerminal(
+  deps: { onTerminal?: TerminalHook; log: Logger },
+  jobId: string,
+  outcome: Outcome,
+): void {
+  try {
+    deps.onTerminal?.(jobId, outcome);
+  } catch (error) {
+    deps.log.error("Cannot report the end of job {id}: {error}", {
+      id: jobId,
+      error: String(error),
+    });
+  }
 }
 
 /** Calls the provider for the job and writes what came of it, once. */
@@ -125,6 +146,7 @@ async function store(
       () => broker.finish(flight.delivery, outcome),
     );
     if (!done) log.info("Job {id} was ended elsewhere; nothing stored", { id: job.id });
+    else reportTerminal(deps, job.id, outcome);
     deps.onFinished?.(done ? outcome.type : "superseded", job);
   } catch (error) {
     if (isTransient(error)) throw error; // given up at shutdown: left pending for a takeover

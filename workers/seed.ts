@@ -7,12 +7,15 @@ import { decodeJwt } from "jose";
 import type { Logger } from "@logtape/logtape";
 import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/live/notifications.ts";
 import { type Broker, type Delivery, JOB_ID, type JobRecord } from "../lib/queue/types.ts";
+import { reportTerminal, type TerminalHook } from "./job_run.ts";
 
 /** What adopting a seed entry needs. */
 export interface SeedDeps {
   broker: Broker;
   verifyToken: (token: string) => Promise<{ sub: string }>;
   log: Logger;
+  /** Called once the broker stored a refused entry's failure (to tell other services). */
+  onTerminal?: TerminalHook;
 }
 
 /** True when a stream entry's `Id` is a valid job id (anything else is dead-lettered unread). */
@@ -37,8 +40,9 @@ function unverifiedSubject(token: string): string {
  */
 export async function adoptSeed(
   delivery: Delivery,
-  { broker, verifyToken, log }: SeedDeps,
+  deps: SeedDeps,
 ): Promise<"run" | "refused" | "ignored"> {
+  const { broker, verifyToken, log } = deps;
   const { token, prompt } = delivery.seed!;
   let owner = "";
   let refused = false;
@@ -62,7 +66,8 @@ export async function adoptSeed(
     const error = refused ? SESSION_EXPIRED : PROCESSING_ERROR;
     const reason = refused ? "the token is invalid or expired" : "the prompt is empty";
     log.info("Refusing stream entry for job {id}: {reason}", { id: delivery.jobId, reason });
-    await broker.finish(delivery, { type: "failed", error });
+    const outcome = { type: "failed" as const, error };
+    if (await broker.finish(delivery, outcome)) reportTerminal(deps, delivery.jobId, outcome);
     return "refused";
   }
   return "run";
