@@ -100,7 +100,9 @@ export async function intake(
   if (delivery.deliveries > deps.maxAttempts + 2) {
     const reason = `Delivered ${delivery.deliveries} times without finishing`;
     log.warn("Dead-lettering job {id}: {reason}", { id: delivery.jobId, reason });
-    await broker.deadLetter(delivery, reason);
+    if (await broker.deadLetter(delivery, reason)) {
+      reportTerminal(deps, delivery.jobId, { type: "failed", error: PROCESSING_ERROR });
+    }
     return null;
   }
   if (delivery.seed) {

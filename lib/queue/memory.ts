@@ -215,17 +215,20 @@ export class MemoryBroker implements Broker {
     return moved;
   }
 
-  async deadLetter(delivery: Delivery, reason: string): Promise<void> {
-    if (this.#leaseLost(delivery)) return;
+  async deadLetter(delivery: Delivery, reason: string): Promise<boolean> {
+    if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
+    let ended = false;
     if (job && !TERMINAL_STATUSES.has(job.record.status)) {
       job.record.error = PROCESSING_ERROR;
       const event = { type: "failed", success: false, error: PROCESSING_ERROR } as const;
       this.#store.change(job, "failed", event);
+      ended = true;
     }
     const { jobId, entryId } = delivery;
     this.#dead.add({ jobId, entryId, reason: reason || "unknown", at: this.#store.iso() });
+    return ended;
   }
 
   async ack(delivery: Delivery): Promise<void> {

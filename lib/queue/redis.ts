@@ -160,7 +160,7 @@ class RedisBroker implements Broker {
     return this.#ops.finish(delivery, outcome);
   }
 
-  deadLetter(delivery: Delivery, reason: string): Promise<void> {
+  deadLetter(delivery: Delivery, reason: string): Promise<boolean> {
     return this.#ops.deadLetter(delivery, reason);
   }
 

@@ -150,9 +150,9 @@ export class RedisWorkerOps {
   }
 
   /** Fails the job, keeps `reason` in the dead-letter stream only, and acknowledges. */
-  async deadLetter(delivery: Delivery, reason: string): Promise<void> {
+  async deadLetter(delivery: Delivery, reason: string): Promise<boolean> {
     const body = { type: "failed" as const, success: false as const, error: PROCESSING_ERROR };
-    await this.end(delivery, body, { dead: reason || "unknown" });
+    return await this.end(delivery, body, { dead: reason || "unknown" }) > 0;
   }
 
   /** Acknowledges and deletes an entry without touching its job, unless the lease is lost. */

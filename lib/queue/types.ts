@@ -232,8 +232,11 @@ export interface Broker {
   retryLater(delivery: Delivery, delayMs: number, reason: string): Promise<boolean>;
   /** Moves due delayed jobs back to the stream (dropping ones that ended); returns how many moved. */
   promoteDue(now?: number): Promise<number>;
-  /** Fails the job with a reason, records a dead letter and acknowledges. */
-  deadLetter(delivery: Delivery, reason: string): Promise<void>;
+  /**
+   * Fails the job with a reason, records a dead letter and acknowledges; true when this call ended the
+   * job (false: it had ended already, is gone, or the lease is lost).
+   */
+  deadLetter(delivery: Delivery, reason: string): Promise<boolean>;
   /** Acknowledges and removes an entry without touching its job (nothing when the lease is lost). */
   ack(delivery: Delivery): Promise<void>;
   /** The job's events after `after` (exclusive), or all of them, images included. */

@@ -49,7 +49,7 @@ export function lifetimeContract(test: ContractTest): void {
         "a dead letter keeps its reason out of the job and in the dead letters",
         async () => {
           const delivery = await running(broker);
-          await broker.deadLetter(delivery, "delivered 9 times to 10.0.0.7");
+          assert.equal(await broker.deadLetter(delivery, "delivered 9 times to 10.0.0.7"), true);
           const stored = await broker.get(delivery.jobId);
           assert.deepEqual(sortedKeys(stored), failedKeys);
           assert.equal(stored?.error, PROCESSING_ERROR);
