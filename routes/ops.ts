@@ -1,6 +1,6 @@
 /** Operations routes served by every process: health, readiness, metrics and the API reference page. */
 import { createRoute, z } from "@hono/zod-openapi";
-import { Scalar } from "@scalar/hono-api-reference";
+import { docsRoutes } from "./docs.ts";
 import { type AppDeps, router } from "./deps.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { errors, healthAnswer, json, readyAnswer } from "./responses.ts";
@@ -73,6 +73,6 @@ export function opsRoutes(deps: AppDeps) {
       return c.text(text, 200, { "Content-Type": deps.metrics.registry.contentType });
     });
   // A page for people, not part of the API: left out of the document.
-  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Image job service" }));
+  app.route("/", docsRoutes());
   return app;
 }

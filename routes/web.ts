@@ -1,86 +1,64 @@
-/** `GET /`: a small page to try the service from a browser. */
+/**
+ * `GET /` and `/static/*`: the web page (`routes/static/`: one HTML file, a few ES modules, one
+ * stylesheet; no framework, no build step), under a strict Content-Security-Policy.
+ */
 import { Hono } from "hono";
-import { secureHeaders } from "hono/secure-headers";
 import type { AppDeps, AppEnv } from "./deps.ts";
+import { type Asset, loadFiles, once, serveAsset } from "./assets.ts";
 
-const PAGE = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Image jobs</title>
-<style>
-  body { font: 16px/1.4 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
-  textarea, input { width: 100%; box-sizing: border-box; font: inherit; padding: .5rem; }
-  button { font: inherit; padding: .5rem 1rem; margin-top: .5rem; }
-  #log { font: 13px ui-monospace, monospace; background: #f5f5f5; padding: .5rem; white-space: pre-wrap; min-height: 3rem; }
-  img { max-width: 100%; margin-top: 1rem; border-radius: 6px; }
-  .muted { color: #666; font-size: .9rem; }
-</style>
-</head>
-<body>
-<h1>Image jobs</h1>
-<p class="muted">Submit a prompt; the job is queued, drawn, and its events stream back live.
-See <a href="/docs">the API reference</a> and <a href="/openapi.json">openapi.json</a>.</p>
-<label>Bearer token <input id="token" autocomplete="off" placeholder="JWT"></label>
-<button id="dev" type="button">Get a dev token</button>
-<form id="form">
-  <label>Prompt <textarea id="prompt" rows="3" maxlength="4000" required>a red fox in snow</textarea></label>
-  <button type="submit">Generate</button>
-</form>
-<h2>Events</h2>
-<div id="log"></div>
-<img id="image" alt="" hidden>
-<script>
-const $ = (id) => document.getElementById(id);
-const log = (line) => { $("log").textContent += line + "\\n"; };
-$("dev").onclick = async () => {
-  const res = await fetch("/v1/dev/token", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
-  const body = await res.json();
-  if (res.ok) $("token").value = body.token; else log("dev token: " + body.error.message);
-};
-$("form").onsubmit = async (event) => {
-  event.preventDefault();
-  $("log").textContent = "";
-  $("image").hidden = true;
-  const res = await fetch("/v1/images", {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: "Bearer " + $("token").value.trim() },
-    body: JSON.stringify({ prompt: $("prompt").value }),
+/** The page's policy: its own scripts and styles only, no inline code, images also as blobs. */
+export const PAGE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' blob: data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+/** The page's files, each after the files it links to (their links get the linked file's hash). */
+export const PAGE_FILES = [
+  "api.js",
+  "feed.js",
+  "card_view.js",
+  "cards.js",
+  "history.js",
+  "app.js",
+  "app.css",
+  "index.html",
+] as const;
+
+/** The folder of the page's files (and of the API reference page's own two). */
+export const STATIC_DIR = new URL("./static/", import.meta.url);
+
+/** The page's assets by name; `devToken` shows the dev-token button. */
+export function loadPage(
+  { devToken, dir = STATIC_DIR }: { devToken: boolean; dir?: URL },
+): Promise<Map<string, Asset>> {
+  const flag = `<body data-dev-token="${devToken ? "on" : "off"}">`;
+  return loadFiles(PAGE_FILES, {
+    dir,
+    base: "/static/",
+    edit: (name, text) => name === "index.html" ? text.replace("<body>", flag) : text,
   });
-  const body = await res.json();
-  if (!res.ok) return log(res.status + " " + body.error.message);
-  log("job " + body.id + ": " + body.status);
-  const source = new EventSource(body.urls.events);
-  for (const type of ["queued", "started", "succeeded", "failed", "canceled"]) {
-    source.addEventListener(type, (e) => {
-      const n = JSON.parse(e.data);
-      log(e.lastEventId + " " + type + (n.error ? ": " + n.error : ""));
-      if (n.data && n.data.image) { $("image").src = n.data.image; $("image").hidden = false; }
-      if (type !== "queued" && type !== "started") source.close();
-    });
-  }
-};
-</script>
-</body>
-</html>`;
+}
 
-/** The web page route. */
-export function webRoutes(_deps: AppDeps): Hono<AppEnv> {
+/** The web page routes. */
+export function webRoutes(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get(
-    "/",
-    secureHeaders({
-      contentSecurityPolicy: {
-        defaultSrc: ["'self'"],
-        imgSrc: ["'self'", "data:"],
-        styleSrc: ["'unsafe-inline'"],
-        scriptSrc: ["'unsafe-inline'"],
-        connectSrc: ["'self'"],
-      },
-    }),
-    (c) => c.html(PAGE),
-  );
+  // The dev-token button only where `POST /v1/dev/token` exists (routes/dev.ts's condition).
+  const devToken = Boolean(deps.config.devMode && deps.auth.sign);
+  const page = once(() => loadPage({ devToken }));
+  const headers = { "Content-Security-Policy": PAGE_CSP };
+  app.get("/", async (c) => serveAsset(c, (await page()).get("index.html")!, headers));
+  app.get("/static/:name", async (c) => {
+    const name = c.req.param("name");
+    const asset = name === "index.html" ? undefined : (await page()).get(name);
+    if (!asset) return c.notFound();
+    return serveAsset(c, asset, headers);
+  });
   app.get("/favicon.ico", (c) => c.body(null, 204));
   return app;
 }

@@ -288,7 +288,10 @@ export class MemoryBroker implements Broker {
       retry: (task, at) => outbox.retry(task, at),
       stop: (jobId) => {
         const record = this.#store.job(jobId)?.record;
-        if (record) delete record.webhook;
+        if (record) {
+          delete record.webhook;
+          delete record.webhookEvents;
+        }
         return outbox.stop(jobId);
       },
     };

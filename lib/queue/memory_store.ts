@@ -194,7 +194,9 @@ export class MemoryStore {
       const { id, seq } = list[i];
       if (seq >= before) continue;
       const job = this.job(id);
-      if (!job || (status !== undefined && job.record.status !== status)) continue;
+      // An id reused by another owner after this owner's job expired is not this owner's.
+      if (!job || job.record.owner !== owner) continue;
+      if (status !== undefined && job.record.status !== status) continue;
       if (jobs.length === limit) return { jobs, next: String(last) };
       jobs.push({ ...job.record });
       last = seq;

@@ -29,13 +29,15 @@ export class MemoryOutbox implements WebhookOutbox {
   }
 
   done(task: WebhookTask): Promise<void> {
-    this.#tasks.delete(keyOf(task));
+    if (this.#tasks.get(keyOf(task))?.task.attempt === task.attempt) {
+      this.#tasks.delete(keyOf(task));
+    }
     return Promise.resolve();
   }
 
   retry(task: WebhookTask, at: number): Promise<void> {
     const found = this.#tasks.get(keyOf(task));
-    if (found) {
+    if (found && found.task.attempt === task.attempt) {
       found.task.attempt = task.attempt + 1;
       found.dueAt = at;
     }
@@ -53,6 +55,6 @@ export class MemoryOutbox implements WebhookOutbox {
   }
 }
 
-function keyOf(task: Pick<WebhookTask, "jobId" | "type">): string {
-  return `${task.jobId}\n${task.type}`;
+function keyOf(task: Pick<WebhookTask, "jobId" | "type" | "eventId" | "firstAt">): string {
+  return `${task.jobId}\n${task.type}\n${task.eventId}\n${task.firstAt}`;
 }

@@ -72,6 +72,10 @@ export async function listJobs(
         continue;
       }
       const record = toRecord(entry.id, row as RedisReply[]);
+      if (record.owner !== owner) {
+        gone.push(entry.id);
+        continue;
+      }
       if (status !== undefined && record.status !== status) {
         last = entry;
         continue;

@@ -159,7 +159,7 @@ Deno.test("GET / serves an HTML page with a Content-Security-Policy", async () =
     assert.equal(response.status, 200);
     assert.match(response.headers.get("Content-Type") ?? "", /^text\/html/);
     const csp = response.headers.get("Content-Security-Policy") ?? "";
-    assert.match(csp, /default-src 'self'/);
+    assert.match(csp, /default-src 'none'/);
     assert.match(await response.text(), /<!doctype html>/i);
   });
 });
