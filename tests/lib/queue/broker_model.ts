@@ -2,19 +2,29 @@
  * The reference model of the broker semantics that broker_model_test.ts checks both brokers against:
  * a plain in-memory model that answers each generated operation as the semantics say.
  */
-import { dataUrl, PROCESSING_ERROR } from "../../../lib/live/notifications.ts";
+import {
+  dataUrl,
+  type EventType,
+  type NotificationBody,
+  PROCESSING_ERROR,
+} from "../../../lib/live/notifications.ts";
 import { partitionOf } from "../../../lib/queue/partitions.ts";
 import type { CancelResult, LeaseStatus } from "../../../lib/queue/types.ts";
 import { IMAGE } from "./broker_contract_helpers.ts";
-import { CANCELED, FAILED_ERROR, JOB_IDS, type Op, OWNERS, REVISED } from "./broker_model_ops.ts";
+import {
+  CANCELED,
+  FAILED_ERROR,
+  type Hook,
+  JOB_IDS,
+  type Op,
+  OWNERS,
+  REVISED,
+  WEBHOOK_URL,
+} from "./broker_model_ops.ts";
+import { compare, OutboxModel } from "./broker_model_outbox.ts";
+import { type SeenDelivery, StreamModel } from "./broker_model_stream.ts";
 
-/** A delivery as every runner reports it: its entry by order of first appearance. */
-export interface SeenDelivery {
-  entry: number;
-  jobId: string;
-  deliveries: number;
-  consumer: string;
-}
+export type { SeenDelivery };
 
 /** What one operation answered, comparable across the model and the brokers. */
 export type Answer =
@@ -25,6 +35,7 @@ export type Answer =
   | CancelResult
   | LeaseStatus[]
   | SeenDelivery[]
+  | string[]
   | { created: boolean; status: string; attempts: number; owner: string }
   | { status: string; attempts: number }
   | null;
@@ -46,81 +57,65 @@ interface MJob {
   succeeded?: boolean;
   events: Record<string, unknown>[];
   runningEntry?: number;
-}
-
-interface MEntry {
-  jobId: string;
-  state: "fresh" | "pending" | "acked";
-  consumer: string;
-  deliveries: number;
-  /** Order of first delivery, as runners label entries. */
-  label?: number;
+  hook: Hook;
 }
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+const DEFAULT_HOOK_EVENTS: readonly string[] = ["succeeded", "failed", "canceled"];
 
 /** The reference model: what the semantics say each operation answers and leaves behind. */
 export class Model {
   jobs = new Map<string, MJob>();
-  entries: MEntry[] = [];
-  deliveries: { entry: number; consumer: string }[] = [];
+  stream: StreamModel;
   delayed = new Map<string, number>();
   deadLetters = 0;
-  #labels = 0;
-  /** Per partition, where the next reclaim resumes (an index into `entries`). */
-  #cursors: number[];
-  #next = 0;
-  readonly partitions: number;
-
-  /** With N > 1, claims and reclaims go partition by partition, starting one further each call. */
+  /** Pending webhook deliveries. */
+  outbox = new OutboxModel();
+  /** Every event in the order it happened, as "<job> <event id> <type> <owner> <partition>". */
+  feed: string[] = [];
   constructor(partitions = 1) {
-    this.partitions = partitions;
-    this.#cursors = new Array(partitions).fill(0);
-  }
-
-  #rotation(): number[] {
-    const first = this.#next;
-    this.#next = (this.#next + 1) % this.partitions;
-    return Array.from({ length: this.partitions }, (_, i) => (first + i) % this.partitions);
-  }
-
-  #in(p: number): (entry: MEntry) => boolean {
-    return (entry) => partitionOf(entry.jobId, this.partitions) === p;
-  }
-
-  #claim(consumer: string, count: number): SeenDelivery[] {
-    const out: SeenDelivery[] = [];
-    for (const p of this.#rotation()) {
-      if (out.length >= count) break;
-      const fresh = this.entries.filter((e) => e.state === "fresh").filter(this.#in(p));
-      out.push(...this.#take(fresh, consumer, count - out.length));
-    }
-    return out;
+    this.stream = new StreamModel(partitions);
   }
 
   /** Applies step `index` and returns its answer. */
   apply(op: Op, index: number): Answer {
     switch (op.kind) {
       case "submit":
-        return this.#submit(JOB_IDS[op.job], OWNERS[op.owner]);
+        return this.#submit(JOB_IDS[op.job], OWNERS[op.owner], op.hook);
       case "claim":
-        return this.#claim(op.consumer, op.count);
+        return this.stream.claim(op.consumer, op.count);
       case "reclaim":
-        return this.#reclaim(op.consumer, op.count);
+        return this.stream.reclaim(op.consumer, op.count);
       case "renew":
-        if (this.deliveries.length === 0) return "skip";
-        return op.ds.map((n) => this.#renew(op.consumer, this.#delivery(n)));
+        if (this.stream.deliveries.length === 0) return "skip";
+        return op.ds.map((n) => this.#renew(op.consumer, this.stream.delivery(n)));
       case "promote":
         return this.#promote(op.all ? 2 : 1);
       case "cancel":
         return this.#cancel(JOB_IDS[op.job]);
       case "expire":
-        for (const [id, job] of this.jobs) if (TERMINAL.has(job.status)) this.jobs.delete(id);
+        for (const [id, job] of this.jobs) {
+          if (!TERMINAL.has(job.status)) continue;
+          this.jobs.delete(id);
+          this.outbox.haunt(id);
+        }
         return "done";
+      case "takeWebhooks":
+        return this.outbox.take(op.advance, op.lease);
+      case "doneWebhook":
+        return this.outbox.done(op.h);
+      case "retryWebhook":
+        return this.outbox.retry(op.h, op.delay);
+      case "stopWebhook":
+        return this.#stop(JOB_IDS[op.job]);
+      case "list":
+        return this.#list(OWNERS[op.owner], op.status);
+      case "queuePosition":
+        return this.jobs.get(JOB_IDS[op.job])?.status === "queued";
     }
-    if (this.deliveries.length === 0) return "skip";
-    const delivery = this.#delivery(op.d);
-    const entry = this.entries[delivery.entry];
+    if (this.stream.deliveries.length === 0) return "skip";
+    const delivery = this.stream.delivery(op.d);
+    const entry = this.stream.entries[delivery.entry];
     const job = this.jobs.get(entry.jobId);
     // Every write through a delivery is fenced by its lease, start and ack included: a start by a
     // consumer that lost the entry would run the job beside the new holder (or, when the entry was
@@ -157,7 +152,7 @@ export class Model {
   stranded(): string[] {
     return [...this.jobs.values()]
       .filter((job) => job.status === "running")
-      .filter((job) => this.entries[job.runningEntry!]?.state !== "pending")
+      .filter((job) => this.stream.entries[job.runningEntry!]?.state !== "pending")
       .map((job) => job.id);
   }
 
@@ -171,48 +166,18 @@ export class Model {
     return out;
   }
 
-  #delivery(n: number) {
-    return this.deliveries[this.deliveries.length - 1 - n % this.deliveries.length];
-  }
-
-  #submit(id: string, owner: string): Answer {
+  #submit(id: string, owner: string, hook: Hook): Answer {
     const found = this.jobs.get(id);
     if (found) return { created: false, ...this.#brief(found), owner: found.owner };
-    const job: MJob = { id, owner, status: "queued", attempts: 0, events: [] };
-    job.events.push({ id, type: "queued", success: true });
+    const job: MJob = { id, owner, status: "queued", attempts: 0, events: [], hook };
     this.jobs.set(id, job);
-    this.entries.push({ jobId: id, state: "fresh", consumer: "", deliveries: 0 });
+    this.#emit(job, { type: "queued", success: true });
+    this.stream.add(id);
     return { created: true, ...this.#brief(job), owner };
   }
 
-  #take(candidates: MEntry[], consumer: string, count: number): SeenDelivery[] {
-    return candidates.slice(0, count).map((entry) => {
-      Object.assign(entry, { state: "pending", consumer, deliveries: entry.deliveries + 1 });
-      entry.label ??= this.#labels++;
-      this.deliveries.push({ entry: this.entries.indexOf(entry), consumer });
-      const { jobId, deliveries } = entry;
-      return { entry: entry.label, jobId, deliveries, consumer };
-    });
-  }
-
-  /** Takes pending entries in stream order, resuming after the previous reclaim's last (a cursor). */
-  #reclaim(consumer: string, count: number): SeenDelivery[] {
-    const out: SeenDelivery[] = [];
-    for (const p of this.#rotation()) {
-      if (out.length >= count) break;
-      const order = this.entries
-        .filter((e, n) => e.state === "pending" && n >= this.#cursors[p])
-        .filter(this.#in(p));
-      const taken = this.#take(order, consumer, count - out.length);
-      const next = order[taken.length];
-      this.#cursors[p] = next ? this.entries.indexOf(next) : 0;
-      out.push(...taken);
-    }
-    return out;
-  }
-
   #renew(consumer: string, delivery: { entry: number }): LeaseStatus {
-    const entry = this.entries[delivery.entry];
+    const entry = this.stream.entries[delivery.entry];
     if (entry.state !== "pending" || entry.consumer !== consumer) return "lost";
     return (this.jobs.get(entry.jobId)?.status ?? null) as LeaseStatus;
   }
@@ -220,7 +185,7 @@ export class Model {
   #start(entry: number, job: MJob | undefined): Answer {
     if (job?.status === "queued") {
       Object.assign(job, { status: "running", runningEntry: entry });
-      job.events.push({ id: job.id, type: "started", success: true });
+      this.#emit(job, { type: "started", success: true });
     } else if (job?.status !== "running" || job.runningEntry !== entry) return null;
     job.attempts += 1;
     return this.#brief(job);
@@ -235,7 +200,7 @@ export class Model {
       this.delayed.delete(id);
       const status = this.jobs.get(id)?.status;
       if (status === undefined || TERMINAL.has(status)) continue;
-      this.entries.push({ jobId: id, state: "fresh", consumer: "", deliveries: 0 });
+      this.stream.add(id);
       moved += 1;
     }
     return moved;
@@ -251,12 +216,12 @@ export class Model {
 
   #end(job: MJob, status: "failed" | "canceled", error: string): void {
     Object.assign(job, { status, error });
-    job.events.push({ id: job.id, type: status, success: false, error });
+    this.#emit(job, { type: status, success: false, error });
   }
 
   #succeed(job: MJob, revised: boolean): void {
     Object.assign(job, { status: "succeeded", error: undefined, succeeded: true });
-    const data: Record<string, string> = {
+    const data: { image: string; mime_type: string; revised_prompt?: string } = {
       image: dataUrl("image/png", IMAGE),
       mime_type: "image/png",
     };
@@ -264,7 +229,33 @@ export class Model {
       job.revised = REVISED;
       data.revised_prompt = REVISED;
     }
-    job.events.push({ id: job.id, type: "succeeded", success: true, data });
+    this.#emit(job, { type: "succeeded", success: true, data });
+  }
+
+  /** Appends an event to the job's log and to the feed, and a webhook task when the job asked for it. */
+  #emit(job: MJob, body: NotificationBody): void {
+    job.events.push({ id: job.id, ...body });
+    const eventId = String(job.events.length);
+    const partition = partitionOf(job.id, this.stream.partitions);
+    this.feed.push(`${job.id} ${eventId} ${body.type} ${job.owner} ${partition}`);
+    const wanted: readonly string[] = job.hook === "default" ? DEFAULT_HOOK_EVENTS : job.hook ?? [];
+    if (wanted.includes(body.type)) this.outbox.add(job.id, body.type as EventType, eventId);
+  }
+
+  /** A 410: the job forgets its webhook, and its pending tasks are dropped (or left to be dropped). */
+  #stop(id: string): "done" {
+    const job = this.jobs.get(id);
+    if (job) job.hook = undefined;
+    this.outbox.haunt(id);
+    return "done";
+  }
+
+  /** The owner's jobs (of one status) as "<id> <status>", sorted. */
+  #list(owner: string, status: string | undefined): string[] {
+    return [...this.jobs.values()]
+      .filter((job) => job.owner === owner && (status === undefined || job.status === status))
+      .map((job) => `${job.id} ${job.status}`)
+      .sort(compare);
   }
 
   #brief(job: MJob): { status: string; attempts: number } {
@@ -284,6 +275,8 @@ export class Model {
     if (job.error !== undefined) shape.error = job.error;
     if (job.succeeded) Object.assign(shape, { mimeType: "image/png", image: IMAGE });
     if (job.revised !== undefined) shape.revisedPrompt = job.revised;
+    if (job.hook !== undefined) shape.webhook = WEBHOOK_URL;
+    if (Array.isArray(job.hook)) shape.webhookEvents = job.hook;
     return shape;
   }
 

@@ -1,17 +1,15 @@
 /** Runs a generated operation sequence against a real broker and checks it step by step against the model. */
 import assert from "node:assert/strict";
-import { TERMINAL_STATUSES } from "../../../lib/live/notifications.ts";
-import type { Broker, Delivery, Outcome } from "../../../lib/queue/types.ts";
+import type { Broker, Delivery, NewJob, Outcome } from "../../../lib/queue/types.ts";
 import { IMAGE_BYTES } from "./broker_contract_helpers.ts";
+import { type Answer, Model, promptOf, type SeenDelivery, type Snapshot } from "./broker_model.ts";
 import {
-  type Answer,
-  type EventShape,
-  type JobShape,
-  Model,
-  promptOf,
-  type SeenDelivery,
-  type Snapshot,
-} from "./broker_model.ts";
+  assertInvariants,
+  FeedWatch,
+  listAll,
+  snapshot,
+  TakenTasks,
+} from "./broker_model_checks.ts";
 import {
   FAILED_ERROR,
   JOB_IDS,
@@ -19,7 +17,10 @@ import {
   OWNERS,
   RETRY_REASON,
   REVISED,
+  STATUSES,
+  WEBHOOK_URL,
 } from "./broker_model_ops.ts";
+import { takeTime } from "./broker_model_outbox.ts";
 
 /** A broker under test with the hooks the runner needs besides the Broker interface. */
 export interface Target {
@@ -58,8 +59,20 @@ class Labels {
   }
 }
 
-async function step(target: Target, op: Op, index: number, held: Delivery[], labels: Labels) {
+/** What a runner keeps between the steps of one sequence. */
+interface RunState {
+  model: Model;
+  held: Delivery[];
+  labels: Labels;
+  taken: TakenTasks;
+  /** The current step's place and the model's answer to it. */
+  where: string;
+  expected: Answer;
+}
+
+async function step(target: Target, op: Op, index: number, state: RunState) {
   const { broker } = target;
+  const { model, held, labels, taken } = state;
   const seen = (list: Delivery[]): SeenDelivery[] => {
     held.push(...list);
     return list.map(({ entryId, jobId, deliveries, consumer }) => ({
@@ -73,7 +86,9 @@ async function step(target: Target, op: Op, index: number, held: Delivery[], lab
   switch (op.kind) {
     case "submit": {
       const id = JOB_IDS[op.job];
-      const job = { id, owner: OWNERS[op.owner], prompt: promptOf(id) };
+      const job: NewJob = { id, owner: OWNERS[op.owner], prompt: promptOf(id) };
+      if (op.hook !== undefined) job.webhook = WEBHOOK_URL;
+      if (Array.isArray(op.hook)) job.webhookEvents = op.hook;
       const { created, job: record } = await broker.submit(job);
       return { created, status: record.status, attempts: record.attempts, owner: record.owner };
     }
@@ -88,6 +103,34 @@ async function step(target: Target, op: Op, index: number, held: Delivery[], lab
     case "expire":
       await target.expire();
       return "done";
+    case "takeWebhooks": {
+      // The model's answer names the live tasks due: the broker must return those, ghosts may come too.
+      const live = state.expected as string[];
+      return await taken.take(broker, op, {
+        live,
+        ghosts: model.outbox.ghosts(),
+        where: state.where,
+      });
+    }
+    case "doneWebhook":
+    case "retryWebhook": {
+      const task = taken.handles[model.outbox.picked];
+      if (!task) return "skip";
+      if (op.kind === "doneWebhook") await broker.webhooks.done(task);
+      else await broker.webhooks.retry(task, takeTime(taken.clock + op.delay));
+      return "done";
+    }
+    case "stopWebhook":
+      await broker.webhooks.stop(JOB_IDS[op.job]);
+      return "done";
+    case "list":
+      return await listAll(broker, OWNERS[op.owner], { ...op, where: state.where });
+    case "queuePosition": {
+      const position = await broker.queuePosition(JOB_IDS[op.job]);
+      const valid = position === null || (Number.isInteger(position) && position >= 0);
+      assert.ok(valid, `${state.where}: queue position ${position}`);
+      return position !== null;
+    }
   }
   if (held.length === 0) return "skip";
   if (op.kind === "renew") return await broker.renew(op.consumer, op.ds.map(pick));
@@ -114,45 +157,6 @@ async function step(target: Target, op: Op, index: number, held: Delivery[], lab
   }
 }
 
-function jobShape(view: Record<string, unknown> | null): JobShape | null {
-  if (!view) return null;
-  const shape: JobShape = {};
-  for (const [key, value] of Object.entries(view)) if (value !== undefined) shape[key] = value;
-  if (typeof shape.createdAt === "string") shape.createdAt = "*";
-  if (typeof shape.updatedAt === "string") shape.updatedAt = "*";
-  return shape;
-}
-
-async function snapshot(broker: Broker): Promise<Snapshot> {
-  const out: Snapshot = {};
-  for (const id of JOB_IDS) {
-    const view = await broker.get(id, { image: true });
-    const events: EventShape[] = (await broker.events(id)).map(({ eventId, notification }) => {
-      const { at: _at, ...rest } = notification;
-      return { eventId, notification: rest };
-    });
-    out[id] = { job: jobShape(view as unknown as Record<string, unknown> | null), events };
-  }
-  return out;
-}
-
-/** The invariants every snapshot must hold, whatever the model says. */
-function assertInvariants(snap: Snapshot, seenOpen: Set<string>, where: string): void {
-  for (const [id, { job, events }] of Object.entries(snap)) {
-    const terminals = events.filter((e) => TERMINAL_STATUSES.has(String(e.notification.type)));
-    assert.ok(terminals.length <= 1, `${where}: ${id} has ${terminals.length} terminal events`);
-    if (job && TERMINAL_STATUSES.has(String(job.status))) {
-      assert.equal(terminals.length, 1, `${where}: ${id} ended without its terminal event`);
-      assert.equal(events.at(-1)?.notification.type, job.status, `${where}: ${id} event != status`);
-    }
-    if (!job) {
-      assert.ok(!seenOpen.has(id), `${where}: ${id} vanished before it ended`);
-    }
-    if (job && !TERMINAL_STATUSES.has(String(job.status))) seenOpen.add(id);
-    else seenOpen.delete(id);
-  }
-}
-
 /** What one run of a sequence observed, for comparing brokers with each other. */
 export interface Trace {
   answers: Answer[];
@@ -161,27 +165,54 @@ export interface Trace {
 }
 
 /**
+ * The reads that end every run: each owner's jobs, paged (by 1 to 3, as the run's length says) and of
+ * one status, each job's queue position, and every webhook task once all leases and delays ran out.
+ */
+function audit(n: number): Op[] {
+  const limit = 1 + n % 3;
+  const status = STATUSES[n % STATUSES.length];
+  return [
+    ...OWNERS.flatMap((_, owner): Op[] => [
+      { kind: "list", owner, status: undefined, limit },
+      { kind: "list", owner, status, limit: 100 },
+    ]),
+    ...JOB_IDS.map((_, job): Op => ({ kind: "queuePosition", job })),
+    { kind: "takeWebhooks", advance: 3, lease: 1 },
+  ];
+}
+
+/**
  * Runs `ops` on the target and on a fresh model, asserting after each step that the answer, every
- * job's get() and events(), and the invariants agree; returns what the broker showed.
+ * job's get() and events(), the feed items and the invariants agree; at the end, that the audit's
+ * reads do too. Returns what the broker showed.
  */
 export async function runAgainstModel(target: Target, ops: Op[]): Promise<Trace> {
   const model = new Model(target.broker.partitions);
-  const held: Delivery[] = [];
-  const labels = new Labels();
+  const state: RunState = {
+    model,
+    held: [],
+    labels: new Labels(),
+    taken: new TakenTasks(),
+    where: "",
+    expected: null,
+  };
   const seenOpen = new Set<string>();
   const excused = new Set<string>();
   const trace: Trace = { answers: [], snapshots: [], deadLetters: 0 };
   await target.broker.init();
+  const feed = await FeedWatch.open(target.broker);
   for (const [index, op] of ops.entries()) {
     const where = `step ${index} ${JSON.stringify(op)} on ${target.broker.kind}`;
     const expected = model.apply(op, index);
+    Object.assign(state, { where, expected });
     // The holder acknowledging its own running entry strands the job by its own hand (a worker acks
     // only ended jobs and duplicates); any other step that strands one is a defect of the semantics.
     const stranded = model.stranded().filter((id) => !excused.has(id));
     if (op.kind === "ack") stranded.forEach((id) => excused.add(id));
     else assert.deepEqual(stranded, [], `${where}: the model itself strands a running job`);
-    const answer = await step(target, op, index, held, labels);
+    const answer = await step(target, op, index, state);
     assert.deepEqual(answer, expected, `${where}: the answer differs from the model`);
+    await feed.check(target.broker, model.feed, where);
     const snap = await snapshot(target.broker);
     assert.deepEqual(snap, model.snapshot(), `${where}: the jobs differ from the model`);
     assertInvariants(snap, seenOpen, where);
@@ -191,6 +222,12 @@ export async function runAgainstModel(target: Target, ops: Op[]): Promise<Trace>
     await target.check?.(statuses);
     trace.answers.push(answer);
     trace.snapshots.push(snap);
+  }
+  for (const op of audit(ops.length)) {
+    const expected = model.apply(op, ops.length);
+    const where = `after the run, ${JSON.stringify(op)} on ${target.broker.kind}`;
+    Object.assign(state, { where, expected });
+    assert.deepEqual(await step(target, op, ops.length, state), expected, where);
   }
   trace.deadLetters = await target.deadLetters();
   assert.equal(trace.deadLetters, model.deadLetters, "the dead letters differ from the model");
