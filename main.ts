@@ -7,6 +7,7 @@ import { type AppDeps, createApp } from "./routes/app.ts";
 import { type Auth, createAuth } from "./lib/auth/jwt.ts";
 import { createTickets } from "./lib/auth/tickets.ts";
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
+import { JOB_CANCELED } from "./lib/live/notifications.ts";
 import { Relay } from "./lib/live/relay.ts";
 import { socketIoCounters, SocketIoNotifier } from "./lib/live/socket_io_bridge.ts";
 import { StreamSlots } from "./lib/live/stream_slots.ts";
@@ -163,6 +164,10 @@ export async function startRuntime(
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
   const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
+  // A cancel ends its job in the API process that took it: that process tells the seed's service.
+  if (socketIo) {
+    deps.onCanceled = (id) => socketIo.notify(id, { type: "canceled", error: JOB_CANCELED });
+  }
   if (config.ROLE !== "api") {
     // Webhook deliveries go out from the processes that run jobs (the outbox is in the broker).
     if (config.WEBHOOK_SECRET) {

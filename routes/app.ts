@@ -9,7 +9,10 @@ import { type AppDeps, type AppEnv, optionalRoutes, router } from "./deps.ts";
 import { respond, toHttpError } from "./errors.ts";
 import { imageRoutes } from "./images.ts";
 import { jobRoutes } from "./jobs.ts";
+import { jobListRoutes } from "./job_list.ts";
+import { jobImageRoutes } from "./job_image.ts";
 import { eventRoutes } from "./events.ts";
+import { allEventRoutes } from "./all_events.ts";
 import { wsRoutes } from "./ws.ts";
 import { opsRoutes } from "./ops.ts";
 import { devRoutes } from "./dev.ts";
@@ -24,8 +27,11 @@ function apiRoutes(deps: AppDeps) {
   return router()
     .route("/", webRoutes(deps))
     .route("/", imageRoutes(deps))
+    .route("/", jobListRoutes(deps))
     .route("/", jobRoutes(deps))
+    .route("/", jobImageRoutes(deps))
     .route("/", eventRoutes(deps))
+    .route("/", allEventRoutes(deps))
     .route("/", wsRoutes(deps))
     .route("/", devRoutes(deps));
 }
@@ -65,8 +71,15 @@ export function createApp(deps: AppDeps) {
       "/v1/*",
       cors({
         origin: config.CORS_ORIGINS,
-        allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-        exposeHeaders: ["Location", "Retry-After", "X-Request-Id"],
+        allowHeaders: [
+          "Authorization",
+          "Content-Type",
+          "Idempotency-Key",
+          "Last-Event-ID",
+          "Prefer",
+          "If-None-Match",
+        ],
+        exposeHeaders: ["Location", "Retry-After", "X-Request-Id", "Preference-Applied", "ETag"],
       }),
     );
   }

@@ -24,6 +24,8 @@ export interface AppDeps {
   streams: StreamSlots;
   /** Tells this process's worker that a job was just queued (ends an idle poll pause). */
   nudge?: () => void;
+  /** Told of each job this process ended itself (a cancel), to tell other services; returns at once. */
+  onCanceled?: (jobId: string) => void;
 }
 
 /** Variables routes set on the request context. */

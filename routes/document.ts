@@ -35,7 +35,7 @@ const OBJECT_CONFIG = {
   openapi: "3.1.0",
   info: {
     title: "Image job service",
-    version: "1.0.0",
+    version: "1.1.0",
     description: DESCRIPTION,
   },
   servers: [{ url: "/", description: "This service" }],

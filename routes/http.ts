@@ -70,15 +70,28 @@ export function lastEventId(c: Context): string | undefined {
   return value;
 }
 
-/** The job's links, with a fresh read-only ticket for browsers. */
-export async function jobUrls(deps: AppDeps, job: JobRecord) {
+/** The job's links, with a fresh read-only ticket for browsers; `image` only when asked for. */
+export async function jobUrls(deps: AppDeps, job: JobRecord, { image }: { image: boolean }) {
   const id = encodeURIComponent(job.id);
   const ticket = encodeURIComponent(await deps.tickets.issue(job.owner, job.id));
-  return {
+  const urls = {
     self: `/v1/jobs/${id}`,
     events: `/v1/jobs/${id}/events?ticket=${ticket}`,
     websocket: `/v1/ws?ticket=${ticket}`,
   };
+  return image ? { ...urls, image: `/v1/jobs/${id}/image?ticket=${ticket}` } : urls;
+}
+
+/**
+ * The job document `GET /v1/jobs/{id}` answers: the public status, its links with fresh tickets
+ * (`image` once succeeded) and, while queued, its queue position.
+ */
+export async function describeJob(deps: AppDeps, job: JobView): Promise<Job> {
+  const urls = await jobUrls(deps, job, { image: job.status === "succeeded" });
+  const shown = { ...presentJob(job), urls };
+  if (shown.status !== "queued") return shown;
+  const position = await deps.broker.queuePosition(job.id);
+  return position === null ? shown : { ...shown, queue_position: position };
 }
 
 /** The fields every job document has, in the contract's order. */

@@ -2,12 +2,16 @@
 import { createRoute } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { type AppDeps, router } from "./deps.ts";
-import { httpErrors } from "../lib/errors.ts";
+import { HttpError, httpErrors } from "../lib/errors.ts";
+import { isTerminal } from "../lib/live/notifications.ts";
+import type { EventType } from "../lib/live/notifications.ts";
+import { webhookUrlProblem } from "../lib/webhooks/egress.ts";
 import { jsonBody } from "./body.ts";
 import { rejectAfter } from "./errors.ts";
-import { authenticate, jobUrls, newJobId } from "./http.ts";
-import { errors, json, SERVER_ERRORS, submitAnswer } from "./responses.ts";
-import { submitBody, submitHeaders } from "./schemas.ts";
+import { authenticate, describeJob, jobUrls, newJobId } from "./http.ts";
+import { parseWait, waitForEnd } from "./prefer.ts";
+import { errors, json, SERVER_ERRORS, submitAnswer, submitOrJob } from "./responses.ts";
+import { DEFAULT_WEBHOOK_EVENTS, submitBody, submitHeaders } from "./schemas.ts";
 
 /** Maximum JSON body size. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -19,12 +23,25 @@ const location = {
   },
 };
 
+const applied = {
+  ...location,
+  "Preference-Applied": {
+    description: "`wait=N` when the answer is the job that ended while the request waited",
+    schema: { type: "string" as const, example: "wait=30" },
+  },
+};
+
 /** Where a fuzzer or a client goes next with the job it just submitted. */
 const jobLinks = {
   getJob: {
     operationId: "getJob",
     parameters: { id: "$response.body#/id" },
     description: "The job's status and result",
+  },
+  getJobImage: {
+    operationId: "getJobImage",
+    parameters: { id: "$response.body#/id" },
+    description: "The image's bytes, once the job succeeded",
   },
   cancelJob: {
     operationId: "cancelJob",
@@ -49,7 +66,9 @@ export const submitRoute = createRoute({
     "Queues a job for the image model. The same `id` (or `Idempotency-Key`) from the same " +
     "owner answers 200 with the existing job and starts no new work; from another owner, 409. " +
     "The seed's body `{Token, Prompt, Id}` is accepted too: `Token` authenticates when there is no " +
-    "`Authorization` header. The body is read as JSON whatever its `Content-Type`.",
+    "`Authorization` header. The body is read as JSON whatever its `Content-Type`. With " +
+    "`Prefer: wait=N` the answer waits up to N s: a job that ends in time answers 200 with the job " +
+    "document (as `GET /v1/jobs/{id}`) and `Preference-Applied: wait=N`.",
   security: [{ bearer: [] }],
   middleware: jsonBody({ maxBytes: MAX_BODY_BYTES, objectOnly: true }),
   request: {
@@ -64,17 +83,20 @@ export const submitRoute = createRoute({
       content: json(submitAnswer),
     },
     200: {
-      description: "The job that already had this id (same owner), in its current status",
-      headers: location,
+      description: "The job that already had this id (same owner), in its current status; or, " +
+        "after `Prefer: wait`, the job document of the job that ended meanwhile",
+      headers: applied,
       links: jobLinks,
-      content: json(submitAnswer),
+      content: json(submitOrJob),
     },
     ...errors({
       400: "Cannot parse the body: it is not a JSON object",
       401: "Cannot authenticate: no valid bearer token (or seed `Token`)",
       409: "Cannot create the job: another owner's job has this id",
       413: "Cannot accept the request: the body is over 64 KiB",
-      422: "Cannot accept the request: a field (or `Idempotency-Key`) is invalid",
+      422:
+        "Cannot accept the request: a field (or `Idempotency-Key`, or `Prefer`) is invalid, or " +
+        "a webhook is refused",
       429: "Cannot accept the job: the owner's rate limit or active-job limit is reached",
       ...SERVER_ERRORS,
       503: "Cannot accept the job: the queue is full, or the job store is unreachable",
@@ -88,6 +110,31 @@ async function bodyToken(c: Context): Promise<string | undefined> {
   return typeof token === "string" ? token : undefined;
 }
 
+/** A 422 that refuses the `subject` of a submit (the request, its webhook) for `state`. */
+function refuse(subject: string, state: string): HttpError {
+  return new HttpError(422, "invalid_request", `Cannot accept the ${subject}: ${state}`);
+}
+
+/** The webhook fields as the broker stores them, after the checks a submit makes (422 otherwise). */
+function webhookOf(
+  deps: AppDeps,
+  body: { webhook?: string; webhookEvents?: EventType[] },
+): { webhook?: string; webhookEvents?: EventType[] } {
+  if (body.webhook === undefined) {
+    if (body.webhookEvents !== undefined) throw refuse("request", "webhook_events needs a webhook");
+    return {};
+  }
+  if (!deps.config.WEBHOOK_SECRET) {
+    throw refuse("webhook", "the service has no WEBHOOK_SECRET");
+  }
+  const problem = webhookUrlProblem(body.webhook, deps.config.WEBHOOK_HOSTS ?? []);
+  if (problem !== null) throw refuse("webhook", problem);
+  return {
+    webhook: body.webhook,
+    webhookEvents: body.webhookEvents ?? [...DEFAULT_WEBHOOK_EVENTS],
+  };
+}
+
 /** Routes that create jobs. */
 export function imageRoutes(deps: AppDeps) {
   // The caller first (header or seed `Token`), so that nobody learns anything from a 422. Passed as an
@@ -96,7 +143,10 @@ export function imageRoutes(deps: AppDeps) {
   return router().openapi(submitRoute, async (c) => {
     const body = c.req.valid("json");
     const owner = await authenticate(c, deps, body.token);
-    const key = c.req.valid("header")["Idempotency-Key"];
+    const headers = c.req.valid("header");
+    const key = headers["Idempotency-Key"];
+    const wait = parseWait(headers.Prefer);
+    const hook = webhookOf(deps, body);
     const id = body.id ?? key ?? newJobId();
     const { created, job, refused, retryAfterSec } = await deps.broker.submit({
       id,
@@ -104,6 +154,7 @@ export function imageRoutes(deps: AppDeps) {
       prompt: body.prompt,
       model: body.model,
       aspectRatio: body.aspectRatio,
+      ...hook,
     }, {
       maxActivePerOwner: deps.config.MAX_ACTIVE_JOBS_PER_OWNER,
       maxQueued: deps.config.MAX_QUEUE_LENGTH,
@@ -126,13 +177,23 @@ export function imageRoutes(deps: AppDeps) {
     }
     deps.metrics.submitted.inc({ result: created ? "created" : "existing" });
     if (created) deps.nudge?.();
+    const location = { Location: `/v1/jobs/${encodeURIComponent(job.id)}` };
+    if (typeof wait === "number" && deps.relay) {
+      const signal = c.req.raw.signal;
+      const ended = isTerminal(job.status) ||
+        await waitForEnd(deps.relay, job, { ms: wait * 1000, signal });
+      const view = ended ? await deps.broker.get(job.id, { image: true }) : null;
+      if (view && isTerminal(view.status)) {
+        const applied = { ...location, "Preference-Applied": `wait=${wait}` };
+        return c.json(await describeJob(deps, view), 200, applied);
+      }
+    }
     const payload = {
       id: job.id,
       status: job.status,
       created_at: job.createdAt,
-      urls: await jobUrls(deps, job),
+      urls: await jobUrls(deps, job, { image: true }),
     };
-    const headers = { Location: `/v1/jobs/${encodeURIComponent(job.id)}` };
-    return created ? c.json(payload, 202, headers) : c.json(payload, 200, headers);
+    return created ? c.json(payload, 202, location) : c.json(payload, 200, location);
   }, (result, c) => rejected(result, c));
 }

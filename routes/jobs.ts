@@ -3,7 +3,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { type AppDeps, router } from "./deps.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { rejectAfter } from "./errors.ts";
-import { authenticate, ownedJob, presentJob } from "./http.ts";
+import { authenticate, describeJob, ownedJob } from "./http.ts";
 import { cancelAnswer, errors, jobSchema, json, SERVER_ERRORS } from "./responses.ts";
 import { jobParams } from "./schemas.ts";
 
@@ -17,7 +17,9 @@ export const getJobRoute = createRoute({
   operationId: "getJob",
   tags: ["jobs"],
   summary: "A job's status and result",
-  description: "`result` (the image, inline) only when succeeded; `error` only when failed.",
+  description: "`result` (the image, inline) only when succeeded; `error` only when failed. " +
+    "`urls` as in the submit answer, with fresh tickets, plus `image` once succeeded; " +
+    "`queue_position` while queued (an estimate, see `Job`).",
   security: [{ bearer: [] }],
   request: { params: jobParams },
   responses: {
@@ -61,7 +63,7 @@ export function jobRoutes(deps: AppDeps) {
     .openapi(getJobRoute, async (c) => {
       const owner = await authenticate(c, deps);
       const job = await ownedJob(deps, owner, c.req.valid("param").id, { image: true });
-      return c.json(presentJob(job), 200);
+      return c.json(await describeJob(deps, job), 200);
     }, (result, c) => unknownJob(result, c))
     .openapi(cancelJobRoute, async (c) => {
       const owner = await authenticate(c, deps);
@@ -71,6 +73,7 @@ export function jobRoutes(deps: AppDeps) {
       if (result === "ended") {
         throw httpErrors.conflict("Cannot cancel the job: it has already ended");
       }
+      deps.onCanceled?.(job.id);
       return c.json({ id: job.id, status: "canceled" as const }, 202);
     }, (result, c) => unknownJob(result, c));
 }

@@ -29,17 +29,35 @@ const when = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-24T12:
 export const jobStatus = z.enum(["queued", "running", "succeeded", "failed", "canceled"])
   .openapi("JobStatus");
 
-/** The image of a succeeded job, inline. */
-const jobResult = z.object({
-  image: z.string().regex(/^data:image\/[\w.+-]+;base64,/).openapi({
-    description: "The image as a data URL",
-  }),
+const resultFields = {
   mime_type: z.string().regex(/^image\//).openapi({
     description: "Media type read from the bytes",
     example: "image/jpeg",
   }),
   revised_prompt: z.string().optional(),
+};
+
+/** The image of a succeeded job, inline. */
+const jobResult = z.object({
+  image: z.string().regex(/^data:image\/[\w.+-]+;base64,/).openapi({
+    description: "The image as a data URL",
+  }),
+  ...resultFields,
 }).strict().openapi("JobResult");
+
+/** A succeeded job's result in a listing: the image itself is left out (see `urls.image`). */
+const listedResult = z.object(resultFields).strict().openapi("ListedJobResult");
+
+/** Where to follow a job; the links carry a short-lived read-only ticket for browsers. */
+const jobUrls = z.object({
+  self: z.string().openapi({ example: "/v1/jobs/fox-1" }),
+  events: z.string().openapi({ example: "/v1/jobs/fox-1/events?ticket=eyJ…" }),
+  websocket: z.string().openapi({ example: "/v1/ws?ticket=eyJ…" }),
+  image: z.string().optional().openapi({
+    description: "The image's bytes (with a ticket); on a job, once it succeeded",
+    example: "/v1/jobs/fox-1/image?ticket=eyJ…",
+  }),
+}).strict().openapi("JobUrls");
 
 const jobFields = {
   id: jobId,
@@ -49,30 +67,53 @@ const jobFields = {
   created_at: when,
   updated_at: when,
   attempts: z.number().int().min(0).openapi({ description: "Provider attempts so far" }),
+  urls: jobUrls.optional(),
 };
 
+const queuePosition = z.number().int().min(0).openapi({
+  description:
+    "While queued: about how many jobs are ahead of this one. An estimate: the entries not " +
+    "yet taken that wait before it in its partition's queue, times the number of partitions (a " +
+    "job waiting out a retry backoff counts every waiting entry as ahead of it)",
+});
+
+/** The job document's variants by status, with `result` of the given shape when succeeded. */
+function jobVariants<R extends z.ZodType>(result: R) {
+  return [
+    z.object({
+      ...jobFields,
+      status: z.literal("queued"),
+      queue_position: queuePosition.optional(),
+    })
+      .strict(),
+    z.object({ ...jobFields, status: z.literal("running") }).strict(),
+    z.object({ ...jobFields, status: z.literal("succeeded"), result: result.optional() }).strict(),
+    z.object({
+      ...jobFields,
+      status: z.literal("failed"),
+      error: z.string().openapi({ description: "The user-facing failure message" }),
+    }).strict(),
+    z.object({ ...jobFields, status: z.literal("canceled") }).strict(),
+  ] as const;
+}
+
 /** `GET /v1/jobs/{id}`: `result` only when succeeded, `error` only when failed. */
-export const jobSchema = z.discriminatedUnion("status", [
-  z.object({ ...jobFields, status: z.literal("queued") }).strict(),
-  z.object({ ...jobFields, status: z.literal("running") }).strict(),
-  z.object({ ...jobFields, status: z.literal("succeeded"), result: jobResult.optional() }).strict(),
-  z.object({
-    ...jobFields,
-    status: z.literal("failed"),
-    error: z.string().openapi({ description: "The user-facing failure message" }),
-  }).strict(),
-  z.object({ ...jobFields, status: z.literal("canceled") }).strict(),
-]).openapi("Job");
+export const jobSchema = z.discriminatedUnion("status", jobVariants(jobResult)).openapi("Job");
 
 /** A job as `GET /v1/jobs/{id}` shows it. */
 export type Job = z.infer<typeof jobSchema>;
 
-/** Where to follow a job; the links carry a short-lived read-only ticket for browsers. */
-const jobUrls = z.object({
-  self: z.string().openapi({ example: "/v1/jobs/fox-1" }),
-  events: z.string().openapi({ example: "/v1/jobs/fox-1/events?ticket=eyJ…" }),
-  websocket: z.string().openapi({ example: "/v1/ws?ticket=eyJ…" }),
-}).strict().openapi("JobUrls");
+/** A job as `GET /v1/jobs` lists it: the job document without `result.image`. */
+export const listedJob = z.discriminatedUnion("status", jobVariants(listedResult))
+  .openapi("ListedJob");
+
+/** `GET /v1/jobs`: a page of the caller's jobs, newest first. */
+export const jobPage = z.object({
+  data: z.array(listedJob),
+  next_cursor: z.string().nullable().openapi({
+    description: "Pass as `cursor` for the next page; null on the last page",
+  }),
+}).strict().openapi("JobPage");
 
 /** `POST /v1/images`: the job just queued (202) or the one that already had this id (200). */
 export const submitAnswer = z.object({
@@ -81,6 +122,9 @@ export const submitAnswer = z.object({
   created_at: when,
   urls: jobUrls,
 }).strict().openapi("SubmitAnswer");
+
+/** `POST /v1/images` 200: the existing job's submit answer or, after `Prefer: wait`, the ended job. */
+export const submitOrJob = z.union([submitAnswer, jobSchema]);
 
 /** `DELETE /v1/jobs/{id}`. */
 export const cancelAnswer = z.object({ id: jobId, status: z.literal("canceled") }).strict()
@@ -111,7 +155,17 @@ export const notification = z.discriminatedUnion("type", notificationSchema.opti
 /** A WebSocket message from the server. */
 export const wsServerMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("authenticated") }),
-  z.object({ type: z.literal("notification"), event_id: z.string(), notification }),
+  z.object({
+    type: z.literal("notification"),
+    event_id: z.string(),
+    notification,
+    cursor: z.string().optional().openapi({
+      description: "After `subscribe_all`: the feed cursor to resume from (`subscribe_all.cursor`)",
+    }),
+  }),
+  z.object({ type: z.literal("reset") }).openapi({
+    description: "After `subscribe_all` with a cursor that is out of reach: re-read the jobs",
+  }),
   z.object({
     type: z.literal("error"),
     code: z.enum(ERROR_CODES),

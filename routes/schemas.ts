@@ -1,6 +1,7 @@
 /** Request schemas of the HTTP API: the routes validate with them and the document is generated from them. */
 import { z } from "@hono/zod-openapi";
 import { JOB_ID } from "../lib/queue/types.ts";
+import { parseWait } from "./prefer.ts";
 
 /** Pattern of an event id (`Last-Event-ID`): a number, or a Redis stream id such as `1700000000000-0`. */
 export const EVENT_ID = /^\d{1,20}(-\d{1,20})?$/;
@@ -37,6 +38,27 @@ const token = z.string().max(8192).openapi({
   description: "Seed compatibility: the caller's JWT, used when there is no Authorization header",
 });
 
+/** Event types a webhook may ask for. */
+export const EVENT_TYPES = ["queued", "started", "succeeded", "failed", "canceled"] as const;
+
+/** The event types a webhook gets when it names none: the terminal ones. */
+export const DEFAULT_WEBHOOK_EVENTS = ["succeeded", "failed", "canceled"] as const;
+
+const webhook = z.url({ protocol: /^https?$/, error: "must be an http or https URL" })
+  .max(2048, "must be at most 2048 characters")
+  .openapi({
+    description: "Where each notification is POSTed, signed per Standard Webhooks; needs the " +
+      "service's WEBHOOK_SECRET. A loopback, private or link-local address is refused unless allowed",
+    example: "https://example.com/hooks/images",
+  });
+const webhookEvents = z.array(z.enum(EVENT_TYPES)).min(1, "must name at least one event type")
+  .max(EVENT_TYPES.length, "must not repeat an event type")
+  .refine((types) => new Set(types).size === types.length, "must not repeat an event type")
+  .openapi({
+    description: "Event types to deliver (default: the terminal ones); only with `webhook`",
+    example: ["succeeded", "failed"],
+  });
+
 /** Body of `POST /v1/images` in the v1 shape. */
 const submitRequest = z.object({
   prompt,
@@ -46,6 +68,8 @@ const submitRequest = z.object({
   }),
   model: model.optional(),
   aspect_ratio: aspectRatio.optional(),
+  webhook: webhook.optional(),
+  webhook_events: webhookEvents.optional(),
   Token: token.optional(),
   Prompt: z.string().optional().openapi({ description: "Ignored when `prompt` is present" }),
   Id: jobId.optional().openapi({ description: "Ignored when `id` is present" }),
@@ -59,6 +83,8 @@ const seedSubmitRequest = z.looseObject({
   id: jobId.optional(),
   model: model.optional(),
   aspect_ratio: aspectRatio.optional(),
+  webhook: webhook.optional(),
+  webhook_events: webhookEvents.optional(),
 }).refine((body) => body.prompt === undefined, {
   path: ["prompt"],
   message: "must be 1 to 4000 characters",
@@ -71,12 +97,36 @@ export const submitBody = z.union([submitRequest, seedSubmitRequest]).transform(
   token: body.Token,
   model: body.model,
   aspectRatio: body.aspect_ratio,
+  webhook: body.webhook,
+  webhookEvents: body.webhook_events,
 }));
 
 /** Headers of `POST /v1/images`. */
 export const submitHeaders = z.object({
   "Idempotency-Key": jobId.optional().openapi({
     description: "Same as the body's `id`; the body's `id` wins when both are given",
+  }),
+  Prefer: z.string().max(1024).refine((value) => parseWait(value) !== "invalid", {
+    message: "must have wait=N with N a whole number of seconds from 1 (over 60 counts as 60)",
+  }).optional().openapi({
+    description: "RFC 7240 preferences; `wait=N` (1 to 60 s, more counts as 60) holds the answer " +
+      "until the job ends (200 with the job and `Preference-Applied`) or N s pass (the usual answer)",
+    example: "wait=30",
+  }),
+});
+
+/** Query of `GET /v1/jobs`. */
+export const listQuery = z.object({
+  limit: z.coerce.number<string>().int("must be a whole number from 1 to 100")
+    .min(1, "must be a whole number from 1 to 100")
+    .max(100, "must be a whole number from 1 to 100")
+    .optional()
+    .openapi({ description: "Jobs per page, 1 to 100 (default 20)", example: 20 }),
+  status: z.enum(["queued", "running", "succeeded", "failed", "canceled"], {
+    error: "must be one of queued, running, succeeded, failed, canceled",
+  }).optional().openapi({ description: "Only jobs in this status" }),
+  cursor: z.string().min(1).max(2048).optional().openapi({
+    description: "The previous page's `next_cursor`",
   }),
 });
 
@@ -96,4 +146,9 @@ export const wsMessage = z.discriminatedUnion("type", [
     last_event_id: z.string().regex(EVENT_ID).optional(),
   }),
   z.object({ type: z.literal("unsubscribe"), id: jobId }),
+  z.object({
+    type: z.literal("subscribe_all"),
+    cursor: z.string().min(1).max(1024).optional(),
+  }),
+  z.object({ type: z.literal("unsubscribe_all") }),
 ]).openapi("WsClientMessage");

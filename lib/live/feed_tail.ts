@@ -20,8 +20,11 @@ export interface FeedTailOptions {
   idle: Wakeable;
   /** True while someone here listens: polls are then at most 500 ms apart. */
   busy(): boolean;
-  /** Called with each batch read, in order. */
-  onItems(items: FeedItem[]): void;
+  /**
+   * Called with each batch read, in order, and the reader's cursor after it: one partition's feed id
+   * (`partition` set), or with one reader over N > 1 feeds their ids joined by commas.
+   */
+  onItems(items: FeedItem[], cursor: string, partition: number | undefined): void;
   /** Called after a failed read, once its pause is over. */
   onFailure(): void;
 }
@@ -53,7 +56,7 @@ async function run(o: FeedTailOptions, ready: () => void, partition: number | un
       if (cursor === null) ready();
       cursor = result.cursor;
       failures = 0;
-      o.onItems(result.items);
+      o.onItems(result.items, cursor, partition);
       if (!o.broker.blocking) {
         idleMs = result.items.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), o.idleMaxMs);
         if (idleMs > 0) await o.idle.sleep(o.busy() ? Math.min(idleMs, 500) : idleMs, o.signal);

@@ -10,6 +10,9 @@ export const TERMINAL_STATUSES: ReadonlySet<string> = new Set(["succeeded", "fai
 /** Message of the seed service for an invalid or expired token. */
 export const SESSION_EXPIRED = "Session expired. Please log in again";
 
+/** The error of a canceled job. */
+export const JOB_CANCELED = "Job canceled";
+
 /** Message of the seed service for a job that failed for an unexpected reason. */
 export const PROCESSING_ERROR = "Error processing job";
 

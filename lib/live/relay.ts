@@ -3,20 +3,16 @@
  * process's SSE and WebSocket subscribers. Routes only register subscribers here.
  */
 import type { Logger } from "@logtape/logtape";
-import { httpErrors } from "../errors.ts";
 import { Wakeable } from "../pause.ts";
 import { tailFeeds } from "./feed_tail.ts";
+import { JobFeeds } from "./job_feeds.ts";
 import { Journal } from "./journal.ts";
-import type { EndReason, Entry, JobSubs, Subscriber, Subscription } from "./relay_types.ts";
-import { compareEventIds, isTerminal, type StoredEvent, withImage } from "./notifications.ts";
+import { OwnerFeeds, type OwnerSubscriber } from "./owner_feed.ts";
+import type { Subscriber, Subscription } from "./relay_types.ts";
 import type { Broker, FeedItem } from "../queue/types.ts";
 
 export type { EndReason, Subscriber, Subscription } from "./relay_types.ts";
-
-function nextId(id: string): string | null {
-  if (!/^\d+$/.test(id)) return null;
-  return id.length < 16 ? String(Number(id) + 1) : String(BigInt(id) + 1n);
-}
+export type { OwnerEvent, OwnerSubscriber } from "./owner_feed.ts";
 
 /** Tails the feed and delivers each job's events to its local subscribers with no gap and no duplicate. */
 export class Relay {
@@ -24,7 +20,8 @@ export class Relay {
   #log: Logger;
   #blockMs: number;
   #idleMaxMs: number;
-  #jobs = new Map<string, JobSubs>();
+  /** Subscribers of one job each. */
+  #jobs: JobFeeds;
   #watchers = new Set<(item: FeedItem) => void>();
   #stop = new AbortController();
   #loop: Promise<void> | null = null;
@@ -38,6 +35,9 @@ export class Relay {
   #journal = new Journal();
   #tailing = false;
   #unwatch: (() => void) | undefined;
+  /** Streams of all of an owner's jobs, and this reader's position on each partition's feed. */
+  #owners: OwnerFeeds;
+  #positions: string[];
 
   constructor(
     { broker, log, blockMs = 5_000, idleMaxMs = 8_000, resyncMs = 30_000 }: {
@@ -59,13 +59,14 @@ export class Relay {
     this.#log = log;
     this.#blockMs = blockMs;
     this.#idleMaxMs = idleMaxMs;
+    this.#jobs = new JobFeeds({ broker, log, journal: this.#journal });
+    this.#positions = Array.from({ length: broker.partitions }, () => "0-0");
+    this.#owners = new OwnerFeeds({ broker, log, positions: () => this.#positions });
   }
 
-  /** Number of live subscribers in this process. */
+  /** Number of live subscribers in this process (of one job or of all of an owner's jobs). */
   get size(): number {
-    let n = 0;
-    for (const job of this.#jobs.values()) n += job.entries.size;
-    return n;
+    return this.#jobs.size + this.#owners.size;
   }
 
   /**
@@ -83,19 +84,28 @@ export class Relay {
       idleMaxMs: this.#idleMaxMs,
       signal: this.#stop.signal,
       idle: this.#idle,
-      busy: () => this.#jobs.size > 0,
-      onItems: (items) => this.#dispatch(items),
+      busy: () => this.#jobs.active || this.#owners.size > 0,
+      onItems: (items, cursor, partition) => {
+        this.#dispatch(items);
+        this.#advance(cursor, partition);
+      },
       // After an outage, catch every job up from its log.
-      onFailure: () => this.#resyncAll(),
+      onFailure: () => this.#jobs.resync(),
     });
     this.#ready = feeds.ready.then(() => void (this.#tailing = !this.#stop.signal.aborted));
     this.#loop = feeds.done;
-    this.#resync = setInterval(() => this.#resyncAll(), this.#resyncMs);
+    this.#resync = setInterval(() => this.#jobs.resync(), this.#resyncMs);
     return this.#ready;
   }
 
-  #resyncAll(): void {
-    for (const jobId of this.#jobs.keys()) void this.#read(jobId);
+  /** Records where the reader of `partition` (or of every partition) now is. */
+  #advance(cursor: string, partition: number | undefined): void {
+    if (partition !== undefined) this.#positions[partition] = cursor;
+    else if (this.#positions.length === 1) this.#positions[0] = cursor;
+    else {
+      const ids = cursor.split(",");
+      if (ids.length === this.#positions.length) this.#positions = ids;
+    }
   }
 
   /** Calls `fn` with every feed item this process reads (for example, to stop a canceled job at once). */
@@ -105,122 +115,19 @@ export class Relay {
   }
 
   #dispatch(items: FeedItem[]): void {
-    const stale = new Set<string>();
-    /** Jobs whose next event is a success: all they lack is its image. */
-    const images = new Map<string, FeedItem>();
+    /** One read of each success's image serves every subscriber here, of the job or its owner. */
+    const reads = new Map<string, Promise<string | null>>();
+    const imageOf = (jobId: string) => {
+      let read = reads.get(jobId);
+      if (!read) reads.set(jobId, read = this.#broker.image(jobId).catch(() => null));
+      return read;
+    };
     for (const item of items) {
       for (const watcher of this.#watchers) watcher(item);
       this.#journal.record(item);
-      const job = this.#jobs.get(item.jobId);
-      if (!job || stale.has(item.jobId)) continue;
-      const next = this.#nextFor(job, item);
-      if (next === "stale" || images.has(item.jobId)) {
-        stale.add(item.jobId);
-        images.delete(item.jobId);
-      } else if (next.length === 0) continue;
-      else if (item.notification.type === "succeeded") images.set(item.jobId, item);
-      else {
-        // The next event, without an image: straight from the feed, one object for every subscriber.
-        const event = { eventId: item.eventId, notification: item.notification, json: item.json };
-        for (const entry of next) this.#deliver(entry, event, item.jobId);
-      }
+      if (this.#owners.has(item.owner)) this.#owners.push(item, () => imageOf(item.jobId));
     }
-    // One read of each job serves every local subscriber of that job.
-    for (const jobId of stale) void this.#read(jobId);
-    for (const [jobId, item] of images) void this.#read(jobId, item);
-  }
-
-  /**
-   * The subscribers that `item` is the next event of; "stale" when any subscriber is not ready, a read
-   * is under way, or one of them would see a gap (then the job's log is read instead).
-   */
-  #nextFor(job: JobSubs, item: FeedItem): Entry[] | "stale" {
-    if (job.reading) return "stale";
-    const next: Entry[] = [];
-    for (const entry of job.entries) {
-      if (!entry.ready) return "stale";
-      if (compareEventIds(item.eventId, entry.lastSent) <= 0) continue;
-      if (nextId(entry.lastSent) !== item.eventId) return "stale";
-      next.push(entry);
-    }
-    return next;
-  }
-
-  /** Sends the event unless the subscriber has it; ends the subscription after a terminal event. */
-  #deliver(entry: Entry, event: StoredEvent, jobId: string): void {
-    if (entry.closed || compareEventIds(event.eventId, entry.lastSent) <= 0) return;
-    entry.lastSent = event.eventId;
-    entry.sink.event(event);
-    if (isTerminal(event.notification.type)) this.#remove(entry, "terminal", jobId);
-  }
-
-  /**
-   * Delivers a success from the feed with its image, read alone (or kept by this process, which just
-   * stored it); true when every subscriber got it, false when some still lack events (read the log).
-   */
-  async #withImage(job: JobSubs, jobId: string, item: FeedItem): Promise<boolean> {
-    const image = await this.#broker.image(jobId);
-    if (image === null || item.notification.type !== "succeeded") return false;
-    const event = withImage(item, image);
-    let complete = true;
-    for (const entry of [...job.entries]) {
-      if (entry.ready && nextId(entry.lastSent) === item.eventId) {
-        this.#deliver(entry, event, jobId);
-      } else if (!entry.ready || compareEventIds(item.eventId, entry.lastSent) > 0) {
-        complete = false;
-      }
-    }
-    return complete;
-  }
-
-  /**
-   * Reads the job's log once and delivers what each subscriber lacks; reads again if more came meanwhile.
-   * With `next`, a success that is every subscriber's next event, only its image is read first.
-   */
-  #read(jobId: string, next?: FeedItem): Promise<void> {
-    const job = this.#jobs.get(jobId);
-    if (!job) return Promise.resolve();
-    if (job.reading) {
-      job.again = true;
-      return job.reading;
-    }
-    job.reading = (async () => {
-      try {
-        job.again = false;
-        const done = next ? await this.#withImage(job, jobId, next).catch(() => false) : false;
-        if (done && !job.again) return;
-        do {
-          job.again = false;
-          const history = await this.#broker.history(jobId);
-          const events = history?.events ?? [];
-          const ended = events.length > 0 && isTerminal(events.at(-1)!.notification.type);
-          for (const entry of [...job.entries]) {
-            if (entry.owner !== undefined && !entry.ready && history?.owner !== entry.owner) {
-              entry.refused = true;
-              this.#remove(entry, "closed", jobId);
-              continue;
-            }
-            entry.ready = true;
-            // No job any more (expired, or its store came back empty): no event will ever come.
-            if (history === null) {
-              this.#remove(entry, "gone", jobId);
-              continue;
-            }
-            for (const event of events) this.#deliver(entry, event, jobId);
-            if (ended) this.#remove(entry, "terminal", jobId);
-          }
-        } while (job.again && job.entries.size > 0);
-      } catch (error) {
-        this.#log.warn("Cannot read events of job {id}: {error}", {
-          id: jobId,
-          error: String(error),
-        });
-      } finally {
-        job.reading = null;
-        if (job.entries.size === 0 && this.#jobs.get(jobId) === job) this.#jobs.delete(jobId);
-      }
-    })();
-    return job.reading;
+    this.#jobs.dispatch(items, imageOf);
   }
 
   /**
@@ -228,39 +135,23 @@ export class Relay {
    * that arrive during the replay are read again afterwards, so nothing is missed or repeated. With
    * `owner`, the replay's read also checks ownership and throws 404 for anyone else's job.
    */
-  async subscribe(
+  subscribe(
     jobId: string,
     sink: Subscriber,
     after?: string,
-    { owner }: { owner?: string } = {},
+    options: { owner?: string } = {},
   ): Promise<Subscription> {
-    const entry: Entry = { sink, lastSent: after ?? "0", ready: false, closed: false, owner };
-    let job = this.#jobs.get(jobId);
-    if (!job) this.#jobs.set(jobId, job = { entries: new Set(), reading: null, again: false });
-    job.entries.add(entry);
     this.#idle.wake();
-    // A job created here is replayed from the journal (no read), unless a read is under way.
-    const known = job.reading ? undefined : this.#journal.replay(jobId);
-    if (!known) await this.#read(jobId);
-    else if (owner !== undefined && known.owner !== owner) {
-      entry.refused = true;
-      this.#remove(entry, "closed", jobId);
-    } else {
-      entry.ready = true;
-      for (const event of known.events) this.#deliver(entry, event, jobId);
-    }
-    if (entry.refused) throw httpErrors.notFound();
-    return { close: () => this.#remove(entry, "closed", jobId) };
+    return this.#jobs.subscribe(jobId, sink, after, options);
   }
 
-  #remove(entry: Entry, reason: EndReason, jobId: string): void {
-    if (entry.closed) return;
-    entry.closed = true;
-    const job = this.#jobs.get(jobId);
-    if (job?.entries.delete(entry) && job.entries.size === 0 && !job.reading) {
-      this.#jobs.delete(jobId);
-    }
-    if (!entry.refused) entry.sink.done?.(reason);
+  /**
+   * Registers a stream of every job of `owner`: live from now or, with `after` (an event id such a
+   * stream handed out), replayed from there first; see OwnerFeeds.subscribe.
+   */
+  subscribeOwner(owner: string, subscriber: OwnerSubscriber, after?: string): Subscription {
+    this.#idle.wake();
+    return this.#owners.subscribe(owner, subscriber, after);
   }
 
   /** Stops the reader and ends every subscription; idempotent. */
@@ -271,10 +162,8 @@ export class Relay {
       this.#unwatch?.();
       this.#journal.clear();
       clearInterval(this.#resync);
-      for (const [jobId, job] of [...this.#jobs]) {
-        for (const entry of [...job.entries]) this.#remove(entry, "closed", jobId);
-      }
-      this.#jobs.clear();
+      this.#jobs.closeAll();
+      this.#owners.closeAll();
       await this.#loop?.catch(() => {});
     })();
     return this.#closing;

@@ -35,5 +35,8 @@ export interface Entry {
 export interface JobSubs {
   entries: Set<Entry>;
   reading: Promise<void> | null;
+  /** True when a read was asked for while one was under way. */
   again: boolean;
+  /** The event that read must reach (null: it must happen whatever the read under way returns). */
+  upTo: string | null;
 }

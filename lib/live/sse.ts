@@ -18,6 +18,8 @@ export interface SseStream {
   event(id: string, type: string, data: string): void;
   /** Sends raw lines (a comment, a `retry:` hint); ignored once closed. */
   raw(text: string): void;
+  /** Resolves once the client has read everything sent so far, or the stream closed (paces replays). */
+  drain(): Promise<void>;
   /** Ends the stream; idempotent. */
   close(): void;
 }
@@ -55,16 +57,25 @@ export class SseHub {
     let ended = false;
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    let drained: (() => void)[] = [];
+    const wake = () => {
+      const waiting = drained;
+      drained = [];
+      for (const resolve of waiting) resolve();
+    };
     const finish = () => {
       if (ended) return;
       ended = true;
+      wake();
       this.#open.delete(stream);
       if (this.#open.size === 0) this.#stopTimer();
       resolveClosed();
     };
     // Sized in bytes with a high-water mark of 0, so -desiredSize is the number of unread bytes.
+    // `pull` runs when the client waits for more with nothing queued: all sent so far was read.
     const body = new ReadableStream<Uint8Array>({
       start: (c) => void (controller = c),
+      pull: wake,
       cancel: finish,
     }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
     let overflowed = false;
@@ -96,6 +107,10 @@ export class SseHub {
       },
       event: (id, type, data) => write(`id: ${id}\nevent: ${type}\ndata: ${data}\n\n`),
       raw: write,
+      drain: () =>
+        ended || (controller.desiredSize ?? 0) >= 0
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => drained.push(resolve)),
       close: () => {
         if (ended) return;
         try {

@@ -4,6 +4,7 @@
 import { BrokerUnavailableError } from "../errors.ts";
 import {
   isEventId,
+  JOB_CANCELED,
   PROCESSING_ERROR,
   type StoredEvent,
   TERMINAL_STATUSES,
@@ -42,7 +43,6 @@ export interface MemoryBrokerOptions {
 export type { DeadLetter } from "./memory_stream.ts";
 
 const TAIL_COUNT = 1_000;
-const CANCELED = "Job canceled";
 
 /** Creates the single-process broker used when no Redis is configured. */
 export function createMemoryBroker(options: MemoryBrokerOptions = {}): MemoryBroker {
@@ -124,8 +124,8 @@ export class MemoryBroker implements Broker {
     if (!job) return "missing";
     if (TERMINAL_STATUSES.has(job.record.status)) return "ended";
     this.#delayed.remove(id);
-    job.record.error = CANCELED;
-    this.#store.change(job, "canceled", { type: "canceled", success: false, error: CANCELED });
+    job.record.error = JOB_CANCELED;
+    this.#store.change(job, "canceled", { type: "canceled", success: false, error: JOB_CANCELED });
     return "canceled";
   }
 

@@ -178,6 +178,8 @@ export class MemoryStore {
   /** The feed items after `cursor`, or null when items after it were dropped already. */
   feedSince(cursor: string, count: number): { id: string; item: FeedItem }[] | null {
     if (compareEventIds(cursor, this.#feedDropped) < 0) return null;
+    // A cursor past every id this store made was never handed out: the client starts over.
+    if (compareEventIds(cursor, `${this.#lastMs}-${this.#seq}`) > 0) return null;
     return this.feedAfter(cursor, count);
   }
 

@@ -1,6 +1,6 @@
 /** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
 import { BrokerUnavailableError } from "../errors.ts";
-import { type StoredEvent, withImage } from "../live/notifications.ts";
+import { JOB_CANCELED, type StoredEvent, withImage } from "../live/notifications.ts";
 import type { RedisClient, RedisReply } from "../redis/types.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
 import {
@@ -49,8 +49,6 @@ export interface RedisBrokerOptions {
   /** True on a Redis Cluster: every partition's keys are tagged, even with one partition. */
   cluster?: boolean;
 }
-
-const CANCELED = "Job canceled";
 
 class RedisBroker implements Broker {
   readonly kind: "redis" | "upstash";
@@ -151,7 +149,7 @@ class RedisBroker implements Broker {
 
   async cancel(id: string): Promise<CancelResult> {
     const fake: Delivery = { entryId: "", jobId: id, deliveries: 0, consumer: "" };
-    const body = { type: "canceled" as const, success: false as const, error: CANCELED };
+    const body = { type: "canceled" as const, success: false as const, error: JOB_CANCELED };
     const seq = await this.#ops.end(fake, body, { onlyIf: "queued running" });
     return seq > 0 ? "canceled" : seq === 0 ? "ended" : "missing";
   }

@@ -37,11 +37,14 @@ function itemsOf(
 
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
 
-/** The highest id XADD's MAXLEN trimmed from a feed (XINFO STREAM), "0-0" when none. */
-function maxDeleted(info: RedisReply): string {
+/**
+ * A stream id field of XINFO STREAM ("0-0" when absent): `max-deleted-entry-id` is the highest id
+ * XADD's MAXLEN trimmed, `last-generated-id` the newest id the feed ever had.
+ */
+function infoField(info: RedisReply, name: string): string {
   if (!Array.isArray(info)) return "0-0";
   for (let i = 0; i + 1 < info.length; i += 2) {
-    if (String(info[i]) === "max-deleted-entry-id") return String(info[i + 1]);
+    if (String(info[i]) === name) return String(info[i + 1]);
   }
   return "0-0";
 }
@@ -145,7 +148,11 @@ export class FeedReader {
       const info = replies[2 * p];
       const range = replies[2 * p + 1];
       if (range instanceof Error) throw range;
-      if (!(info instanceof Error) && compareEventIds(ids[p], maxDeleted(info)) < 0) return null;
+      if (!(info instanceof Error)) {
+        // Trimmed after the cursor, or a cursor the feed never handed out: the client starts over.
+        if (compareEventIds(ids[p], infoField(info, "max-deleted-entry-id")) < 0) return null;
+        if (compareEventIds(ids[p], infoField(info, "last-generated-id")) > 0) return null;
+      } else if (ids[p] !== "0-0") return null;
       const read = itemsOf(range as RedisReply[], ids[p], p);
       ids[p] = read.cursor;
       items.push(...read.items);

@@ -45,14 +45,34 @@ Deno.test({
       const token = await devToken(service.url, "alice");
       const ok = await runJob(service.url, token, "sio-ok");
       assert.equal(ok.status, "succeeded");
+      // A cancel ends its job in the API process: that process tells the seed's service, once.
+      xai.inject({ hang: true });
+      const { status } = await submit(service.url, token, {
+        prompt: "to cancel",
+        id: "sio-cancel",
+      });
+      assert.equal(status, 202);
+      await waitForStatus(service.url, token, "sio-cancel", ["running"]);
+      const canceled = await fetch(`${service.url}/v1/jobs/sio-cancel`, {
+        method: "DELETE",
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      assert.equal(canceled.status, 202);
+      await canceled.body?.cancel();
       xai.inject({ status: 400 }, { status: 400 });
       const bad = await runJob(service.url, token, "sio-bad");
       assert.equal(bad.status, "failed");
-      // Both ended before this one started: once its notice arrives, theirs (and any repeat) have too.
+      // All ended before this one started: once its notice arrives, theirs (and any repeat) have too.
       await runJob(service.url, token, "sio-sentinel");
-      await server.waitFor(3);
-      assert.deepEqual(server.received.map((r) => r.event), ["notify", "notify", "notify"]);
-      const [okNotice, badNotice, sentinel] = server.received.map((r) => r.payload);
+      await server.waitFor(4);
+      assert.deepEqual(server.received.map((r) => r.event), [
+        "notify",
+        "notify",
+        "notify",
+        "notify",
+      ]);
+      const [okNotice, cancelNotice, badNotice, sentinel] = server.received.map((r) => r.payload);
+      assert.deepEqual(cancelNotice, { Id: "sio-cancel", success: false, data: "Job canceled" });
       assert.deepEqual(okNotice, { Id: "sio-ok", success: true, data: { image: ok.result.image } });
       const image = (okNotice as { data: { image: string } }).data.image;
       assert.match(image, /^data:image\/jpeg;base64,/);

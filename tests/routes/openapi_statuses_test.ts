@@ -61,7 +61,40 @@ Deno.test("every status the routes answer is documented and every body matches i
         await answers(app, status, "/v1/images", post(bob, '{"prompt":"x"}'));
         await answers(app, status, `/v1/jobs/${id}`, as(alice));
         await answers(app, status, `/v1/jobs/${id}`, as(alice, "DELETE"));
+        await answers(app, status, "/v1/jobs", as(alice));
+        await answers(app, status, `/v1/jobs/${id}/image`, as(alice));
       }
+    });
+
+    await t.step("the v1.1 routes: 200, 304, 401, 404, 422 and 429", async () => {
+      const frank = await devToken(service, "frank");
+      const waited = post(frank, '{"prompt":"quick"}');
+      await answers(service, 200, "/v1/images", {
+        ...waited,
+        headers: { ...waited.headers, Prefer: "wait=10" },
+      });
+      await answers(service, 422, "/v1/images", {
+        ...waited,
+        headers: { ...waited.headers, Prefer: "wait=x" },
+      });
+      await submitted(service, frank, "another");
+      const page = await (await answers(service, 200, "/v1/jobs?limit=1", as(frank))).json();
+      await answers(service, 200, `/v1/jobs?limit=1&cursor=${page.next_cursor}`, as(frank));
+      await answers(service, 422, `/v1/jobs?limit=1&cursor=${page.next_cursor}`, as(alice));
+      await answers(service, 422, "/v1/jobs?limit=0", as(frank));
+      await answers(service, 401, "/v1/jobs");
+      await waitForStatus(service, alice, id, ["succeeded"]);
+      const image = await answers(service, 200, `/v1/jobs/${id}/image`, as(alice));
+      await image.body?.cancel();
+      const cached = { headers: { ...bearer(alice), "If-None-Match": image.headers.get("ETag")! } };
+      await answers(service, 304, `/v1/jobs/${id}/image`, cached);
+      await answers(service, 401, `/v1/jobs/${id}/image`);
+      await answers(service, 404, `/v1/jobs/${id}/image`, as(bob));
+      await answers(service, 401, "/v1/events");
+      const erin = await devToken(service, "erin");
+      const open = await answers(service, 200, "/v1/events", as(erin));
+      await answers(service, 429, "/v1/events", as(erin));
+      await open.body!.cancel();
     });
 
     await t.step("GET /v1/jobs/{id}: 200 with a result, 401 and 404", async () => {

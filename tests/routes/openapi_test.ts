@@ -19,7 +19,7 @@ Deno.test("the document lists every route the app serves, and the app serves eve
     );
     const served = new Set(
       service.runtime.app.routes
-        .filter((route) => route.method !== "ALL" && !NON_API.has(route.path))
+        .filter((route) => route.method !== "ALL" && !NON_API.has(template(route.path)))
         .map((route) => `${route.method} ${template(route.path)}`),
     );
     const missing: string[] = [];
@@ -135,7 +135,10 @@ Deno.test("the submit answer links to every job route, and following the links r
       assert.doesNotMatch(path, /\{/, `the link to ${method} ${template} leaves a parameter unset`);
       const url = query.size ? `${path}?${query}` : path;
       const response = await service.request(url, { method, headers: bearer(token) });
-      assert.ok(response.status < 300, `${method} ${url} answered ${response.status}`);
+      if (operation.operationId === "getJobImage") {
+        // The held job has no image yet: the link is valid once it succeeds (404 until then).
+        assert.equal(response.status, 404, `${method} ${url}`);
+      } else assert.ok(response.status < 300, `${method} ${url} answered ${response.status}`);
       await response.body?.cancel();
     }
   });

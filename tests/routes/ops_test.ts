@@ -60,8 +60,11 @@ Deno.test("GET /openapi.json is an OpenAPI 3.1 document generated from the route
         "GET /metrics getMetrics",
         "GET /openapi.json getOpenApiDocument",
         "GET /readyz getReadiness",
+        "GET /v1/events streamAllEvents",
+        "GET /v1/jobs listJobs",
         "GET /v1/jobs/{id} getJob",
         "GET /v1/jobs/{id}/events streamJobEvents",
+        "GET /v1/jobs/{id}/image getJobImage",
         "GET /v1/ws openJobSocket",
         "POST /v1/images submitJob",
       ]);

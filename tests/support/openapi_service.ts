@@ -9,6 +9,8 @@ export const NON_API = new Set([
   "/favicon.ico",
   "/docs",
   "/docs/*",
+  "/docs/{name}",
+  "/static/{name}",
   "/openapi.json",
   "/metrics",
 ]);

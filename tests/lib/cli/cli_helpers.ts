@@ -27,7 +27,8 @@ export function spawnDeno(
   const child = new Deno.Command(Deno.execPath(), {
     args,
     cwd,
-    env: { NO_COLOR: "1", IMAGE_JOBS_URL: "", IMAGE_JOBS_TOKEN: "", ...env },
+    // INIT_CWD is where `deno task` was typed; under `deno task test` it would name the repository.
+    env: { NO_COLOR: "1", IMAGE_JOBS_URL: "", IMAGE_JOBS_TOKEN: "", INIT_CWD: cwd, ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

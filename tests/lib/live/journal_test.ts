@@ -18,7 +18,7 @@ function item(jobId: string, eventId: string, type: "started" | "failed" = "star
   const notification = type === "started"
     ? { id: jobId, type, success: true as const, at }
     : { id: jobId, type, success: false as const, error: "no", at };
-  return { jobId, eventId, notification };
+  return { jobId, owner: "ann", cursor: `${eventId}-0`, partition: 0, eventId, notification };
 }
 
 const ids = (events: StoredEvent[] | undefined) => events?.map((e) => e.eventId);

@@ -96,6 +96,9 @@ export function v11Contract(test: ContractTest): void {
     // From the returned cursor there is nothing more; from the first item's, only the second.
     assert.deepEqual((await broker.replay(replayed.cursor, 100))?.items, []);
     assert.equal(await broker.replay("garbage", 10), null);
+    // A cursor past the end of the feed was never handed out: null, so the client starts over.
+    const ahead = replayed.cursor.split(",").map(() => "99999999999999-0").join(",");
+    assert.equal(await broker.replay(ahead, 10), null);
     assert.equal(await broker.replay(`${cursor},${cursor},x`, 10), null);
   });
 

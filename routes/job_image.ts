@@ -1,0 +1,109 @@
+/** `GET /v1/jobs/{id}/image`: a succeeded job's image bytes, cacheable by the caller. */
+import { createHash } from "node:crypto";
+import { createRoute, z } from "@hono/zod-openapi";
+import { fileTypeFromBuffer } from "file-type";
+import { type AppDeps, router } from "./deps.ts";
+import { httpErrors } from "../lib/errors.ts";
+import { sniffImage } from "../lib/provider/images.ts";
+import type { JobRecord } from "../lib/queue/types.ts";
+import { rejectAfter } from "./errors.ts";
+import { authenticateReader, ownedJob } from "./http.ts";
+import { errors, SERVER_ERRORS } from "./responses.ts";
+import { jobParams } from "./schemas.ts";
+
+const NO_IMAGE = "Cannot find the image: no such job for this caller, or it has not succeeded";
+
+const cacheHeaders = {
+  ETag: {
+    description: "A strong validator of the image (send it back as `If-None-Match`)",
+    schema: { type: "string" as const, example: '"q2uZP1vC0m4mWnF3r1xK7w"' },
+  },
+  "Cache-Control": {
+    description: "`private`: only the caller's own cache may keep it",
+    schema: { type: "string" as const, example: "private" },
+  },
+};
+
+/** The route definition of `GET /v1/jobs/{id}/image`. */
+export const jobImageRoute = createRoute({
+  method: "get",
+  path: "/v1/jobs/{id}/image",
+  operationId: "getJobImage",
+  tags: ["jobs"],
+  summary: "A succeeded job's image",
+  description: "The image's bytes, `Content-Type` read from them (magic numbers). 404 until the " +
+    "job has succeeded. Auth: a bearer token, or the job's `ticket` (as in `urls.image`).",
+  // Typed as the document's type: a literal array of two different objects defeats the handler's typing.
+  security: [{ bearer: [] }, { ticket: [] }] as Record<string, string[]>[],
+  request: {
+    params: jobParams,
+    query: z.object({
+      ticket: z.string().optional().openapi({ description: "The job's read-only ticket" }),
+    }),
+    headers: z.object({
+      "If-None-Match": z.string().optional().openapi({ description: "ETags the caller has" }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "The image",
+      headers: cacheHeaders,
+      content: {
+        "image/*": { schema: z.string().openapi({ format: "binary" }) },
+        "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+      },
+    },
+    304: { description: "The caller's copy (`If-None-Match`) is current", headers: cacheHeaders },
+    ...errors({
+      401: "Cannot authenticate: no valid bearer token or ticket",
+      404: NO_IMAGE,
+      ...SERVER_ERRORS,
+    }),
+  },
+});
+
+/** A strong ETag: the image of a finished job never changes, so its job's identity names it. */
+function etagOf(job: JobRecord): string {
+  const hash = createHash("sha256")
+    .update(`${job.id}\0${job.createdAt}\0${job.updatedAt}\0${job.attempts}`)
+    .digest("base64url");
+  return `"${hash.slice(0, 22)}"`;
+}
+
+/** True when `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for this header). */
+function notModified(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(",").some((tag) => {
+    const value = tag.trim();
+    return value === "*" || value.replace(/^W\//, "") === etag;
+  });
+}
+
+/** The media type of the bytes, from their magic numbers; the stored one when nothing matches. */
+async function mediaType(bytes: Uint8Array, stored: string | undefined): Promise<string> {
+  const sniffed = sniffImage(bytes) ?? (await fileTypeFromBuffer(bytes))?.mime;
+  return sniffed ?? stored ?? "application/octet-stream";
+}
+
+/** The image route. */
+export function jobImageRoutes(deps: AppDeps) {
+  // A malformed id is a job nobody has: 404 like any other, once the caller is known.
+  const unknownJob = rejectAfter(
+    (c) => authenticateReader(c, deps, c.req.param("id") ?? ""),
+    () => httpErrors.notFound(NO_IMAGE),
+  );
+  return router().openapi(jobImageRoute, async (c) => {
+    const id = c.req.valid("param").id;
+    const owner = await authenticateReader(c, deps, id);
+    const job = await ownedJob(deps, owner, id);
+    if (job.status !== "succeeded") throw httpErrors.notFound(NO_IMAGE);
+    const etag = etagOf(job);
+    const headers = { ETag: etag, "Cache-Control": "private" };
+    if (notModified(c.req.header("If-None-Match"), etag)) return c.body(null, 304, headers);
+    const base64 = await deps.broker.image(id);
+    if (base64 === null) throw httpErrors.notFound(NO_IMAGE);
+    const bytes = Uint8Array.fromBase64(base64);
+    const type = await mediaType(bytes, job.mimeType);
+    return c.body(bytes, 200, { ...headers, "Content-Type": type });
+  }, (result, c) => unknownJob(result, c));
+}
