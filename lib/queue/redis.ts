@@ -42,7 +42,8 @@ import type {
 export interface RedisBrokerOptions {
   prefix?: string;
   ttlSec?: number;
-  feedMaxLen?: number;
+  /** How long the relay feeds keep items (default 12 minutes: `GET /v1/events` replays 10). */
+  feedRetentionMs?: number;
   kind?: "redis" | "upstash";
   /** How many partitions the jobs are split into (1: today's untagged keys, but on a Cluster). */
   partitions?: number;
@@ -71,7 +72,7 @@ class RedisBroker implements Broker {
     this.#ctx = new RedisContext(client, {
       prefix: options.prefix ?? "img:",
       ttlSec: options.ttlSec ?? 86_400,
-      feedMaxLen: options.feedMaxLen ?? 50_000,
+      feedRetentionMs: options.feedRetentionMs ?? 12 * 60_000,
       partitions: this.partitions,
       multiSlotPipelines: this.kind === "upstash",
       cluster: options.cluster,

@@ -55,7 +55,8 @@ function isMissingGroup(error: unknown): boolean {
 export class RedisContext {
   readonly client: RedisClient;
   readonly ttl: string;
-  readonly feedMax: string;
+  /** How long the relay feeds keep their items (replays of all of an owner's jobs reach this far). */
+  readonly feedRetentionMs: number;
   /** The key names, per partition. */
   readonly keys: KeyLayout;
   /** How many partitions the jobs are split into. */
@@ -71,7 +72,7 @@ export class RedisContext {
     options: {
       prefix: string;
       ttlSec: number;
-      feedMaxLen: number;
+      feedRetentionMs: number;
       partitions: number;
       multiSlotPipelines: boolean;
       /** On a Cluster every partition is tagged, even a single one. */
@@ -84,13 +85,18 @@ export class RedisContext {
     this.partitions = options.partitions;
     this.multiSlotPipelines = options.multiSlotPipelines;
     this.ttl = String(options.ttlSec);
-    this.feedMax = String(options.feedMaxLen);
+    this.feedRetentionMs = options.feedRetentionMs;
     this.#scripts = (async () => {
       const entries = Object.entries(SOURCES).map(async ([name, source]) =>
         [name, await defineScript(source)] as const
       );
       return Object.fromEntries(await Promise.all(entries)) as Record<ScriptName, Script>;
     })();
+  }
+
+  /** The oldest feed id to keep now: an XADD trims items older than the retention (`MINID ~`). */
+  get feedFloor(): string {
+    return `${Math.max(0, Date.now() - this.feedRetentionMs)}-0`;
   }
 
   /** The key of a job's hash, in its partition. */

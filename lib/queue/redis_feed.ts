@@ -37,16 +37,24 @@ function itemsOf(
 
 const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
 
-/**
- * A stream id field of XINFO STREAM ("0-0" when absent): `max-deleted-entry-id` is the highest id
- * XADD's MAXLEN trimmed, `last-generated-id` the newest id the feed ever had.
- */
+/** A field of XINFO STREAM ("0-0" when absent), e.g. `last-generated-id`, the newest id ever. */
 function infoField(info: RedisReply, name: string): string {
   if (!Array.isArray(info)) return "0-0";
   for (let i = 0; i + 1 < info.length; i += 2) {
     if (String(info[i]) === name) return String(info[i + 1]);
   }
   return "0-0";
+}
+
+/**
+ * True when the feed may have dropped items after `cursor`: it has trimmed items (more were ever added
+ * than it holds; the feed is only trimmed, never XDELed) and its first item is past the cursor.
+ * Conservative: a cursor just before the first kept item also counts (a reset, never a gap).
+ */
+function trimmedAfter(info: RedisReply, cursor: string): boolean {
+  const trimmed = Number(infoField(info, "entries-added")) > Number(infoField(info, "length"));
+  const first = infoField(info, "recorded-first-entry-id");
+  return trimmed && compareEventIds(cursor, first) < 0;
 }
 
 /** Reads the feeds: one blocking reader per partition, or a poll over all of them. */
@@ -150,7 +158,7 @@ export class FeedReader {
       if (range instanceof Error) throw range;
       if (!(info instanceof Error)) {
         // Trimmed after the cursor, or a cursor the feed never handed out: the client starts over.
-        if (compareEventIds(ids[p], infoField(info, "max-deleted-entry-id")) < 0) return null;
+        if (trimmedAfter(info, ids[p])) return null;
         if (compareEventIds(ids[p], infoField(info, "last-generated-id")) > 0) return null;
       } else if (ids[p] !== "0-0") return null;
       const read = itemsOf(range as RedisReply[], ids[p], p);

@@ -123,7 +123,7 @@ async function submit(
       String(enqueue ? maxQueued : 0),
       second ? "1" : "0",
       String(owned ? rate : 0),
-      ctx.feedMax,
+      ctx.feedFloor,
       nowMs,
       job.webhook ?? "",
       job.webhook ? (job.webhookEvents ?? []).join(" ") : "",

@@ -85,7 +85,7 @@ export class RedisWorkerOps {
     const k = this.#ctx.keys;
     const keys = [this.#ctx.job(jobId), k.events(p), k.jobs(p), k.webhooks(p)];
     const now = new Date();
-    const args = [now.toISOString(), started, this.#ctx.feedMax, jobId, entryId, GROUP, consumer];
+    const args = [now.toISOString(), started, this.#ctx.feedFloor, jobId, entryId, GROUP, consumer];
     const reply = await this.#ctx.grouped(() =>
       this.#ctx.run("start", keys, [...args, String(now.getTime())])
     );
@@ -105,7 +105,7 @@ export class RedisWorkerOps {
       notification(jobId, body),
       new Date().toISOString(),
       this.#ctx.ttl,
-      this.#ctx.feedMax,
+      this.#ctx.feedFloor,
       jobId,
       "error" in body ? body.error : "",
       extra.mime ?? "",

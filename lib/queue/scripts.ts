@@ -58,7 +58,7 @@ export const CREATE = `
 -- ARGV[1] id, [2] owner, [3] prompt, [4] model, [5] aspect ratio, [6] now (ISO), [7] ttl seconds of the active set,
 -- ARGV[8] queued notification JSON, [9] "1" to enqueue, [10] max active jobs per owner (0: none),
 -- ARGV[11] max stream length (0: none), [12] "1" on the second pass (the rate was counted, ids of
--- ended jobs follow), [13] submissions per owner per minute (0: none), [14] feed max length,
+-- ended jobs follow), [13] submissions per owner per minute (0: none), [14] oldest feed id to keep,
 -- [15] now (ms), [16] webhook URL ('' none), [17] webhook event types (space-separated, '' default),
 -- [18] ttl seconds of the owner's job index, [19] "1" when the id was made by the server (it cannot
 -- exist: no EXISTS), [20..] ids to drop from the set
@@ -105,7 +105,7 @@ if ARGV[16] ~= '' then
   set[#set + 1] = ARGV[17]
 end
 redis.call('HSET', KEYS[1], unpack(set))
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
+redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
   'o', ARGV[2])
 webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
 if #KEYS >= 5 then
@@ -154,7 +154,7 @@ return {1, added}
  */
 export const START = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] webhook outbox
--- ARGV[1] now (ISO), [2] started notification JSON, [3] feed max length, [4] job id, [5] entry id,
+-- ARGV[1] now (ISO), [2] started notification JSON, [3] oldest feed id to keep, [4] job id, [5] entry id,
 -- ARGV[6] group, [7] consumer that must hold the entry ('' to skip the check), [8] now (ms)
 -- Returns false when there is nothing to run (the lease is lost, no such job, it ended, or another
 -- entry runs it), else the record fields after the change
@@ -175,7 +175,7 @@ if status == 'queued' then
   local seq = tonumber(r[12]) + 1
   redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1], 'attempts', attempts,
     'seq', seq, 'e' .. seq, ARGV[2], 'entry', ARGV[5])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'j', ARGV[4], 'e', seq, 'n', ARGV[2],
+  redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'j', ARGV[4], 'e', seq, 'n', ARGV[2],
     'o', r[1])
   webhook(KEYS[4], r[13], r[14], 'started', ARGV[4], seq, ARGV[8])
   r[2] = 'running'
@@ -195,7 +195,7 @@ export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream,
 -- KEYS[5] webhook outbox
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
--- ARGV[5] now (ISO), [6] ttl seconds, [7] feed max length, [8] job id, [9] error, [10] mime type,
+-- ARGV[5] now (ISO), [6] ttl seconds, [7] oldest feed id to keep, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
 -- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
@@ -229,7 +229,7 @@ for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 1
   end
 end
 redis.call('HSET', KEYS[1], unpack(set))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
   'o', f[3])
 webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
