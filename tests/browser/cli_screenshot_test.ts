@@ -19,6 +19,7 @@ function quote(word: string): string {
 
 /** What a terminal shows at the end: each line as its last carriage return left it, no escapes. */
 export function screenOf(output: string): string[] {
+  // deno-lint-ignore no-control-regex -- ESC starts the terminal's control sequences
   const plain = output.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
   return plain.split(/\r?\n/).map((line) => line.split("\r").at(-1) ?? "").filter((l) => l !== "");
 }
