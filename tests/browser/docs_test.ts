@@ -14,6 +14,7 @@ Deno.test(
       assert.equal(response?.status(), 200);
       await page.getByText("Submit an image job").first().waitFor();
       await page.getByText("Image job service", { exact: true }).first().waitFor();
+      await watched.screenshot("docs-offline");
       assertClean(watched);
     });
   },

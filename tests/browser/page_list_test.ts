@@ -52,6 +52,7 @@ Deno.test("My jobs lists a pasted JWT's jobs newest first, a page at a time", OP
     const thumbnail = page.locator(`#history > .item[data-id="${ids[0]}"] img`);
     await thumbnail.waitFor();
     assert.match((await thumbnail.getAttribute("src"))!, /\/v1\/jobs\/pager-00\/image/);
+    await watched.screenshot("page-my-jobs");
 
     await page.setViewportSize(PHONE);
     const width = await page.evaluate(() =>
@@ -78,6 +79,7 @@ Deno.test(
         await page.waitForSelector("#prompt-error:not(:empty)");
         assert.match((await page.textContent("#prompt-error"))!, /^Prompt must /);
         assert.equal(await page.getAttribute("#prompt", "aria-invalid"), "true");
+        await watched.screenshot("page-422-next-to-prompt");
         assert.equal(await page.locator("#cards > .card").count(), 0);
       });
 

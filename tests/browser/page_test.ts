@@ -126,6 +126,7 @@ Deno.test(
           await waitForStatus(page, id, "succeeded");
           assert.deepEqual(await steps(page, id), ["queued", "started", "succeeded"]);
           assert.ok((await loadedImage(page, id)).width > 0);
+          await watched.screenshot("page-reloaded-mid-job");
 
           const after = await cursor();
           assert.notEqual(after, before);
@@ -169,6 +170,7 @@ Deno.test(
         await page.click(`${card(id)} .cancel`);
         await waitForStatus(page, id, "canceled");
         assert.deepEqual(await steps(page, id), ["queued", "started", "canceled"]);
+        await watched.screenshot("page-canceled");
         assert.equal(await page.isHidden(`${card(id)} .cancel`), true);
         assert.equal(await page.isHidden(`${card(id)} .result`), true);
         const job = await (await fetch(`${service.url}/v1/jobs/${id}`, {
