@@ -281,20 +281,7 @@ export class MemoryBroker implements Broker {
 
   /** Pending webhook deliveries; a 410 also forgets the job's webhook. */
   get webhooks(): WebhookOutbox {
-    const outbox = this.#store.outbox;
-    return {
-      take: (now, limit, leaseMs) => outbox.take(now, limit, leaseMs),
-      done: (task) => outbox.done(task),
-      retry: (task, at) => outbox.retry(task, at),
-      stop: (jobId) => {
-        const record = this.#store.job(jobId)?.record;
-        if (record) {
-          delete record.webhook;
-          delete record.webhookEvents;
-        }
-        return outbox.stop(jobId);
-      },
-    };
+    return this.#store.outbox;
   }
 
   async sharedSecret(name: string): Promise<string> {

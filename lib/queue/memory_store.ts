@@ -45,7 +45,13 @@ export class MemoryStore {
   #byOwner = new Map<string, { id: string; seq: number }[]>();
   #created = 0;
   /** Pending webhook deliveries. */
-  readonly outbox: MemoryOutbox = new MemoryOutbox();
+  readonly outbox: MemoryOutbox = new MemoryOutbox((jobId) => {
+    const record = this.job(jobId)?.record;
+    if (record) {
+      delete record.webhook;
+      delete record.webhookEvents;
+    }
+  });
   #wakers = new Set<() => void>();
   #lastMs = 0;
   #seq = 0;

@@ -14,6 +14,12 @@ export function wantsWebhook(record: JobRecord, type: EventType): boolean {
 /** Tasks by job and type, each hidden until its due time. */
 export class MemoryOutbox implements WebhookOutbox {
   #tasks = new Map<string, { task: WebhookTask; dueAt: number }>();
+  #forget: (jobId: string) => void;
+
+  /** `forget(jobId)` removes the job's webhook when a receiver answers 410. */
+  constructor(forget: (jobId: string) => void) {
+    this.#forget = forget;
+  }
 
   /** Adds a delivery due now (an event the job's webhook asked for). */
   add(task: WebhookTask, now: number): void {
@@ -45,6 +51,7 @@ export class MemoryOutbox implements WebhookOutbox {
   }
 
   stop(jobId: string): Promise<void> {
+    this.#forget(jobId);
     for (const [key, { task }] of this.#tasks) if (task.jobId === jobId) this.#tasks.delete(key);
     return Promise.resolve();
   }

@@ -12,18 +12,16 @@ import { KeyLayout } from "./partitions.ts";
 import { RecentImages } from "./recent_images.ts";
 import {
   ACK,
-  CREATE,
   FINISH,
-  OWNER,
   PROMOTE,
   PRUNE,
-  RELEASE,
   RENEW,
   RETRY,
   RETRY_WEBHOOK,
   START,
   TAKE_WEBHOOKS,
 } from "./scripts.ts";
+import { CREATE, OWNER, RELEASE } from "./scripts_submit.ts";
 
 const SOURCES = {
   create: CREATE,
