@@ -150,6 +150,7 @@ export function imageRoutes(deps: AppDeps) {
     const id = body.id ?? key ?? newJobId();
     const { created, job, refused, retryAfterSec } = await deps.broker.submit({
       id,
+      fresh: body.id === undefined && key === undefined,
       owner,
       prompt: body.prompt,
       model: body.model,

@@ -41,6 +41,9 @@ const SOURCES = {
 /** The name of one of the broker's Lua scripts. */
 export type ScriptName = keyof typeof SOURCES;
 
+const INDEX_REFRESH_MS = 60_000;
+const INDEX_REFRESH_MAX = 10_000;
+
 /** The consumer group of the jobs stream. */
 export const GROUP = "workers";
 
@@ -64,6 +67,8 @@ export class RedisContext {
   /** Images this process stored a moment ago, for its own relay. */
   readonly recent = new RecentImages();
   #scripts: Promise<Record<ScriptName, Script>>;
+  /** When this process last set each owner's index expiry (cleared whole when it grows too big). */
+  #indexRefreshed = new Map<string, number>();
 
   constructor(
     client: RedisClient,
@@ -90,6 +95,19 @@ export class RedisContext {
       );
       return Object.fromEntries(await Promise.all(entries)) as Record<ScriptName, Script>;
     })();
+  }
+
+  /**
+   * True when this process should set the expiry of `owner`'s job index with this submit: on its
+   * first submit for that owner, then at most once a minute (the expiry is a day or more, so a minute
+   * between renewals loses nothing, and a busy owner's submits skip the EXPIRE).
+   */
+  indexRefresh(owner: string, now = Date.now()): boolean {
+    const last = this.#indexRefreshed.get(owner);
+    if (last !== undefined && now - last < INDEX_REFRESH_MS) return false;
+    if (this.#indexRefreshed.size >= INDEX_REFRESH_MAX) this.#indexRefreshed.clear();
+    this.#indexRefreshed.set(owner, now);
+    return true;
   }
 
   /** The oldest feed id to keep now: an XADD trims items older than the retention (`MINID ~`). */

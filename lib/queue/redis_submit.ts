@@ -12,7 +12,9 @@ const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
 /** The record a new job gets, as CREATE writes it. */
 function fresh(job: NewJob, now: string): JobRecord {
-  const given = Object.entries(job).filter(([, value]) => value !== undefined);
+  const given = Object.entries(job).filter(([key, value]) =>
+    value !== undefined && key !== "fresh"
+  );
   return {
     ...Object.fromEntries(given) as NewJob,
     status: "queued",
@@ -107,7 +109,7 @@ async function submit(
   if (single) keys.push(ctx.keys.ownerJobs(job.owner));
   if (owned) keys.push(ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner));
   const nowMs = String(Date.parse(now));
-  const indexTtl = String(indexTtlSec(ctx));
+  const indexTtl = ctx.indexRefresh(job.owner) ? String(indexTtlSec(ctx)) : "0";
   const create = (second: boolean, ended: string[]) =>
     ctx.run("create", keys, [
       job.id,
@@ -128,7 +130,7 @@ async function submit(
       job.webhook ?? "",
       job.webhook ? (job.webhookEvents ?? []).join(" ") : "",
       indexTtl,
-      "0",
+      job.fresh ? "1" : "0",
       ...ended,
     ]) as Promise<RedisReply[]>;
 
@@ -193,6 +195,8 @@ function indexTtlSec(ctx: RedisContext): number {
  */
 async function indexJob(ctx: RedisContext, job: NewJob, nowMs: string, ttl: string) {
   const key = ctx.keys.ownerJobs(job.owner);
-  const replies = await ctx.client.pipeline([["ZADD", key, nowMs, job.id], ["EXPIRE", key, ttl]]);
+  const commands = [["ZADD", key, nowMs, job.id]];
+  if (ttl !== "0") commands.push(["EXPIRE", key, ttl]);
+  const replies = await ctx.client.pipeline(commands);
   for (const reply of replies) if (reply instanceof Error) throw reply;
 }

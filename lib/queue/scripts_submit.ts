@@ -17,7 +17,7 @@ export const CREATE = `
 -- ARGV[11] max stream length (0: none), [12] "1" on the second pass (the rate was counted, ids of
 -- ended jobs follow), [13] submissions per owner per minute (0: none), [14] oldest feed id to keep,
 -- [15] now (ms), [16] webhook URL ('' none), [17] webhook event types (space-separated, '' default),
--- [18] ttl seconds of the owner's job index, [19] "1" when the id was made by the server (it cannot
+-- [18] ttl seconds of the owner's job index ('0': leave its expiry as it is), [19] "1" when the id was made by the server (it cannot
 -- exist: no EXISTS), [20..] ids to drop from the set
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
@@ -67,7 +67,7 @@ redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, '
 webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
 if #KEYS >= 5 then
   redis.call('ZADD', KEYS[5], ARGV[15], ARGV[1])
-  redis.call('EXPIRE', KEYS[5], ARGV[18])
+  if ARGV[18] ~= '0' then redis.call('EXPIRE', KEYS[5], ARGV[18]) end
 end
 if owned and maxActive > 0 then
   redis.call('SADD', KEYS[6], ARGV[1])

@@ -14,6 +14,11 @@ export interface NewJob {
   /** Where to POST this job's notifications (Standard Webhooks), and which event types. */
   webhook?: string;
   webhookEvents?: EventType[];
+  /**
+   * True when the server made the id just now (128 random bits): no job can have it, so the broker
+   * may skip its existence check. Never set for an id a client chose.
+   */
+  fresh?: boolean;
 }
 
 /** A job's stored state (no image bytes). */
