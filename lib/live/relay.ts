@@ -119,7 +119,18 @@ export class Relay {
     const reads = new Map<string, Promise<string | null>>();
     const imageOf = (jobId: string) => {
       let read = reads.get(jobId);
-      if (!read) reads.set(jobId, read = this.#broker.image(jobId).catch(() => null));
+      if (!read) {
+        // Job streams then read the log instead; owner streams send the success without its image
+        // (it stays at urls.image). Either way the failure is logged.
+        read = this.#broker.image(jobId).catch((error) => {
+          this.#log.warn("Cannot read the image of job {id} for its subscribers: {error}", {
+            id: jobId,
+            error: String(error),
+          });
+          return null;
+        });
+        reads.set(jobId, read);
+      }
       return read;
     };
     for (const item of items) {
