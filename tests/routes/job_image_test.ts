@@ -35,6 +35,7 @@ Deno.test("GET /v1/jobs/:id/image answers the bytes with their type, a strong ET
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("Content-Type"), "image/png");
     assert.equal(response.headers.get("Cache-Control"), "private");
+    assert.equal(response.headers.get("Content-Security-Policy"), "default-src 'none'; sandbox");
     const etag = response.headers.get("ETag")!;
     assert.match(etag, /^"[^"]+"$/, "a strong ETag");
     assert.deepEqual(new Uint8Array(await response.arrayBuffer()), Uint8Array.fromBase64(PNG));
