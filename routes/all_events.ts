@@ -4,8 +4,7 @@ import { type AppDeps, router } from "./deps.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { notificationJson } from "../lib/live/notifications.ts";
 import type { EndReason, OwnerSubscriber } from "../lib/live/relay.ts";
-import { SseHub } from "../lib/live/sse.ts";
-import { RECONNECT_HINT_MS } from "./events.ts";
+import { SseStreams } from "./sse_streams.ts";
 import { authenticate } from "./http.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
 
@@ -60,47 +59,29 @@ export const allEventsRoute = createRoute({
 });
 
 /** The stream of all of an owner's jobs. */
-export function allEventRoutes(deps: AppDeps) {
+export function allEventRoutes(deps: AppDeps, streams = new SseStreams(deps)) {
   const app = router();
-  const hub = new SseHub({
-    keepaliveMs: deps.config.SSE_KEEPALIVE_MS,
-    maxBufferedBytes: deps.config.SSE_MAX_BUFFERED_BYTES,
-  });
   app.openAPIRegistry.registerPath(allEventsRoute);
   app.get("/v1/events", async (c) => {
     const owner = await authenticate(c, deps);
     const relay = deps.relay;
     if (!relay) throw httpErrors.notFound("Cannot find the route: no such path");
     const after = c.req.header("Last-Event-ID") || c.req.query("last_event_id") || undefined;
-    const release = deps.streams.acquire(owner);
-    if (!release) throw httpErrors.rateLimited(5, "Cannot open the stream: too many open streams");
-    const sse = hub.open();
-    deps.metrics.subscribers.inc({ transport: "sse" });
+    const stream = streams.open(owner);
+    const { sse } = stream;
     const subscriber: OwnerSubscriber = {
       event: ({ cursor, event }) =>
         sse.event(cursor, event.notification.type, notificationJson(event)),
       reset: () => sse.raw(RESET_EVENT),
       drain: () => sse.drain(),
-      done: (reason: EndReason) => {
-        // Cut off or shutting down: tell the client to come back soon and resume.
-        if (reason === "closed") sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
-        sse.close();
-      },
+      done: (reason: EndReason) => stream.end(reason),
     };
     const unusable = after !== undefined &&
       (after.length > MAX_CURSOR_LENGTH || /[\r\n]/.test(after));
     if (unusable) subscriber.reset!();
     const subscription = relay.subscribeOwner(owner, subscriber, unusable ? undefined : after);
-    void sse.closed.then(() => {
-      subscription.close();
-      release();
-      deps.metrics.subscribers.dec({ transport: "sse" });
-    });
-    return c.body(sse.body, 200, {
-      "Content-Type": "text/event-stream",
-      "Cache-Control": "no-cache",
-      "X-Accel-Buffering": "no",
-    });
+    void sse.closed.then(() => stream.release(subscription));
+    return streams.response(c, sse);
   });
   return app;
 }

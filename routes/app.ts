@@ -13,6 +13,7 @@ import { jobListRoutes } from "./job_list.ts";
 import { jobImageRoutes } from "./job_image.ts";
 import { eventRoutes } from "./events.ts";
 import { allEventRoutes } from "./all_events.ts";
+import { SseStreams } from "./sse_streams.ts";
 import { wsRoutes } from "./ws.ts";
 import { opsRoutes } from "./ops.ts";
 import { devRoutes } from "./dev.ts";
@@ -24,14 +25,15 @@ export type { AppDeps, AppEnv };
 
 /** The `/v1` routes and the web page, chained so that their types add up. */
 function apiRoutes(deps: AppDeps) {
+  const streams = new SseStreams(deps); // one keepalive timer for both SSE routes
   return router()
     .route("/", webRoutes(deps))
     .route("/", imageRoutes(deps))
     .route("/", jobListRoutes(deps))
     .route("/", jobRoutes(deps))
     .route("/", jobImageRoutes(deps))
-    .route("/", eventRoutes(deps))
-    .route("/", allEventRoutes(deps))
+    .route("/", eventRoutes(deps, streams))
+    .route("/", allEventRoutes(deps, streams))
     .route("/", wsRoutes(deps))
     .route("/", devRoutes(deps));
 }

@@ -5,12 +5,11 @@ import { httpErrors } from "../lib/errors.ts";
 import { authenticateReader, JOB_ID, lastEventId } from "./http.ts";
 import { notificationJson, type StoredEvent } from "../lib/live/notifications.ts";
 import type { EndReason } from "../lib/live/relay.ts";
-import { SseHub } from "../lib/live/sse.ts";
+import { SseStreams } from "./sse_streams.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
 import { jobParams, resumeAfter } from "./schemas.ts";
 
 /** Milliseconds a client is told to wait before it reconnects after the server ends a stream early. */
-export const RECONNECT_HINT_MS = 1_000;
 
 const resume = resumeAfter.openapi({
   description: "Replay every event after this one, then go live (the header wins over the query)",
@@ -61,13 +60,9 @@ export const eventsRoute = createRoute({
   },
 });
 
-/** The SSE route. */
-export function eventRoutes(deps: AppDeps) {
+/** The SSE route; `streams` is shared with the other SSE route (one keepalive timer). */
+export function eventRoutes(deps: AppDeps, streams = new SseStreams(deps)) {
   const app = router();
-  const hub = new SseHub({
-    keepaliveMs: deps.config.SSE_KEEPALIVE_MS,
-    maxBufferedBytes: deps.config.SSE_MAX_BUFFERED_BYTES,
-  });
   // A reconnect after the job's terminal event answers 204 (EventSource stops); a job that disappears
   // (expired, or lost with its store) ends the stream. Described, not validated by the framework: the
   // caller is checked before the id and the resume point, and the header's value wins over the query's.
@@ -79,15 +74,8 @@ export function eventRoutes(deps: AppDeps) {
     const after = lastEventId(c);
     const relay = deps.relay;
     if (!relay) throw httpErrors.notFound();
-    const release = deps.streams.acquire(owner);
-    if (!release) throw httpErrors.rateLimited(5, "Cannot open the stream: too many open streams");
-    const sse = hub.open();
-    deps.metrics.subscribers.inc({ transport: "sse" });
-    const cleanup = (subscription?: { close(): void }) => {
-      subscription?.close();
-      release();
-      deps.metrics.subscribers.dec({ transport: "sse" });
-    };
+    const stream = streams.open(owner);
+    const { sse } = stream;
     let sent = 0;
     let ended: EndReason | null = null;
     const sink = {
@@ -97,9 +85,7 @@ export function eventRoutes(deps: AppDeps) {
       },
       done: (reason: EndReason) => {
         ended = reason;
-        // The server is going away: tell the client to come back and resume.
-        if (reason === "closed") sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
-        sse.close();
+        stream.end(reason);
       },
     };
     let subscription;
@@ -108,18 +94,14 @@ export function eventRoutes(deps: AppDeps) {
       subscription = await relay.subscribe(id, sink, after, { owner });
     } catch (error) {
       sse.close();
-      cleanup();
+      stream.release();
       throw error;
     }
     // Runs once the stream closes, whether the client left or the terminal event ended it.
-    void sse.closed.then(() => cleanup(subscription));
+    void sse.closed.then(() => stream.release(subscription));
     // A reconnect after the terminal event: 204 tells EventSource to stop reconnecting.
     if (after !== undefined && ended === "terminal" && sent === 0) return c.body(null, 204);
-    return c.body(sse.body, 200, {
-      "Content-Type": "text/event-stream",
-      "Cache-Control": "no-cache",
-      "X-Accel-Buffering": "no",
-    });
+    return streams.response(c, sse);
   });
   return app;
 }
