@@ -31,28 +31,17 @@ const applied = {
   },
 };
 
+/** An OpenAPI link from the submit answer to an operation on the job it names. */
+function jobLink(operationId: string, description: string) {
+  return { operationId, parameters: { id: "$response.body#/id" }, description };
+}
+
 /** Where a fuzzer or a client goes next with the job it just submitted. */
 const jobLinks = {
-  getJob: {
-    operationId: "getJob",
-    parameters: { id: "$response.body#/id" },
-    description: "The job's status and result",
-  },
-  getJobImage: {
-    operationId: "getJobImage",
-    parameters: { id: "$response.body#/id" },
-    description: "The image's bytes, once the job succeeded",
-  },
-  cancelJob: {
-    operationId: "cancelJob",
-    parameters: { id: "$response.body#/id" },
-    description: "Cancel the job",
-  },
-  streamJobEvents: {
-    operationId: "streamJobEvents",
-    parameters: { id: "$response.body#/id" },
-    description: "The job's notifications as Server-Sent Events",
-  },
+  getJob: jobLink("getJob", "The job's status and result"),
+  getJobImage: jobLink("getJobImage", "The image's bytes, once the job succeeded"),
+  cancelJob: jobLink("cancelJob", "Cancel the job"),
+  streamJobEvents: jobLink("streamJobEvents", "The job's notifications as Server-Sent Events"),
 };
 
 /** The route definition of `POST /v1/images`. */

@@ -9,7 +9,7 @@ import {
   type Seeds,
 } from "./cluster_options.ts";
 import { keySlot } from "./slot.ts";
-import { callBytes, classify, closeConnection, toArgs } from "./tcp.ts";
+import { callBytes, classify, closeConnection, execPipeline, toArgs } from "./tcp.ts";
 import type {
   PipelineReply,
   RedisArg,
@@ -193,13 +193,8 @@ class ClusterClient implements RedisClient {
     return replies;
   }
 
-  async #pipelineOn(node: Redis, commands: RedisCommand[]): Promise<PipelineReply[]> {
-    const pipe = node.pipeline();
-    for (const [name, ...args] of commands) pipe.call(String(name), ...toArgs(args));
-    const results = await this.#bounded(pipe.exec()).catch((error) => {
-      throw classify(error);
-    }) ?? [];
-    return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
+  #pipelineOn(node: Redis, commands: RedisCommand[]): Promise<PipelineReply[]> {
+    return execPipeline(node.pipeline(), commands, (sent) => this.#bounded(sent));
   }
 
   eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {

@@ -1,6 +1,6 @@
 /** The TCP transport: ioredis behind the small RedisClient interface. */
 import { Buffer } from "node:buffer";
-import { Command, Redis, type RedisOptions, ReplyError } from "ioredis";
+import { type ChainableCommander, Command, Redis, type RedisOptions, ReplyError } from "ioredis";
 import { BrokerUnavailableError } from "../errors.ts";
 import type {
   PipelineReply,
@@ -110,12 +110,7 @@ class TcpClient implements RedisClient {
 
   async pipeline(commands: RedisCommand[]): Promise<PipelineReply[]> {
     if (commands.length === 0) return [];
-    const pipe = this.#redis.pipeline();
-    for (const [name, ...args] of commands) pipe.call(String(name), ...toArgs(args));
-    const results = await pipe.exec().catch((error) => {
-      throw classify(error);
-    }) ?? [];
-    return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
+    return await execPipeline(this.#redis.pipeline(), commands);
   }
 
   eval(script: Script, keys: string[], args: RedisArg[]): Promise<RedisReply> {
@@ -168,4 +163,20 @@ export async function closeConnection(
 /** Connects to a TCP Redis (`redis://` or `rediss://`); reconnects by itself with backoff. */
 export function createTcpClient(options: TcpClientOptions): RedisClient {
   return new TcpClient(options);
+}
+
+/**
+ * Runs `commands` on an ioredis pipeline in one round trip (through `bound`, e.g. a deadline); each
+ * slot holds its reply, or its error classified as the seam's errors are.
+ */
+export async function execPipeline(
+  pipe: ChainableCommander,
+  commands: RedisCommand[],
+  bound: <T>(sent: Promise<T>) => Promise<T> = (sent) => sent,
+): Promise<PipelineReply[]> {
+  for (const [name, ...args] of commands) pipe.call(String(name), ...toArgs(args));
+  const results = await bound(pipe.exec()).catch((error) => {
+    throw classify(error);
+  }) ?? [];
+  return results.map(([error, reply]) => error ? classify(error) : (reply as RedisReply));
 }
