@@ -139,7 +139,6 @@ export function imageRoutes(deps: AppDeps) {
     const id = body.id ?? key ?? newJobId();
     const { created, job, refused, retryAfterSec } = await deps.broker.submit({
       id,
-      fresh: body.id === undefined && key === undefined,
       owner,
       prompt: body.prompt,
       model: body.model,
@@ -149,6 +148,7 @@ export function imageRoutes(deps: AppDeps) {
       maxActivePerOwner: deps.config.MAX_ACTIVE_JOBS_PER_OWNER,
       maxQueued: deps.config.MAX_QUEUE_LENGTH,
       ratePerMinute: deps.config.RATE_LIMIT_PER_MINUTE,
+      freshId: body.id === undefined && key === undefined,
     });
     if (refused === "rate_limited") {
       throw httpErrors.rateLimited(

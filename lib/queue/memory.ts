@@ -89,7 +89,7 @@ export class MemoryBroker implements Broker {
     const attempted = (refused: NonNullable<SubmitResult["refused"]>): SubmitResult => ({
       created: false,
       refused,
-      job: { ...withoutFresh(job), status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
+      job: { ...job, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
     });
     if (limits.ratePerMinute) {
       const retryAfterSec = this.#limits.rate(job.owner, limits.ratePerMinute, this.#store.now());
@@ -320,9 +320,4 @@ export class MemoryBroker implements Broker {
   #leaseLost({ entryId, consumer }: Delivery): boolean {
     return entryId !== "" && consumer !== "" && !this.#queue.holds(entryId, consumer);
   }
-}
-
-/** The job as a record starts from: `fresh` is a hint to the broker, not a field. */
-function withoutFresh({ fresh: _, ...job }: NewJob): Omit<NewJob, "fresh"> {
-  return job;
 }

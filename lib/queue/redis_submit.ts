@@ -12,9 +12,7 @@ const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
 /** The record a new job gets, as CREATE writes it. */
 function fresh(job: NewJob, now: string): JobRecord {
-  const given = Object.entries(job).filter(([key, value]) =>
-    value !== undefined && key !== "fresh"
-  );
+  const given = Object.entries(job).filter(([, value]) => value !== undefined);
   return {
     ...Object.fromEntries(given) as NewJob,
     status: "queued",
@@ -130,7 +128,7 @@ async function submit(
       job.webhook ?? "",
       job.webhook ? (job.webhookEvents ?? []).join(" ") : "",
       indexTtl,
-      job.fresh ? "1" : "0",
+      limits.freshId ? "1" : "0",
       ...ended,
     ]) as Promise<RedisReply[]>;
 

@@ -14,11 +14,6 @@ export interface NewJob {
   /** Where to POST this job's notifications (Standard Webhooks), and which event types. */
   webhook?: string;
   webhookEvents?: EventType[];
-  /**
-   * True when the server made the id just now (128 random bits): no job can have it, so the broker
-   * may skip its existence check. Never set for an id a client chose.
-   */
-  fresh?: boolean;
 }
 
 /** A job's stored state (no image bytes). */
@@ -45,7 +40,7 @@ export interface JobView extends JobRecord {
   image?: string;
 }
 
-/** Limits checked atomically with a submit; 0 or absent means no limit. */
+/** Limits checked atomically with a submit (0 or absent means no limit), and one hint. */
 export interface SubmitLimits {
   /** Submissions one owner may make per one-minute window (replays of an existing id do not count). */
   ratePerMinute?: number;
@@ -53,6 +48,11 @@ export interface SubmitLimits {
   maxActivePerOwner?: number;
   /** Entries the jobs stream may hold before submits are refused. */
   maxQueued?: number;
+  /**
+   * Not a limit, a hint: the server made the id just now (128 random bits), so no job can have it and
+   * the broker may skip its existence check. Never set for an id a client chose.
+   */
+  freshId?: boolean;
 }
 
 /**

@@ -20,7 +20,7 @@ Deno.test({
     try {
       await broker.init();
       const before = await existsCalls(server.port);
-      const fresh = await broker.submit({ ...newJob(), fresh: true });
+      const fresh = await broker.submit(newJob(), { freshId: true });
       assert.equal(fresh.created, true);
       assert.equal("fresh" in fresh.job, false, "fresh is a hint, not a field of the job");
       assert.equal(await existsCalls(server.port), before);
