@@ -104,15 +104,18 @@ function cursorOf({ score, id }: { score: number; id: string }): string {
  * backoff has no entry yet: it counts the whole line of its partition.
  */
 export async function queuePosition(ctx: RedisContext, id: string): Promise<number | null> {
-  const [status, entry] = await ctx.client.send([
-    "HMGET",
-    ctx.job(id),
-    "status",
-    "qe",
-  ]) as RedisReply[];
-  if (status !== "queued") return null;
   const stream = ctx.keys.jobs(ctx.keys.partitionOf(id));
-  const groups = await ctx.client.send(["XINFO", "GROUPS", stream]).catch(() => []) as RedisReply[];
+  // One round trip for both reads (the job and its stream share the partition's slot).
+  const [fields, info] = await ctx.client.pipeline([
+    ["HMGET", ctx.job(id), "status", "qe"],
+    ["XINFO", "GROUPS", stream],
+  ]);
+  if (fields instanceof Error) throw fields;
+  const [status, entry] = fields as RedisReply[];
+  if (status !== "queued") return null;
+  // No stream yet (an emptied Redis): nothing was delivered. Any other error is reported.
+  if (info instanceof Error && !/no such key/i.test(info.message)) throw info;
+  const groups = info instanceof Error ? [] : info as RedisReply[];
   let delivered = "0-0";
   for (const row of groups) {
     const g = row as RedisReply[];
