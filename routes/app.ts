@@ -23,11 +23,10 @@ import { answerWrongMethods } from "./methods.ts";
 
 export type { AppDeps, AppEnv };
 
-/** The `/v1` routes and the web page, chained so that their types add up. */
+/** The `/v1` routes, chained so that their types add up. */
 function apiRoutes(deps: AppDeps) {
   const streams = new SseStreams(deps); // one keepalive timer for both SSE routes
   return router()
-    .route("/", webRoutes(deps))
     .route("/", imageRoutes(deps))
     .route("/", jobListRoutes(deps))
     .route("/", jobRoutes(deps))
@@ -90,8 +89,10 @@ export function createApp(deps: AppDeps) {
   app.notFound((c) => respond(c, httpErrors.notFound("Cannot find the route: no such path")));
   // A worker-only process serves no `/v1` routes.
   const api = config.ROLE === "worker" ? undefined : deps;
+  // The page is served by every process, as the contract's operations list says (whatever ROLE).
   const routes = app
     .route("/", opsRoutes(deps))
+    .route("/", webRoutes(deps))
     .route("/", optionalRoutes(api, apiRoutes));
   serveDocument(app);
   answerWrongMethods(app);

@@ -166,12 +166,17 @@ Deno.test("GET /docs answers 503 naming the fix when the Scalar package is missi
   assert.match(body.error.message, /^Cannot serve the API reference: .*deno install/);
 });
 
-Deno.test("a worker-only process still serves /docs", async () => {
+Deno.test("a worker-only process still serves /docs and the page, as every process does", async () => {
   await withService(async (service) => {
     const config = { ...service.runtime.deps.config, ROLE: "worker" as const };
     const app = createApp({ ...service.runtime.deps, config });
     const docs = await app.request("/docs");
     assert.equal(docs.status, 200);
     await docs.body?.cancel();
+    const page = await app.request("/");
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("Content-Type") ?? "", /^text\/html/);
+    await page.body?.cancel();
+    assert.equal((await app.request("/v1/jobs")).status, 404, "no /v1 routes on a worker");
   });
 });
