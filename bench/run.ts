@@ -1,7 +1,8 @@
 /**
- * `deno task bench [--quick]`: starts its own redis-server, fake xAI servers, the service (and the Node
- * peer) as subprocesses, drives them from separate load processes, prints a Markdown table and writes
- * `bench/results/<timestamp>.json` (and, for a full run, `bench/results/latest.md`).
+ * `deno task bench [--quick] [--backlog] [--provider | --provider-quick]`: starts its own redis-server,
+ * fake xAI servers, the service (and the Node peer) as subprocesses, drives them from separate load
+ * processes, prints a Markdown table and writes `bench/results/<timestamp>.json` (and, for a full run,
+ * `bench/results/latest.md`).
  */
 import { signToken } from "../tests/support/app.ts";
 import { redisCommand, type RedisServer, startRedis } from "../tests/support/redis_server.ts";
@@ -13,6 +14,7 @@ import { e2eScenario, peerScenario, scaleOutScenario } from "./scenarios_e2e.ts"
 import { limitRows, measureLimits, submitScenario } from "./scenarios_http.ts";
 import { startUpstashScenario } from "./scenarios_redis.ts";
 import { backlogScenario } from "./scenarios_backlog.ts";
+import { providerScenario } from "./scenarios_provider.ts";
 
 const NOTES = `Notes:
 - All processes share the machine: redis-server, the service, the load processes, the fake xAI (in the
@@ -38,7 +40,13 @@ const NOTES = `Notes:
 - Scenario 6: TCP counts are INFO commandstats deltas (with script internals) and MONITOR (top-level
   commands) around 200 jobs/s, and INFO deltas around the scenario-3 maximum; background reads included.
   Upstash counts are the REST proxy's forwarded commands. The \`other\` CPU in the JSON is load from
-  outside the benchmark while a figure was taken.`;
+  outside the benchmark while a figure was taken.
+- Scenario 10: one fake xAI per run with a token bucket (burst = limit; 429 with Retry-After at arrival) and
+  400 ms per accepted call; 80% of the jobs from one owner at t = 0, light owners one job every ~1-2 s.
+  Ours: 2 processes (WORKER_CONCURRENCY 16, GROK_MAX_RPS = limit) over WebSockets; the seed: server.js
+  (Bull concurrency 32, the same slots) and its Socket.IO relay, against the same fake. Utilization:
+  accepted calls/s from the first accepted call to the last, ÷ the limit. \`--provider\` runs it alone
+  (\`--provider-quick\`: the 180-job workload only).`;
 
 async function fileLimit(): Promise<number> {
   const output = await new Deno.Command("bash", { args: ["-c", "ulimit -n"] }).output();
@@ -101,6 +109,7 @@ async function runAll(bench: Bench, redis: RedisServer): Promise<void> {
   }
   await redisCommand(redis.port, ["FLUSHALL"]);
   await scenario(bench, "9. Backlog vs seed", () => backlogScenario(bench));
+  await scenario(bench, "10. Provider-limited", () => providerScenario(bench));
 }
 
 /** `--backlog`: scenario 9 alone, without the limits (their figures are left at 0). */
@@ -111,8 +120,10 @@ async function backlogOnly(bench: Bench): Promise<void> {
 async function main(): Promise<void> {
   const reran = await withFileLimit();
   if (reran !== null) Deno.exit(reran);
-  const quick = Deno.args.includes("--quick");
-  const only = Deno.args.includes("--backlog");
+  const providerQuick = Deno.args.includes("--provider-quick");
+  const provider = providerQuick || Deno.args.includes("--provider");
+  const quick = Deno.args.includes("--quick") || providerQuick;
+  const only = Deno.args.includes("--backlog") || provider;
   const profile = Deno.args.includes("--profile");
   const repeat = Number(Deno.args.find((a) => a.startsWith("--repeat="))?.slice(9) ?? 1);
   const startedAt = new Date().toISOString();
@@ -131,7 +142,8 @@ async function main(): Promise<void> {
     if (only) {
       const limits = { helloRps: 0, helloP50Ms: 0, helloP99Ms: 0, xaddOps: 0, submitScriptOps: 0 };
       bench = { quick, redis, tokens, limits, rows: [], raw: {}, log, profile, repeat };
-      await backlogOnly(bench);
+      if (provider) await scenario(bench, "10. Provider-limited", () => providerScenario(bench));
+      else await backlogOnly(bench);
     } else {
       log("1. Limits");
       const measured = await measureLimits({ quick, redis, log });
@@ -149,7 +161,8 @@ async function main(): Promise<void> {
   const durationSec = Math.round((performance.now() - t0) / 1000);
   const machine = `${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ` +
     `Node ${await version("node", ["--version"])}, ${await version("redis-server", ["--version"])}`;
-  const mode = `${quick ? "quick" : "full"}${only ? ", backlog only" : ""}`;
+  const alone = provider ? ", provider-limited only" : only ? ", backlog only" : "";
+  const mode = `${quick ? "quick" : "full"}${alone}`;
   const meta = { mode, startedAt, durationSec, machine, notes: NOTES };
   const path = await save(bench, meta, table);
   console.log(`${table}\n\n${NOTES}\n\nRaw numbers: ${path} (${durationSec} s)`);

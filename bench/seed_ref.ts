@@ -215,3 +215,100 @@ export async function runSeed(
     redis: redisBefore && redisLatest ? redisDelta(redisBefore, redisLatest) : null,
   };
 }
+
+/** The seed's worker (`server.js`) and relay (`notification-server.js`), started by startSeedStack. */
+export interface SeedStack {
+  /** The worker's Express base: `POST {url}/generate` with `{prompt, id}` and a Bearer token. */
+  url: string;
+  /** The relay's Socket.IO base: `join` a job Id, hear `notification` `{Id, success, data}`. */
+  relayUrl: string;
+  pids: { worker: number; relay: number };
+  /** SIGTERM, then SIGKILL after 5 s; idempotent. */
+  stop(): Promise<void>;
+}
+
+async function waitHealthy(url: string, what: string): Promise<void> {
+  for (let i = 0;; i++) {
+    try {
+      const response = await fetch(`${url}/health`);
+      await response.body?.cancel();
+      if (response.ok) return;
+    } catch {
+      if (i > 400) throw new Error(`Cannot start the seed's ${what}: no answer in 20 s`);
+      await sleep(50);
+    }
+  }
+}
+
+function stopChild(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    // already gone
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }, 5_000);
+  return child.status.then(() => clearTimeout(timer));
+}
+
+/**
+ * Starts the seed's worker and relay from its copy `dir` against any Redis and image API (e.g. a fake
+ * with a rate limit), for drivers other than run.sh's; the worker verifies tokens with `secret`.
+ */
+export async function startSeedStack(
+  dir: string,
+  { redisUrl, grokApi, secret, concurrency }: {
+    redisUrl: string;
+    grokApi: string;
+    secret: string;
+    concurrency: number;
+  },
+): Promise<SeedStack> {
+  const relayPort = freePort(), workerPort = freePort();
+  const env = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    REDIS_URL: redisUrl,
+    GROK_API: grokApi,
+    XAI_API_KEY: "xai-fake-key",
+    JWT_SECRET: secret,
+    PORT_MESSAGES_USERS: String(relayPort),
+    CONCURRENCY: String(concurrency),
+  };
+  const spawn = (script: string, extra: Record<string, string> = {}) =>
+    new Deno.Command("node", {
+      args: [script],
+      cwd: dir,
+      env: { ...env, ...extra },
+      clearEnv: true,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  const relay = spawn("notification-server.js");
+  let worker: Deno.ChildProcess | undefined;
+  const stop = async () => {
+    await Promise.all([relay, worker].map((c) => c && stopChild(c)));
+  };
+  let stopping: Promise<void> | undefined;
+  try {
+    const relayUrl = `http://127.0.0.1:${relayPort}`;
+    await waitHealthy(relayUrl, "relay");
+    worker = spawn("server.js", { PORT: String(workerPort) });
+    const url = `http://127.0.0.1:${workerPort}`;
+    await waitHealthy(url, "worker");
+    return {
+      url,
+      relayUrl,
+      pids: { worker: worker.pid, relay: relay.pid },
+      stop: () => stopping ??= stop(),
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
