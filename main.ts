@@ -51,22 +51,32 @@ function connect(config: Config, log: Logger): Broker {
   const partitions = config.JOB_PARTITIONS;
   const onError = (error: Error) =>
     log.warn("Redis connection error: {error}", { error: error.message });
+  // The placeholder generator is never paced; xAI is, by every process together.
+  const pace = config.XAI_API_KEY ? config.GROK_MAX_RPS : null;
+  const shared = {
+    prefix,
+    ttlSec,
+    partitions,
+    pace,
+    onError: (what: string, error: unknown) =>
+      log.error("Cannot {what}: {error}", { what, error: String(error) }),
+  };
   if (config.broker === "cluster") {
     const client = createClusterClient({ urls: config.REDIS_CLUSTER_URLS!, onError });
-    return createRedisBroker(client, { prefix, ttlSec, kind: "redis", partitions, cluster: true });
+    return createRedisBroker(client, { ...shared, kind: "redis", cluster: true });
   }
   if (config.broker === "redis") {
     const client = createTcpClient({ url: config.REDIS_URL!, onError });
-    return createRedisBroker(client, { prefix, ttlSec, kind: "redis", partitions });
+    return createRedisBroker(client, { ...shared, kind: "redis" });
   }
   if (config.broker === "upstash") {
     const client = createUpstashClient({
       url: config.UPSTASH_REDIS_REST_URL!,
       token: config.UPSTASH_REDIS_REST_TOKEN!,
     });
-    return createRedisBroker(client, { prefix, ttlSec, kind: "upstash", partitions });
+    return createRedisBroker(client, { ...shared, kind: "upstash" });
   }
-  return createMemoryBroker({ ttlSec });
+  return createMemoryBroker({ ttlSec, pace });
 }
 
 async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
@@ -192,6 +202,11 @@ export async function startRuntime(
       backoffBaseMs: config.JOB_BACKOFF_BASE_MS,
       backoffMaxMs: config.JOB_BACKOFF_MAX_MS,
       onTerminal: socketIo ? (id, outcome) => socketIo.notify(id, outcome) : undefined,
+      onProvider: (outcome, costUsd) => {
+        metrics.providerRequests.inc({ outcome });
+        if (costUsd > 0) metrics.providerCost.inc(costUsd);
+      },
+      onPace: (pace) => metrics.providerPace.set(pace ?? -1),
       onFinished: (status) => {
         metrics.finished.inc({ status });
         dispatcher?.nudge(); // a terminal event may have queued a delivery: send it now

@@ -156,6 +156,7 @@ export async function peerScenario(
     JWT_SECRET: TEST_SECRET,
     GROK_API: xai.url,
     XAI_API_KEY: "k",
+    GROK_MAX_RPS: "0", // measures the service, not the provider's pace
     WORKER_CONCURRENCY: CONCURRENCY,
     BULL_PREFIX: "bench-peer",
   });

@@ -39,6 +39,7 @@ async function run(broker: "memory" | "redis", jobs: number, parallel: number): 
     ...(redis ? { REDIS_URL: redis.url, REDIS_PREFIX: "bench-wh:" } : {}),
     JWT_SECRET: TEST_SECRET,
     XAI_API_KEY: "xai-bench-key",
+    GROK_MAX_RPS: "0",
     GROK_API: xai.url,
     IMAGE_HOSTS: xai.host,
     WEBHOOK_SECRET: SECRET,

@@ -84,6 +84,10 @@ const envSchema = z.object({
   MAX_ACTIVE_JOBS_PER_OWNER: int(0, 1_000_000, 100),
   MAX_QUEUE_LENGTH: int(0, 100_000_000, 100_000),
   MAX_STREAMS_PER_OWNER: int(0, 100_000, 32),
+  /** Provider requests/s of the whole deployment (0: learned from the provider's 429s). */
+  GROK_MAX_RPS: z.coerce.number().min(0).max(100_000).default(5),
+  /** Images one owner may ask for per UTC day (0: no cap). */
+  MAX_IMAGES_PER_OWNER_PER_DAY: int(0, 100_000_000, 0),
   CORS_ORIGINS: csv.optional(),
   DEV_MODE: z.string().optional(),
   PROVIDER_TIMEOUT_MS: int(1000, 600_000, 120_000),

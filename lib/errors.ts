@@ -8,6 +8,7 @@ export type ErrorCode =
   | "conflict"
   | "payload_too_large"
   | "rate_limited"
+  | "quota_exceeded"
   | "unavailable"
   | "internal";
 
@@ -51,6 +52,14 @@ export class RetryableError extends Error {
     super(message, { cause: options.cause });
     this.retryAfterMs = options.retryAfterMs;
   }
+}
+
+/**
+ * The provider is busy (429): the request is worth sending again once its `Retry-After` passed, and it
+ * never counts as one of a job's attempts.
+ */
+export class RateLimitedError extends RetryableError {
+  override name = "RateLimitedError";
 }
 
 /** A failure that another attempt cannot fix (a 4xx from the provider, bad bytes, a bad token). */

@@ -13,6 +13,12 @@ export interface Metrics {
   inflight: Gauge;
   /** Webhook delivery attempts by outcome: delivered, retried, gone, gave_up, refused. */
   webhookDeliveries: Counter<"outcome">;
+  /** Provider requests by outcome: succeeded, rate_limited, retryable, failed. */
+  providerRequests: Counter<"outcome">;
+  /** What the provider said its answers cost, in USD. */
+  providerCost: Counter;
+  /** The deployment's provider pace in requests/s as this process last saw it (-1: unpaced). */
+  providerPace: Gauge;
 }
 
 /** Creates a fresh registry with the service's metrics; `inflight` reads the worker's running jobs. */
@@ -43,6 +49,22 @@ export function createMetrics({ inflight = () => 0 }: { inflight?: () => number 
     labelNames: ["outcome"],
     registers: [registry],
   });
+  const providerRequests = new Counter({
+    name: "provider_requests_total",
+    help: "Provider requests by outcome (succeeded, rate_limited, retryable, failed)",
+    labelNames: ["outcome"],
+    registers: [registry],
+  });
+  const providerCost = new Counter({
+    name: "provider_cost_usd_total",
+    help: "What the provider said its answers cost, in USD",
+    registers: [registry],
+  });
+  const providerPace = new Gauge({
+    name: "provider_pace_rps",
+    help: "The deployment's provider pace in requests/s as this process last saw it (-1: unpaced)",
+    registers: [registry],
+  });
   const inflightGauge = new Gauge({
     name: "worker_jobs_in_flight",
     help: "Jobs this process's worker is running now",
@@ -59,5 +81,8 @@ export function createMetrics({ inflight = () => 0 }: { inflight?: () => number 
     subscribers,
     inflight: inflightGauge,
     webhookDeliveries,
+    providerRequests,
+    providerCost,
+    providerPace,
   };
 }

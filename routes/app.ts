@@ -10,6 +10,7 @@ import { respond, toHttpError } from "./errors.ts";
 import { imageRoutes } from "./images.ts";
 import { jobRoutes } from "./jobs.ts";
 import { jobListRoutes } from "./job_list.ts";
+import { usageRoutes } from "./usage.ts";
 import { jobImageRoutes } from "./job_image.ts";
 import { eventRoutes } from "./events.ts";
 import { allEventRoutes } from "./all_events.ts";
@@ -29,6 +30,7 @@ function apiRoutes(deps: AppDeps) {
   return router()
     .route("/", imageRoutes(deps))
     .route("/", jobListRoutes(deps))
+    .route("/", usageRoutes(deps))
     .route("/", jobRoutes(deps))
     .route("/", jobImageRoutes(deps))
     .route("/", eventRoutes(deps, streams))

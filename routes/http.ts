@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import type { AppDeps } from "./deps.ts";
 import { bearerToken } from "../lib/auth/jwt.ts";
 import { httpErrors } from "../lib/errors.ts";
+import { usageBody } from "../lib/pace/usage.ts";
 import { dataUrl, type JobStatus, PROCESSING_ERROR } from "../lib/live/notifications.ts";
 import { JOB_ID, type JobRecord, type JobView } from "../lib/queue/types.ts";
 import type { Job } from "./responses.ts";
@@ -105,6 +106,7 @@ function jobFields<S extends JobStatus>(job: JobView, status: S) {
     created_at: job.createdAt,
     updated_at: job.updatedAt,
     attempts: job.attempts,
+    usage: job.usage && usageBody(job.usage),
   };
 }
 

@@ -148,8 +148,17 @@ export function imageRoutes(deps: AppDeps) {
       maxActivePerOwner: deps.config.MAX_ACTIVE_JOBS_PER_OWNER,
       maxQueued: deps.config.MAX_QUEUE_LENGTH,
       ratePerMinute: deps.config.RATE_LIMIT_PER_MINUTE,
+      maxImagesPerDay: deps.config.MAX_IMAGES_PER_OWNER_PER_DAY,
       freshId: body.id === undefined && key === undefined,
     });
+    if (refused === "quota_exceeded") {
+      throw new HttpError(
+        429,
+        "quota_exceeded",
+        "Cannot accept the job: your images for today are used up",
+        { headers: { "Retry-After": String(Math.max(1, retryAfterSec ?? 60)) } },
+      );
+    }
     if (refused === "rate_limited") {
       throw httpErrors.rateLimited(
         retryAfterSec ?? 60,

@@ -11,6 +11,7 @@ const ERROR_CODES = [
   "conflict",
   "payload_too_large",
   "rate_limited",
+  "quota_exceeded",
   "unavailable",
   "internal",
 ] as const satisfies readonly ErrorCode[];
@@ -67,6 +68,12 @@ const jobFields = {
   created_at: when,
   updated_at: when,
   attempts: z.number().int().min(0).openapi({ description: "Provider attempts so far" }),
+  usage: z.object({
+    images: z.number().int().min(0),
+    cost_usd: z.number().min(0).openapi({
+      description: "From the provider's usage.cost_in_usd_ticks",
+    }),
+  }).strict().optional().openapi({ description: "What the provider charged, once it answered" }),
   urls: jobUrls.optional(),
 };
 

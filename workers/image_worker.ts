@@ -2,7 +2,13 @@
 import type { Logger } from "@logtape/logtape";
 import type { ImageProvider } from "../lib/provider/grok.ts";
 import type { Broker, Delivery, JobRecord, LeaseStatus } from "../lib/queue/types.ts";
-import { type InFlight, type RunDeps, runJob, type TerminalHook } from "./job_run.ts";
+import {
+  type InFlight,
+  type ProviderOutcome,
+  type RunDeps,
+  runJob,
+  type TerminalHook,
+} from "./job_run.ts";
 import { intake } from "./seed.ts";
 import { ClaimLoops } from "./claim_loops.ts";
 
@@ -30,6 +36,10 @@ export interface ImageWorkerOptions {
   onFinished?: (status: string, job: JobRecord | null) => void;
   /** Called once the broker stored a terminal outcome this worker wrote; must return at once. */
   onTerminal?: TerminalHook;
+  /** Called after each provider call with its outcome and cost (USD), for metrics. */
+  onProvider?: (outcome: ProviderOutcome, costUsd: number) => void;
+  /** Told of the deployment's pace after each turn (null: unpaced), for metrics. */
+  onPace?: (pace: number | null) => void;
 }
 
 /** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
@@ -39,7 +49,12 @@ const PRUNE_IDLE_MIN_MS = 60_000;
 export class ImageWorker {
   readonly consumer: string;
   #o:
-    & Required<Omit<ImageWorkerOptions, "consumer" | "onFinished" | "onTerminal" | "idleSweepMs">>
+    & Required<
+      Omit<
+        ImageWorkerOptions,
+        "consumer" | "onFinished" | "onTerminal" | "idleSweepMs" | "onProvider" | "onPace"
+      >
+    >
     & ImageWorkerOptions;
   /** Running deliveries, by entry and job id (two partitions' streams may use the same entry id). */
   #inflight = new Map<string, InFlight>();
@@ -74,6 +89,7 @@ export class ImageWorker {
       ...this.#o,
       stopping: this.#stop.signal,
       schedulePromotion: (delayMs) => this.#schedulePromotion(delayMs),
+      held: { until: 0 },
     };
     this.#claims = new ClaimLoops({
       ...this.#o,
@@ -153,6 +169,7 @@ export class ImageWorker {
     const { broker, log } = this.#o;
     try {
       const flights = [...this.#inflight.values(), ...this.#waiting];
+      this.#o.onPace?.(broker.pace);
       const statuses = await broker.renew(this.consumer, flights.map((f) => f.delivery));
       statuses.forEach((status, i) => this.#check(flights[i], status));
       // Over REST every command is billed: an idle worker sweeps less often than it renews.

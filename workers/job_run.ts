@@ -1,9 +1,16 @@
 /** One job's run after intake: the provider call, then its one outcome (success, retry, failure). */
 import type { Logger } from "@logtape/logtape";
-import { isTransient, RetryableError } from "../lib/errors.ts";
+import { isTransient, RateLimitedError, RetryableError } from "../lib/errors.ts";
+import { pause } from "../lib/pause.ts";
 import { PROCESSING_ERROR } from "../lib/live/notifications.ts";
 import type { ImageProvider } from "../lib/provider/grok.ts";
-import type { Broker, Delivery, JobRecord, Outcome } from "../lib/queue/types.ts";
+import {
+  type Broker,
+  type Delivery,
+  type JobRecord,
+  type Outcome,
+  TICKS_PER_USD,
+} from "../lib/queue/types.ts";
 import { persist, retryDelay } from "./retry.ts";
 
 /**
@@ -33,7 +40,17 @@ export interface RunDeps {
   onFinished?: (status: string, job: JobRecord | null) => void;
   /** Called once the broker stored a job's terminal outcome written here (to tell other services). */
   onTerminal?: TerminalHook;
+  /** Called after each provider call with its outcome and what it cost (USD), for metrics. */
+  onProvider?: (outcome: ProviderOutcome, costUsd: number) => void;
+  /** This process's hold after a 429: no provider call before then (ms since the epoch). */
+  held: { until: number };
 }
+
+/** How a provider call ended, as metrics count it. */
+export type ProviderOutcome = "succeeded" | "rate_limited" | "retryable" | "failed";
+
+/** The wait a 429 imposes when the provider names none. */
+const DEFAULT_RETRY_AFTER_MS = 1_000;
 
 /** Told of each terminal outcome this process stored; must return at once. */
 export type TerminalHook = (jobId: string, outcome: Outcome) => void;
@@ -61,6 +78,10 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
   let outcome: Outcome;
   try {
     signal.throwIfAborted();
+    // A 429 seen here a moment ago: the calls already granted wait it out too.
+    const hold = deps.held.until - Date.now();
+    if (hold > 0) await pause(hold, signal);
+    signal.throwIfAborted();
     const image = await provider.generate(
       { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
       { signal },
@@ -73,8 +94,11 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
       base64: image.base64,
       mimeType: image.mimeType,
       revisedPrompt: image.revisedPrompt,
+      usage: { images: 1, costUsdTicks: image.costUsdTicks ?? 0 },
     };
+    deps.onProvider?.("succeeded", (image.costUsdTicks ?? 0) / TICKS_PER_USD);
   } catch (error) {
+    if (!signal.aborted) deps.onProvider?.(providerOutcome(error), 0);
     return await failed(flight, job, error, deps);
   }
   await store(flight, job, outcome, deps);
@@ -101,6 +125,7 @@ async function failed(
     flight.phase = "ending";
     return await persistWith(deps, "acknowledge a canceled job", () => broker.ack(delivery));
   }
+  if (error instanceof RateLimitedError) return await busy(flight, job, error, deps);
   if (error instanceof RetryableError && job.attempts < deps.maxAttempts) {
     const delay = retryDelay(job.attempts, {
       baseMs: deps.backoffBaseMs,
@@ -124,6 +149,55 @@ async function failed(
     log.warn("Job {id} failed: {reason}", { id: job.id, reason });
   }
   await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
+}
+
+/** How metrics count a provider call that threw. */
+function providerOutcome(error: unknown): ProviderOutcome {
+  if (error instanceof RateLimitedError) return "rate_limited";
+  return error instanceof RetryableError ? "retryable" : "failed";
+}
+
+/**
+ * The provider answered 429: every process waits out its Retry-After and slows down, and the job gives
+ * its turn back (no attempt counted, first in its owner's line), never failing for it.
+ */
+async function busy(
+  flight: InFlight,
+  job: JobRecord,
+  error: RateLimitedError,
+  deps: RunDeps,
+): Promise<void> {
+  const { broker, log } = deps;
+  const waitMs = error.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+  deps.held.until = Math.max(deps.held.until, Date.now() + waitMs);
+  log.info("The provider is busy; job {id} waits {wait} ms for its turn again", {
+    id: job.id,
+    wait: waitMs,
+  });
+  try {
+    await broker.throttle(waitMs);
+  } catch (cause) {
+    // The other processes learn of it from their own 429s; this one holds all the same.
+    log.warn("Cannot share the provider's 429 with other processes: {error}", {
+      error: String(cause),
+    });
+  }
+  flight.phase = "ending";
+  try {
+    const reason = error.message;
+    await persistWith(
+      deps,
+      "give the turn back",
+      () => broker.retryLater(flight.delivery, 0, reason, { giveBack: true }),
+    );
+  } catch (cause) {
+    if (isTransient(cause)) throw cause; // given up at shutdown: left pending for a takeover
+    log.error("Cannot give the turn of job {id} back, failing it: {error}", {
+      id: job.id,
+      error: String(cause),
+    });
+    await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
+  }
 }
 
 /**

@@ -108,7 +108,11 @@ export async function intake(
   if (delivery.seed) {
     const verdict = await adoptSeed(delivery, deps);
     if (verdict === "refused") deps.onRefused?.();
-    if (verdict !== "run") return null;
+    if (verdict !== "run" || signal.aborted) return null;
+    // The adopted job takes its owner's turn like any other: it waits in the room, and comes back
+    // onto the stream as a plain entry when its turn comes.
+    await broker.park(delivery);
+    return null;
   }
   if (signal.aborted) return null; // lost during the intake: the consumer holding the entry runs it
   const job = await broker.start(delivery);

@@ -24,16 +24,26 @@ const resultData = z.object({
 
 const base = { id: z.string(), at: z.string() };
 
+/** What the provider charged for the job (terminal events, once the provider answered). */
+const usageSchema = z.object({ images: z.number().int().min(0), cost_usd: z.number().min(0) });
+
 /** Schema of one notification, discriminated by its type. */
 export const notificationSchema = z.discriminatedUnion("type", [
   z.object({ ...base, type: z.literal("queued"), success: z.literal(true) }),
   z.object({ ...base, type: z.literal("started"), success: z.literal(true) }),
-  z.object({ ...base, type: z.literal("succeeded"), success: z.literal(true), data: resultData }),
+  z.object({
+    ...base,
+    type: z.literal("succeeded"),
+    success: z.literal(true),
+    data: resultData,
+    usage: usageSchema.optional(),
+  }),
   z.object({
     ...base,
     type: z.literal("failed"),
     success: z.literal(false),
     error: z.string(),
+    usage: usageSchema.optional(),
   }),
   z.object({ ...base, type: z.literal("canceled"), success: z.literal(false), error: z.string() }),
 ]);

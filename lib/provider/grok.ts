@@ -1,6 +1,6 @@
 /** The image provider seam: the xAI (Grok) images client and the built-in placeholder provider. */
 import { z } from "zod";
-import { PermanentError, RetryableError } from "../errors.ts";
+import { PermanentError, RateLimitedError, RetryableError } from "../errors.ts";
 import {
   createDeadline,
   decodeBase64,
@@ -24,6 +24,8 @@ export interface GeneratedImage {
   base64: string;
   mimeType: ImageMime;
   revisedPrompt?: string;
+  /** What the provider said the request cost, in USD ticks (10^10 = 1 USD); 0 when it said nothing. */
+  costUsdTicks?: number;
 }
 
 /** Per-call options of ImageProvider.generate. */
@@ -95,10 +97,18 @@ function responseSchema(maxBase64Chars: number) {
     url: z.string().max(4096).optional(),
     revised_prompt: z.string().max(10_000).optional(),
   });
-  return z.object({ data: z.array(item).min(1).max(10) });
+  // A cost beyond $1,000,000 for one request is not believed (it would poison every meter): dropped.
+  const usage = z.object({
+    cost_in_usd_ticks: z.number().int().min(0).max(1e16).optional().catch(undefined),
+  });
+  return z.object({
+    data: z.array(item).min(1).max(10),
+    usage: usage.optional().catch(undefined),
+  });
 }
 
 type ImageItem = z.infer<ReturnType<typeof responseSchema>>["data"][number];
+type Answer = { item: ImageItem; costUsdTicks: number };
 
 /** Builds the xAI images client (`POST {apiBase}/images/generations`). */
 export function createGrokProvider(options: GrokProviderOptions): ImageProvider {
@@ -120,7 +130,7 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
   const maxBodyBytes = Math.ceil(maxBytes / 3) * 4 + 64 * 1024;
   const redact = (text: string) => text.replaceAll(apiKey, "[redacted]");
 
-  async function call(request: ImageRequest, signal: AbortSignal): Promise<ImageItem> {
+  async function call(request: ImageRequest, signal: AbortSignal): Promise<Answer> {
     const body: Record<string, unknown> = {
       model: request.model ?? model,
       prompt: request.prompt,
@@ -153,7 +163,10 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
         "Cannot generate the image: the xAI response has an unexpected shape",
       );
     }
-    return parsed.data.data[0];
+    return {
+      item: parsed.data.data[0],
+      costUsdTicks: parsed.data.usage?.cost_in_usd_ticks ?? 0,
+    };
   }
 
   async function toImage(item: ImageItem, signal?: AbortSignal): Promise<GeneratedImage> {
@@ -189,9 +202,9 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
     async generate(request, { signal } = {}) {
       signal?.throwIfAborted();
       const deadline = createDeadline(timeoutMs, signal);
-      let item: ImageItem;
+      let answer: Answer;
       try {
-        item = await call(request, deadline.signal);
+        answer = await call(request, deadline.signal);
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
         if (error instanceof PermanentError || error instanceof RetryableError) throw error;
@@ -202,7 +215,7 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
       } finally {
         deadline.clear();
       }
-      return await toImage(item, signal);
+      return { ...await toImage(answer.item, signal), costUsdTicks: answer.costUsdTicks };
     },
   };
 }
@@ -232,7 +245,12 @@ async function statusError(
   detail = redact(detail).replace(/\s+/g, " ").slice(0, MESSAGE_CHARS);
   const message = `Cannot generate the image: xAI answered ${response.status}` +
     (detail ? `: ${detail}` : "");
-  if (response.status === 429 || response.status >= 500) {
+  if (response.status === 429) {
+    return new RateLimitedError(message, {
+      retryAfterMs: boundedRetryAfter(response.headers.get("retry-after")),
+    });
+  }
+  if (response.status >= 500) {
     return new RetryableError(message, {
       retryAfterMs: boundedRetryAfter(response.headers.get("retry-after")),
     });
@@ -257,7 +275,7 @@ export function createPlaceholderProvider(options: PlaceholderProviderOptions = 
       if (latencyMs > 0) await sleep(latencyMs, signal);
       const png = await drawPlaceholder(request.prompt, dimensions(request.aspectRatio));
       signal?.throwIfAborted();
-      return { base64: png.toBase64(), mimeType: "image/png" };
+      return { base64: png.toBase64(), mimeType: "image/png", costUsdTicks: 0 };
     },
   };
 }

@@ -10,6 +10,8 @@ import {
   TERMINAL_STATUSES,
 } from "../live/notifications.ts";
 import { OwnerLimits } from "./memory_limits.ts";
+import { MemoryTurns } from "./memory_turns.ts";
+import { secondsToDayEnd, usageBody } from "../pace/usage.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { type DeadLetter, DeadLetters, DelayedRetries, EntryQueue } from "./memory_stream.ts";
 import type {
@@ -28,6 +30,8 @@ import type {
   SeedAdoption,
   SubmitLimits,
   SubmitResult,
+  Turn,
+  UsageDay,
   WebhookOutbox,
 } from "./types.ts";
 
@@ -37,6 +41,8 @@ export interface MemoryBrokerOptions {
   ttlSec?: number;
   /** Clock in epoch milliseconds (tests pass a fake one). */
   now?: () => number;
+  /** Provider requests/s (0: learned from 429s; null or absent: never paced). */
+  pace?: number | null;
 }
 
 /** A dead letter the in-memory broker recorded (kept in memory_stream.ts). */
@@ -61,12 +67,22 @@ export class MemoryBroker implements Broker {
   #dead = new DeadLetters();
   #secrets = new Map<string, string>();
   #limits: OwnerLimits;
+  #turns: MemoryTurns;
+  /** Images each job asked for, when the quota reserved them (given back as the job ends). */
+  #asked = new Map<string, number>();
 
-  constructor({ ttlSec = 86_400, now = Date.now }: MemoryBrokerOptions = {}) {
+  constructor({ ttlSec = 86_400, now = Date.now, pace = null }: MemoryBrokerOptions = {}) {
     if (!(ttlSec > 0)) throw new RangeError("Cannot create the broker: ttlSec must be positive");
     this.#store = new MemoryStore(ttlSec * 1000, now);
     this.#queue = new EntryQueue(() => this.#store.wake());
     this.#limits = new OwnerLimits((id) => this.#store.ended(id));
+    this.#turns = new MemoryTurns({
+      pace,
+      wake: () => this.#store.wake(),
+      queue: this.#queue,
+      nextEntry: () => this.#store.nextId(),
+      now: () => this.#store.now(),
+    });
   }
 
   async init(): Promise<void> {}
@@ -95,12 +111,22 @@ export class MemoryBroker implements Broker {
       const retryAfterSec = this.#limits.rate(job.owner, limits.ratePerMinute, this.#store.now());
       if (retryAfterSec > 0) return { ...attempted("rate_limited"), retryAfterSec };
     }
-    if (limits.maxQueued && this.#queue.size >= limits.maxQueued) return attempted("backlog");
+    if (limits.maxQueued && this.#queue.size + this.#turns.room.size >= limits.maxQueued) {
+      return attempted("backlog");
+    }
     if (limits.maxActivePerOwner && this.#limits.busy(job.owner, limits.maxActivePerOwner)) {
       return attempted("owner_busy");
     }
+    const images = limits.images ?? 1;
+    if (limits.maxImagesPerDay) {
+      if (!this.#turns.reserve(job.owner, images, limits.maxImagesPerDay)) {
+        const retryAfterSec = secondsToDayEnd(this.#store.now());
+        return { ...attempted("quota_exceeded"), retryAfterSec };
+      }
+      this.#asked.set(job.id, images);
+    }
     const record = this.#store.create(job);
-    this.#queue.add({ entryId: this.#store.nextId(), jobId: job.id });
+    this.#turns.enqueue(job.id, job.owner);
     if (limits.maxActivePerOwner) this.#limits.add(job.owner, job.id);
     return { created: true, job: { ...record } };
   }
@@ -124,13 +150,24 @@ export class MemoryBroker implements Broker {
     if (!job) return "missing";
     if (TERMINAL_STATUSES.has(job.record.status)) return "ended";
     this.#delayed.remove(id);
+    this.#turns.room.remove(id);
+    this.#ended(job.record, "canceled");
     job.record.error = JOB_CANCELED;
     this.#store.change(job, "canceled", { type: "canceled", success: false, error: JOB_CANCELED });
     return "canceled";
   }
 
   claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
-    return this.#store.block(options, () => this.#queue.take(consumer, count, this.#store.now()));
+    return this.#store.block(options, () => {
+      const given = this.#turns.turn(count);
+      // Jobs wait for the pace: look again when it has a turn (a write wakes the claim sooner).
+      if (given.moved === 0 && given.waiting > 0) this.#turns.wakeIn(given.waitMs);
+      return this.#queue.take(consumer, count, this.#store.now());
+    });
+  }
+
+  get pace(): number | null {
+    return this.#turns.pace;
   }
 
   async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
@@ -176,9 +213,13 @@ export class MemoryBroker implements Broker {
     const job = this.#store.job(delivery.jobId);
     if (!job || TERMINAL_STATUSES.has(job.record.status)) return false;
     const record = job.record;
+    const usage = outcome.usage ? { usage: usageBody(outcome.usage) } : {};
+    if (outcome.usage) record.usage = { ...outcome.usage };
+    this.#ended(record, outcome.type, outcome.usage);
     if (outcome.type === "failed") {
       record.error = outcome.error;
-      this.#store.change(job, "failed", { type: "failed", success: false, error: outcome.error });
+      const event = { type: "failed", success: false, error: outcome.error, ...usage } as const;
+      this.#store.change(job, "failed", event);
       return true;
     }
     const { image, mimeType, revisedPrompt } = outcome;
@@ -190,26 +231,66 @@ export class MemoryBroker implements Broker {
       Object.assign(data, { revised_prompt: revisedPrompt });
     }
     job.image = outcome.base64 ?? image.toBase64();
-    this.#store.change(job, "succeeded", { type: "succeeded", success: true, data });
+    this.#store.change(job, "succeeded", { type: "succeeded", success: true, data, ...usage });
     return true;
   }
 
   /** The reason is the worker's to log; nothing a client sees keeps it. */
-  async retryLater(delivery: Delivery, delayMs: number, _reason: string): Promise<boolean> {
+  async retryLater(
+    delivery: Delivery,
+    delayMs: number,
+    _reason: string,
+    { giveBack = false }: { giveBack?: boolean } = {},
+  ): Promise<boolean> {
     if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
     if (job?.record.status !== "running") return false;
     Object.assign(job.record, { status: "queued", updatedAt: this.#store.iso() });
-    this.#delayed.add(delivery.jobId, this.#store.now(), delayMs, !this.#store.closed);
+    if (giveBack) {
+      job.record.attempts = Math.max(0, job.record.attempts - 1);
+      this.#turns.room.park(job.record.id, job.record.owner, true);
+    } else {
+      this.#delayed.add(delivery.jobId, this.#store.now(), delayMs, !this.#store.closed);
+    }
     return true;
+  }
+
+  async turn(_partition: number, want: number): Promise<Turn> {
+    return this.#turns.turn(want);
+  }
+
+  async throttle(retryAfterMs: number): Promise<void> {
+    this.#turns.throttle(retryAfterMs);
+  }
+
+  async park(delivery: Delivery): Promise<boolean> {
+    if (this.#leaseLost(delivery)) return false;
+    this.#queue.remove(delivery.entryId);
+    const job = this.#store.job(delivery.jobId);
+    if (job?.record.status !== "queued") return false;
+    if (!this.#turns.room.has(job.record.id)) this.#turns.enqueue(job.record.id, job.record.owner);
+    return true;
+  }
+
+  async usage(owner: string, day: string): Promise<UsageDay> {
+    return this.#turns.day(owner, day);
+  }
+
+  /** Counts a job's end on its owner's day. */
+  #ended(record: JobRecord, type: "succeeded" | "failed" | "canceled", usage?: Outcome["usage"]) {
+    this.#turns.room.remove(record.id);
+    const asked = this.#asked.get(record.id);
+    this.#asked.delete(record.id);
+    this.#turns.ended({ owner: record.owner, createdAt: record.createdAt, type, usage, asked });
   }
 
   async promoteDue(now: number = this.#store.now()): Promise<number> {
     let moved = 0;
     for (const jobId of this.#delayed.takeDue(now)) {
-      if (this.#store.ended(jobId)) continue;
-      this.#queue.add({ entryId: this.#store.nextId(), jobId });
+      const job = this.#store.job(jobId);
+      if (!job || this.#store.ended(jobId)) continue;
+      this.#turns.room.park(jobId, job.record.owner, true);
       moved += 1;
     }
     return moved;
@@ -221,6 +302,7 @@ export class MemoryBroker implements Broker {
     const job = this.#store.job(delivery.jobId);
     let ended = false;
     if (job && !TERMINAL_STATUSES.has(job.record.status)) {
+      this.#ended(job.record, "failed");
       job.record.error = PROCESSING_ERROR;
       const event = { type: "failed", success: false, error: PROCESSING_ERROR } as const;
       this.#store.change(job, "failed", event);
@@ -264,8 +346,11 @@ export class MemoryBroker implements Broker {
 
   async queuePosition(id: string): Promise<number | null> {
     if (this.#store.job(id)?.record.status !== "queued") return null;
-    // A job waiting out a retry backoff has every new entry ahead of it.
-    return this.#queue.position(id) ?? this.#queue.size;
+    // Ahead of a waiting job: the entries no worker took yet, and those the fair order puts first.
+    // A job waiting out a retry backoff has the whole line ahead of it.
+    const rank = this.#turns.room.rank(id);
+    if (rank !== null) return this.#queue.undelivered + rank;
+    return this.#queue.position(id) ?? this.#queue.undelivered + this.#turns.room.size;
   }
 
   async replay(
@@ -308,6 +393,7 @@ export class MemoryBroker implements Broker {
 
   async close(): Promise<void> {
     this.#delayed.stop();
+    this.#turns.close();
     this.#store.close();
   }
 

@@ -43,6 +43,11 @@ export class EntryQueue {
     return this.#fresh.length + this.#pending.size;
   }
 
+  /** Entries not yet delivered to any consumer (the group's lag). */
+  get undelivered(): number {
+    return this.#fresh.length;
+  }
+
   /** How many new entries are ahead of the job's (null when it has none waiting). */
   position(jobId: string): number | null {
     const index = this.#fresh.findIndex((entry) => entry.jobId === jobId);

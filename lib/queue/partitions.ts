@@ -97,9 +97,29 @@ export class KeyLayout {
     return `${this.prefix}${this.#tags[p]}webhooks`;
   }
 
+  /** The waiting room of partition `p`: jobs waiting for a provider turn, in fair order (sorted set). */
+  room(p: number): string {
+    return `${this.prefix}${this.#tags[p]}fair`;
+  }
+
+  /** The waiting room's virtual clock and owners' next start tags (hash) of partition `p`. */
+  clock(p: number): string {
+    return `${this.prefix}${this.#tags[p]}fair:clock`;
+  }
+
+  /** The provider's pace (hash) as partition `p` spends its share of it. */
+  pace(p: number): string {
+    return `${this.prefix}${this.#tags[p]}pace`;
+  }
+
   /** The dead-letter stream of partition `p`. */
   dead(p: number): string {
     return `${this.prefix}${this.#tags[p]}jobs:dead`;
+  }
+
+  /** What the hashes of partition `p`'s jobs start with. */
+  jobPrefix(p: number): string {
+    return `${this.prefix}${this.#tags[p]}job:`;
   }
 
   /** The hash of job `id`, in its partition. */
@@ -127,6 +147,13 @@ export class KeyLayout {
   /** The owner's submission counter of the current one-minute window. */
   ownerRate(owner: string): string {
     return !this.tagged ? `${this.prefix}owner:${owner}:rate` : `${this.prefix}{o:${owner}}rate`;
+  }
+
+  /** The owner's usage of one UTC day (`YYYY-MM-DD`): images, cost, jobs by end, quota reserved. */
+  ownerUsage(owner: string, day: string): string {
+    return !this.tagged
+      ? `${this.prefix}owner:${owner}:usage:${day}`
+      : `${this.prefix}{o:${owner}}usage:${day}`;
   }
 
   /** A secret shared by every process. */

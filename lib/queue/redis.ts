@@ -18,6 +18,8 @@ import { createJob } from "./redis_submit.ts";
 import { RedisWorkerOps } from "./redis_worker_ops.ts";
 import { listJobs, queuePosition } from "./redis_listing.ts";
 import { RedisOutbox } from "./redis_webhooks.ts";
+import { kick, throttle, turn } from "./redis_turns.ts";
+import { readUsage } from "./redis_usage.ts";
 import type {
   BlockOptions,
   Broker,
@@ -35,6 +37,8 @@ import type {
   SeedAdoption,
   SubmitLimits,
   SubmitResult,
+  Turn,
+  UsageDay,
   WebhookOutbox,
 } from "./types.ts";
 
@@ -49,6 +53,10 @@ export interface RedisBrokerOptions {
   partitions?: number;
   /** True on a Redis Cluster: every partition's keys are tagged, even with one partition. */
   cluster?: boolean;
+  /** Provider requests/s of the whole deployment (0: learned from 429s; null or absent: never paced). */
+  pace?: number | null;
+  /** Told of a failed write that no caller waits for (default: console.error). */
+  onError?: (what: string, error: unknown) => void;
 }
 
 class RedisBroker implements Broker {
@@ -76,6 +84,8 @@ class RedisBroker implements Broker {
       partitions: this.partitions,
       multiSlotPipelines: this.kind === "upstash",
       cluster: options.cluster,
+      pace: options.pace,
+      onError: options.onError,
     });
     this.separateIntake = this.#ctx.keys.tagged;
     this.#ops = new RedisWorkerOps(this.#ctx, this.blocking);
@@ -172,8 +182,35 @@ class RedisBroker implements Broker {
   }
 
   /** The reason is the worker's to log; nothing a client sees keeps it. */
-  retryLater(delivery: Delivery, delayMs: number, _reason: string): Promise<boolean> {
-    return this.#ops.retryLater(delivery, delayMs);
+  retryLater(
+    delivery: Delivery,
+    delayMs: number,
+    _reason: string,
+    options: { giveBack?: boolean } = {},
+  ): Promise<boolean> {
+    return this.#ops.retryLater(delivery, delayMs, options.giveBack);
+  }
+
+  get pace(): number | null {
+    return this.#ops.pace;
+  }
+
+  turn(partition: number, want: number): Promise<Turn> {
+    return turn(this.#ctx, partition, want);
+  }
+
+  throttle(retryAfterMs: number): Promise<void> {
+    return throttle(this.#ctx, retryAfterMs);
+  }
+
+  async park(delivery: Delivery): Promise<boolean> {
+    const { parked, waitMs } = await this.#ops.park(delivery);
+    if (parked) kick(this.#ctx, this.#ctx.keys.partitionOf(delivery.jobId), waitMs);
+    return parked;
+  }
+
+  usage(owner: string, day: string): Promise<UsageDay> {
+    return readUsage(this.#ctx, owner, day);
   }
 
   promoteDue(now = Date.now()): Promise<number> {
@@ -261,6 +298,8 @@ class RedisBroker implements Broker {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      for (const timer of this.#ctx.timers) clearTimeout(timer);
+      this.#ctx.timers.clear();
       await Promise.allSettled([this.#ops.close(), this.#feed.close(), this.#intake.close()]);
       await this.#ctx.client.close();
     })();

@@ -4,10 +4,13 @@ import type { RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
 import { toDelivery } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
+import { turn } from "./redis_turns.ts";
 import type { BlockOptions, Delivery } from "./types.ts";
 
 /** How often a claim over every partition looks again while it waits (it cannot block on N keys). */
 const SWEEP_POLL_MS = 50;
+/** The shortest wait for the pace's next turn (a turn due sooner is asked for after this). */
+const MIN_TURN_WAIT_MS = 10;
 const NEVER = new AbortController().signal;
 
 /** The entries of an XREADGROUP reply for one stream, as deliveries held by `consumer`. */
@@ -27,6 +30,8 @@ export class ClaimOps {
   #cursors: string[];
   /** The partition the next sweep or reclaim starts with, so that none is always last. */
   #next = 0;
+  /** The deployment's pace as the last turn saw it (null: unpaced). */
+  pace: number | null = null;
 
   constructor(ctx: RedisContext, blocking: boolean) {
     this.#ctx = ctx;
@@ -46,15 +51,7 @@ export class ClaimOps {
   /** Takes up to `count` new entries, of `options.partition` or (absent, N > 1) of every partition. */
   async claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
     if (options.partition !== undefined || this.#ctx.partitions === 1) {
-      const p = options.partition ?? 0;
-      const reply = await this.#ctx.grouped(() =>
-        this.#readers[p].read(
-          ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", String(count)],
-          ["STREAMS", this.#ctx.keys.jobs(p), ">"],
-          options,
-        )
-      );
-      return deliveriesOf(reply, consumer);
+      return await this.#claimOne(options.partition ?? 0, consumer, count, options);
     }
     // Over every partition: no single blocking read can wait on N slots, so sweep, and poll while
     // waiting (workers run one blocking loop per partition instead; this serves callers that do not).
@@ -68,11 +65,42 @@ export class ClaimOps {
     }
   }
 
+  /**
+   * First the waiting room's turns, as many as wanted; then the read, which blocks no longer than the
+   * pace's next turn while jobs wait for one (or the pace is busy), and turns again after it.
+   */
+  async #claimOne(p: number, consumer: string, count: number, options: BlockOptions) {
+    const deadline = Date.now() + Math.max(0, options.blockMs);
+    while (true) {
+      const given = await this.#turn(p, count);
+      const soon = given.moved === 0 && (given.waiting > 0 || given.waitMs > 0);
+      const left = deadline - Date.now();
+      const blockMs = soon ? Math.min(left, Math.max(MIN_TURN_WAIT_MS, given.waitMs)) : left;
+      const reply = await this.#ctx.grouped(() =>
+        this.#readers[p].read(
+          ["XREADGROUP", "GROUP", GROUP, consumer, "COUNT", String(count)],
+          ["STREAMS", this.#ctx.keys.jobs(p), ">"],
+          { blockMs, signal: options.signal },
+        )
+      );
+      const found = deliveriesOf(reply, consumer);
+      const again = soon && this.#blocking && Date.now() < deadline && !options.signal?.aborted;
+      if (found.length > 0 || !again) return found;
+    }
+  }
+
+  async #turn(p: number, want: number) {
+    const given = await turn(this.#ctx, p, want);
+    this.pace = given.pace;
+    return given;
+  }
+
   /** One non-blocking claim per partition in turn, each for what is still wanted, until `count`. */
   async #sweep(consumer: string, count: number): Promise<Delivery[]> {
     const out: Delivery[] = [];
     for (const p of this.#rotation()) {
       if (out.length >= count) break;
+      await this.#turn(p, count - out.length);
       const reply = await this.#ctx.grouped(() =>
         this.#ctx.client.send([
           "XREADGROUP",

@@ -90,6 +90,9 @@ export function toRecord(id: string, values: RedisReply[]): JobRecord {
   for (const [name, value] of Object.entries({ ...optional, revisedPrompt: r.revised })) {
     if (value) Object.assign(record, { [name]: value });
   }
+  if (r.uimg !== "") {
+    record.usage = { images: Number(r.uimg) || 0, costUsdTicks: Number(r.uticks) || 0 };
+  }
   if (r.wh) record.webhook = r.wh;
   if (r.wh && r.whe) record.webhookEvents = r.whe.split(" ") as JobRecord["webhookEvents"];
   return record;

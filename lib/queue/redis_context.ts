@@ -21,7 +21,8 @@ import {
   START,
   TAKE_WEBHOOKS,
 } from "./scripts.ts";
-import { CREATE, OWNER, RELEASE } from "./scripts_submit.ts";
+import { CREATE, OWNER, PARK, RELEASE } from "./scripts_submit.ts";
+import { THROTTLE, TURN } from "../pace/lua.ts";
 
 const SOURCES = {
   create: CREATE,
@@ -36,6 +37,9 @@ const SOURCES = {
   ack: ACK,
   takeWebhooks: TAKE_WEBHOOKS,
   retryWebhook: RETRY_WEBHOOK,
+  turn: TURN,
+  throttle: THROTTLE,
+  park: PARK,
 };
 
 /** The name of one of the broker's Lua scripts. */
@@ -62,6 +66,15 @@ export class RedisContext {
   readonly keys: KeyLayout;
   /** How many partitions the jobs are split into. */
   readonly partitions: number;
+  /**
+   * Each partition's share of the provider's pace, as the scripts take it: requests/s (the deployment's
+   * pace over N), 0 to learn it from 429s, -1 never paced.
+   */
+  readonly paceCap: string;
+  /** Timers of turns asked for later (cleared on close). */
+  readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Reports a failed write that no caller waits for. */
+  readonly report: (what: string, error: unknown) => void;
   /** True when one pipeline may hold keys of different slots (not so on a Cluster). */
   readonly multiSlotPipelines: boolean;
   /** Images this process stored a moment ago, for its own relay. */
@@ -80,6 +93,10 @@ export class RedisContext {
       multiSlotPipelines: boolean;
       /** On a Cluster every partition is tagged, even a single one. */
       cluster?: boolean;
+      /** Provider requests/s of the whole deployment (0: learned from 429s; null: never paced). */
+      pace?: number | null;
+      /** Told of a failed write that no caller waits for (default: console.error). */
+      onError?: (what: string, error: unknown) => void;
     },
   ) {
     this.client = client;
@@ -88,6 +105,10 @@ export class RedisContext {
     this.partitions = options.partitions;
     this.multiSlotPipelines = options.multiSlotPipelines;
     this.ttl = String(options.ttlSec);
+    const pace = options.pace === undefined ? null : options.pace;
+    this.report = options.onError ??
+      ((what, error) => console.error(`Cannot ${what}: ${String(error)}`));
+    this.paceCap = pace === null ? "-1" : String(pace / options.partitions);
     this.feedRetentionMs = options.feedRetentionMs;
     this.#scripts = (async () => {
       const entries = Object.entries(SOURCES).map(async ([name, source]) =>

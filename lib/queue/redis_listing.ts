@@ -2,7 +2,7 @@
  * Reads of the Redis broker for clients rather than workers: an owner's jobs, newest first, from the
  * owner's index (a sorted set of ids scored by creation time), and a queued job's place in line.
  */
-import type { RedisReply } from "../redis/types.ts";
+import { type RedisReply, replyText } from "../redis/types.ts";
 import { compareEventIds } from "../live/notifications.ts";
 import { toRecord } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
@@ -104,14 +104,15 @@ function cursorOf({ score, id }: { score: number; id: string }): string {
  * backoff has no entry yet: it counts the whole line of its partition.
  */
 export async function queuePosition(ctx: RedisContext, id: string): Promise<number | null> {
-  const stream = ctx.keys.jobs(ctx.keys.partitionOf(id));
+  const p = ctx.keys.partitionOf(id);
+  const stream = ctx.keys.jobs(p);
   // One round trip for both reads (the job and its stream share the partition's slot).
   const [fields, info] = await ctx.client.pipeline([
-    ["HMGET", ctx.job(id), "status", "qe"],
+    ["HMGET", ctx.job(id), "status", "qe", "owner"],
     ["XINFO", "GROUPS", stream],
   ]);
   if (fields instanceof Error) throw fields;
-  const [status, entry] = fields as RedisReply[];
+  const [status, entry, owner] = fields as RedisReply[];
   if (status !== "queued") return null;
   // No stream yet (an emptied Redis): nothing was delivered. Any other error is reported.
   if (info instanceof Error && !/no such key/i.test(info.message)) throw info;
@@ -126,13 +127,15 @@ export async function queuePosition(ctx: RedisContext, id: string): Promise<numb
   const own = entry ? String(entry) : "";
   if (own !== "" && compareEventIds(own, delivered) <= 0) return 0;
   const end = own === "" ? "+" : `(${own}`;
-  const ahead = await ctx.client.send([
-    "XRANGE",
-    stream,
-    `(${delivered}`,
-    end,
-    "COUNT",
-    String(MAX_AHEAD),
-  ]) as RedisReply[];
-  return ahead.length * ctx.partitions;
+  // Ahead of a job in the waiting room: the entries waiting for a worker, and the jobs the fair
+  // order puts first in its room (its rank); a job waiting out a retry has the whole line ahead.
+  const [ahead, rank, waiting] = await ctx.client.pipeline([
+    ["XRANGE", stream, `(${delivered}`, end, "COUNT", String(MAX_AHEAD)],
+    ["ZRANK", ctx.keys.room(p), `${id} ${replyText(owner)}`],
+    ["ZCARD", ctx.keys.room(p)],
+  ]);
+  for (const reply of [ahead, rank, waiting]) if (reply instanceof Error) throw reply;
+  const inStream = (ahead as RedisReply[]).length;
+  const inRoom = own !== "" ? 0 : rank === null ? Number(waiting) : Number(rank);
+  return Math.min(inStream + inRoom, MAX_AHEAD) * ctx.partitions;
 }

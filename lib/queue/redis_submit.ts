@@ -5,7 +5,9 @@
 import type { RedisReply } from "../redis/types.ts";
 import { toRecord } from "./redis_codec.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
-import type { RedisContext } from "./redis_context.ts";
+import { GROUP, type RedisContext } from "./redis_context.ts";
+import { kick } from "./redis_turns.ts";
+import { secondsToDayEnd, utcDay } from "../pace/usage.ts";
 import type { JobRecord, LocalJob, NewJob, SubmitLimits, SubmitResult } from "./types.ts";
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -55,6 +57,10 @@ function refusal(reply: RedisReply[], record: JobRecord): SubmitResult | null {
   }
   if (reply[0] === -1) return { created: false, job: record, refused: "owner_busy" };
   if (reply[0] === -2) return { created: false, job: record, refused: "backlog" };
+  if (reply[0] === -5) {
+    const retryAfterSec = Math.max(1, Number(reply[1]));
+    return { created: false, job: record, refused: "quota_exceeded", retryAfterSec };
+  }
   return null;
 }
 
@@ -100,13 +106,26 @@ async function submit(
   // The backlog cap is per partition with N > 1 (checked atomically with the XADD), so the partitions
   // together hold about maxQueued entries, never more than maxQueued + N - 1.
   const maxQueued = Math.ceil((limits.maxQueued ?? 0) / ctx.partitions);
+  const quota = enqueue ? limits.maxImagesPerDay ?? 0 : 0;
+  const images = limits.images ?? 1;
   const single = !ctx.keys.tagged;
-  const owned = single && (rate > 0 || maxActive > 0);
-  const keys = [ctx.job(job.id), ctx.keys.jobs(p), ctx.keys.events(p), ctx.keys.webhooks(p)];
+  const owned = single && (rate > 0 || maxActive > 0 || quota > 0);
+  const k = ctx.keys;
+  const usageKey = k.ownerUsage(job.owner, utcDay(now));
+  const keys = [
+    ctx.job(job.id),
+    k.jobs(p),
+    k.events(p),
+    k.webhooks(p),
+    k.room(p),
+    k.clock(p),
+    k.pace(p),
+  ];
   // One partition: the owner's index (and limits) in the same script; else in their own steps.
-  if (single) keys.push(ctx.keys.ownerJobs(job.owner));
-  if (owned) keys.push(ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner));
+  if (single) keys.push(k.ownerJobs(job.owner));
+  if (owned) keys.push(k.ownerActive(job.owner), k.ownerRate(job.owner), usageKey);
   const nowMs = String(Date.parse(now));
+  const dayEnd = String(secondsToDayEnd(Date.parse(now)));
   const indexTtl = ctx.indexRefresh(job.owner) ? String(indexTtlSec(ctx)) : "0";
   const create = (second: boolean, ended: string[]) =>
     ctx.run("create", keys, [
@@ -129,15 +148,21 @@ async function submit(
       job.webhook ? (job.webhookEvents ?? []).join(" ") : "",
       indexTtl,
       limits.freshId ? "1" : "0",
+      ctx.paceCap,
+      GROUP,
+      String(quota),
+      String(images),
+      dayEnd,
       ...ended,
     ]) as Promise<RedisReply[]>;
 
   let added = false;
-  if (!single && (rate > 0 || maxActive > 0)) {
+  let reserved = 0;
+  if (!single && (rate > 0 || maxActive > 0 || quota > 0)) {
     // The owner's step, before CREATE: another slot, so not atomic with it. Racing submits of one
     // owner may each pass the cap between a reservation and its CREATE (the cap may be off by those
     // few), and a CREATE refused after the rate was counted (backlog) still counts.
-    const ownerKeys = [ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner)];
+    const ownerKeys = [k.ownerActive(job.owner), k.ownerRate(job.owner), usageKey];
     const reply = await withPruning(
       (second, ended) =>
         ctx.run("owner", ownerKeys, [
@@ -146,6 +171,9 @@ async function submit(
           String(maxActive),
           ctx.ttl,
           second ? "1" : "0",
+          String(quota),
+          String(images),
+          dayEnd,
           ...ended,
         ]) as Promise<RedisReply[]>,
       ctx,
@@ -158,15 +186,18 @@ async function submit(
       return found ? { created: false, job: toRecord(job.id, values as RedisReply[]) } : refused;
     }
     added = reply[1] === 1;
+    reserved = Number(reply[2] ?? 0);
     const reply2 = await create(false, []);
     if (reply2[0] === 1) {
+      kick(ctx, p, Number(reply2[1]));
       await indexJob(ctx, job, nowMs, indexTtl);
       return { created: true, job: record };
     }
     // Not created: give back what the owner's step took (a replay is not counted, a refusal is).
     const uncount = reply2[0] === 0 && rate > 0;
-    if (added || uncount) {
-      await ctx.run("release", ownerKeys, [job.id, added ? "1" : "0", uncount ? "1" : "0"]);
+    if (added || uncount || reserved > 0) {
+      const args = [job.id, added ? "1" : "0", uncount ? "1" : "0", String(reserved)];
+      await ctx.run("release", ownerKeys, args);
     }
     if (reply2[0] === 0) {
       return { created: false, job: toRecord(job.id, reply2[1] as RedisReply[]) };
@@ -177,6 +208,7 @@ async function submit(
   if (reply[0] === 0) return { created: false, job: toRecord(job.id, reply[1] as RedisReply[]) };
   const refused = refusal(reply, record);
   if (refused) return refused;
+  kick(ctx, p, Number(reply[1] ?? -1));
   if (!single) await indexJob(ctx, job, nowMs, indexTtl);
   return { created: true, job: record };
 }

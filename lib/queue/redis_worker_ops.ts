@@ -4,7 +4,9 @@ import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { ClaimOps } from "./redis_claims.ts";
 import { IMAGE_BASE64, IMAGE_BYTES, notification, toRecord } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
-import type { BlockOptions, Delivery, JobRecord, LeaseStatus, Outcome } from "./types.ts";
+import { usageBody } from "../pace/usage.ts";
+import { recordUsage } from "./redis_usage.ts";
+import type { BlockOptions, Delivery, JobRecord, LeaseStatus, Outcome, Usage } from "./types.ts";
 
 /** What a terminal write carries besides the notification. */
 export interface EndExtra {
@@ -16,6 +18,8 @@ export interface EndExtra {
   dead?: string;
   /** Only when the job's status is one of these (space-separated). */
   onlyIf?: string;
+  /** What the provider charged. */
+  usage?: Usage;
 }
 
 /** What the FINISH script answers when the delivery's consumer no longer holds the entry. */
@@ -34,6 +38,11 @@ export class RedisWorkerOps {
   /** Takes up to `count` new entries for `consumer` (of one partition, or of all), waiting up to `blockMs`. */
   claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
     return this.#claims.claim(consumer, count, options);
+  }
+
+  /** The deployment's pace as the last claim's turn saw it (null: unpaced). */
+  get pace(): number | null {
+    return this.#claims.pace;
   }
 
   /** Takes over idle entries of every partition, resuming where the previous scans stopped. */
@@ -97,7 +106,7 @@ export class RedisWorkerOps {
     const { jobId, entryId, consumer } = delivery;
     const { keys: k } = this.#ctx;
     const p = k.partitionOf(jobId);
-    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p), k.webhooks(p)];
+    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p), k.webhooks(p), k.room(p)];
     const args = [
       entryId,
       GROUP,
@@ -116,8 +125,16 @@ export class RedisWorkerOps {
       entryId === "" ? "" : consumer,
       this.#ctx.client.binary ? IMAGE_BYTES : IMAGE_BASE64,
       String(Date.now()),
+      extra.usage ? String(extra.usage.images) : "",
+      extra.usage ? String(extra.usage.costUsdTicks) : "",
     ];
-    return await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args)) as number;
+    const reply = await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args));
+    if (!Array.isArray(reply)) return Number(reply);
+    const [seq, owner, created, asked] = reply.map(String);
+    // The owner's day: counted once, right after the one write that ended the job.
+    await recordUsage(this.#ctx, { owner, created, asked, type: body.type, usage: extra.usage })
+      .catch((error) => this.#ctx.report(`count the usage of job ${jobId}`, error));
+    return Number(seq);
   }
 
   /** The image as FINISH takes it: raw bytes where the transport is binary, else base64 text. */
@@ -128,21 +145,28 @@ export class RedisWorkerOps {
 
   /** Stores the outcome once; false when the job had ended or the lease is lost. */
   async finish(delivery: Delivery, outcome: Outcome): Promise<boolean> {
+    const usage = outcome.usage && usageBody(outcome.usage);
     if (outcome.type === "failed") {
-      const body = { type: "failed" as const, success: false as const, error: outcome.error };
-      return await this.end(delivery, body) > 0;
+      const body = {
+        type: "failed" as const,
+        success: false as const,
+        error: outcome.error,
+        usage,
+      };
+      return await this.end(delivery, body, { usage: outcome.usage }) > 0;
     }
     const body = {
       type: "succeeded" as const,
       success: true as const,
       data: { image: "", mime_type: outcome.mimeType, revised_prompt: outcome.revisedPrompt },
+      usage,
     };
     const { image, mimeType: mime, revisedPrompt: revised } = outcome;
     // This process's relay may hear of the success on the feed even before the answer: kept for it.
     const settle = this.#ctx.recent.expect(delivery.jobId, image, { base64: outcome.base64 });
     let stored = false;
     try {
-      stored = await this.end(delivery, body, { image, mime, revised }) > 0;
+      stored = await this.end(delivery, body, { image, mime, revised, usage: outcome.usage }) > 0;
     } finally {
       settle(stored);
     }
@@ -163,10 +187,10 @@ export class RedisWorkerOps {
   }
 
   /** Requeues a running job after `delayMs`; false when it no longer runs or the lease is lost. */
-  async retryLater(delivery: Delivery, delayMs: number): Promise<boolean> {
+  async retryLater(delivery: Delivery, delayMs: number, giveBack = false): Promise<boolean> {
     const { keys: k } = this.#ctx;
     const p = k.partitionOf(delivery.jobId);
-    const keys = [k.job(delivery.jobId), k.jobs(p), k.delayed(p)];
+    const keys = [k.job(delivery.jobId), k.jobs(p), k.delayed(p), k.room(p), k.clock(p)];
     const args = [
       delivery.entryId,
       GROUP,
@@ -174,6 +198,7 @@ export class RedisWorkerOps {
       new Date().toISOString(),
       delivery.jobId,
       delivery.consumer,
+      giveBack ? "1" : "0",
     ];
     const reply = await this.#ctx.grouped(() => this.#ctx.run("retry", keys, args));
     return reply === 1;
@@ -194,10 +219,20 @@ export class RedisWorkerOps {
       if (ids instanceof Error) throw ids;
       if (!Array.isArray(ids) || ids.length === 0) return 0;
       const names = ids.map(String);
-      const keys = [k.delayed(p), k.jobs(p), ...names.map((id) => k.job(id))];
+      const keys = [k.delayed(p), k.room(p), k.clock(p), ...names.map((id) => k.job(id))];
       return this.#ctx.run("promote", keys, [String(now), ...names]);
     }));
     return moved.reduce((sum: number, n) => sum + Number(n), 0);
+  }
+
+  /** Hands an adopted seed entry's job to its partition's waiting room; false when there was none. */
+  async park(delivery: Delivery): Promise<{ parked: boolean; waitMs: number }> {
+    const { keys: k } = this.#ctx;
+    const p = k.partitionOf(delivery.jobId);
+    const keys = [k.job(delivery.jobId), k.jobs(p), k.room(p), k.clock(p), k.pace(p)];
+    const args = [delivery.entryId, GROUP, delivery.consumer, delivery.jobId, this.#ctx.paceCap];
+    const reply = await this.#ctx.grouped(() => this.#ctx.run("park", keys, args)) as number[];
+    return { parked: Number(reply[0]) === 1, waitMs: Number(reply[1] ?? -1) };
   }
 
   /** Closes the claim loops' dedicated connections. */

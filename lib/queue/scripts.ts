@@ -6,6 +6,8 @@
  * the job ended.
  */
 
+import { PARK_LUA } from "../pace/lua.ts";
+
 /** Hash fields read back as a job record, in this order. */
 export const RECORD_FIELDS = [
   "owner",
@@ -22,6 +24,8 @@ export const RECORD_FIELDS = [
   "seq",
   "wh",
   "whe",
+  "uimg",
+  "uticks",
 ] as const;
 
 /** Lua `FIELDS`: the record fields, for HMGET. */
@@ -94,16 +98,16 @@ return r
  */
 export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream,
--- KEYS[5] webhook outbox
+-- KEYS[5] webhook outbox, KEYS[6] the partition's waiting room
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] oldest feed id to keep, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
 -- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
--- ARGV[17] now (ms)
--- Fields left empty (error, mime, revised, image) are not written.
--- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone,
--- -2 when the lease is lost (nothing written)
+-- ARGV[17] now (ms), [18] images the provider made ('' none), [19] their cost in USD ticks
+-- Fields left empty (error, mime, revised, image, usage) are not written.
+-- Returns {seq of the new event, owner, created (ISO), images asked for ('' when not recorded)},
+-- 0 when the job had already ended, -1 when it is gone, -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
 ${HOLDS_LUA}
 ${WEBHOOK_LUA}
@@ -115,7 +119,7 @@ end
 if ARGV[13] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'Id', ARGV[8], 'reason', ARGV[13], 'at', ARGV[5])
 end
-local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe')
+local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'created', 'nimg')
 if not f[1] then return -1 end
 if TERMINAL[f[1]] then return 0 end
 if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' ', 1, true) then
@@ -123,7 +127,8 @@ if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' '
 end
 local seq = tonumber(f[2]) + 1
 local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4]}
-for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 12}}) do
+for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 12}, {'uimg', 18},
+    {'uticks', 19}}) do
   if ARGV[pair[2]] ~= '' then
     set[#set + 1] = pair[1]
     set[#set + 1] = ARGV[pair[2]]
@@ -134,7 +139,8 @@ redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 
   'o', f[3])
 webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
-return seq
+if f[1] == 'queued' then redis.call('ZREM', KEYS[6], ARGV[8] .. ' ' .. f[3]) end
+return {seq, f[3], f[6] or '', f[7] or ''}
 `;
 
 /**
@@ -142,17 +148,27 @@ return seq
  * nothing when the delivery's consumer no longer holds the entry.
  */
 export const RETRY = `
--- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] delayed sorted set
+-- KEYS[1] job hash, KEYS[2] jobs stream, KEYS[3] delayed sorted set, KEYS[4] waiting room,
+-- KEYS[5] its clock
 -- ARGV[1] entry id, [2] group, [3] due time (ms), [4] now (ISO), [5] job id,
--- ARGV[6] consumer that must hold the entry ('' to skip the check)
+-- ARGV[6] consumer that must hold the entry ('' to skip the check), [7] "1" to give the turn back
+-- (the provider was busy: the attempt is not counted and the job waits at the front of its owner's
+-- line, with no delay of its own)
 -- Returns 1 when scheduled, 0 when the job is no longer running, -2 when the lease is lost
 ${HOLDS_LUA}
+${PARK_LUA}
 if ARGV[6] ~= '' and not holds(KEYS[2], ARGV[2], ARGV[1], ARGV[6]) then return -2 end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner', 'attempts')
+if f[1] ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'attempts', math.max(0, (tonumber(f[3]) or 1) - 1))
+  park(KEYS[4], KEYS[5], ARGV[5], f[2], true)
+else
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5])
+end
 return 1
 `;
 
@@ -210,19 +226,22 @@ return removed
  * is dropped, and one that another sweep moved (or that was scheduled again for later) is left alone.
  */
 export const PROMOTE = `
--- KEYS[1] delayed sorted set, KEYS[2] jobs stream, KEYS[3..n+2] the due jobs' hashes, in order
+-- KEYS[1] delayed sorted set, KEYS[2] waiting room, KEYS[3] its clock, KEYS[4..n+3] the due jobs'
+-- hashes, in order
 -- ARGV[1] now (ms), [2..n+1] the due jobs' ids, in order
--- Returns how many jobs moved
+-- Returns how many jobs moved (to the front of their owners' lines in the waiting room)
 ${TERMINAL_LUA}
+${PARK_LUA}
 local moved = 0
-for i = 3, #KEYS do
-  local id = ARGV[i - 1]
+for i = 4, #KEYS do
+  local id = ARGV[i - 2]
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= tonumber(ARGV[1]) then
     redis.call('ZREM', KEYS[1], id)
-    local status = redis.call('HGET', KEYS[i], 'status')
-    if status and not TERMINAL[status] then
-      redis.call('HSET', KEYS[i], 'qe', redis.call('XADD', KEYS[2], '*', 'Id', id))
+    local f = redis.call('HMGET', KEYS[i], 'status', 'owner')
+    if f[1] and not TERMINAL[f[1]] then
+      redis.call('HSET', KEYS[i], 'qe', '')
+      park(KEYS[2], KEYS[3], id, f[2], true)
       moved = moved + 1
     end
   end

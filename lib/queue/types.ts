@@ -16,6 +16,37 @@ export interface NewJob {
   webhookEvents?: EventType[];
 }
 
+/** What the provider charged for a job: images made and their cost in USD ticks (10^10 = 1 USD). */
+export interface Usage {
+  images: number;
+  costUsdTicks: number;
+}
+
+/** USD ticks in one US dollar, as xAI counts cost (`usage.cost_in_usd_ticks`). */
+export const TICKS_PER_USD = 10_000_000_000;
+
+/** One owner's figures of one UTC day, and the images its quota has reserved. */
+export interface UsageDay {
+  day: string;
+  images: number;
+  costUsdTicks: number;
+  jobs: { succeeded: number; failed: number; canceled: number };
+  /** Images reserved against the quota (asked for, less those given back). */
+  reserved: number;
+}
+
+/** What one call to Broker.turn did. */
+export interface Turn {
+  /** Jobs moved from the waiting room onto the jobs stream. */
+  moved: number;
+  /** Jobs still waiting for a turn in that partition. */
+  waiting: number;
+  /** Milliseconds until the pace has its next turn (0: now). */
+  waitMs: number;
+  /** The deployment's current pace in requests/s, null when unpaced. */
+  pace: number | null;
+}
+
 /** A job's stored state (no image bytes). */
 export interface JobRecord {
   id: string;
@@ -33,6 +64,8 @@ export interface JobRecord {
   revisedPrompt?: string;
   webhook?: string;
   webhookEvents?: EventType[];
+  /** What the provider charged, once it answered. */
+  usage?: Usage;
 }
 
 /** A job with its image, base64 without a data URL prefix, when it succeeded. */
@@ -53,17 +86,22 @@ export interface SubmitLimits {
    * the broker may skip its existence check. Never set for an id a client chose.
    */
   freshId?: boolean;
+  /** Images one owner may ask for per UTC day (0 or absent: no cap). */
+  maxImagesPerDay?: number;
+  /** Images this job asks for (default 1), reserved against that cap. */
+  images?: number;
 }
 
 /**
  * What submit found: a new job, the one that already had this id, or a refusal by a limit
  * (`rate_limited`: too many submissions this minute, retry after `retryAfterSec`; `owner_busy`: too
- * many active jobs; `backlog`: the queue is full), in which case no job was written.
+ * many active jobs; `backlog`: the queue is full; `quota_exceeded`: the owner's images of the day are
+ * used up, retry after `retryAfterSec`), in which case no job was written.
  */
 export interface SubmitResult {
   created: boolean;
   job: JobRecord;
-  refused?: "rate_limited" | "owner_busy" | "backlog";
+  refused?: "rate_limited" | "owner_busy" | "backlog" | "quota_exceeded";
   retryAfterSec?: number;
 }
 
@@ -99,8 +137,9 @@ export type Outcome =
     revisedPrompt?: string;
     /** The same image as base64, when the worker has it anyway (spares encoding it again). */
     base64?: string;
+    usage?: Usage;
   }
-  | { type: "failed"; error: string };
+  | { type: "failed"; error: string; usage?: Usage };
 
 /** A pointer on the relay feed: a job and the event it just got (image omitted). */
 export interface FeedItem {
@@ -210,7 +249,10 @@ export interface Broker {
   image(id: string): Promise<string | null>;
   /** Cancels a queued or running job. */
   cancel(id: string): Promise<CancelResult>;
-  /** Takes up to `count` new entries for this consumer, waiting up to `blockMs` for one. */
+  /**
+   * Takes up to `count` new entries for this consumer, waiting up to `blockMs` for one; first gives
+   * that many waiting jobs their turns (see turn), so that a claim finds every job whose turn came.
+   */
   claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]>;
   /** Takes over entries whose consumer stopped renewing them for `idleMs`. */
   reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]>;
@@ -233,8 +275,17 @@ export interface Broker {
    * delivery's consumer no longer holds its lease (then nothing is written).
    */
   finish(delivery: Delivery, outcome: Outcome): Promise<boolean>;
-  /** Puts a running job back in the queue after `delayMs` and acknowledges this delivery. */
-  retryLater(delivery: Delivery, delayMs: number, reason: string): Promise<boolean>;
+  /**
+   * Puts a running job back in the queue after `delayMs` and acknowledges this delivery; with
+   * `giveBack` (the provider was busy) the attempt is not counted and the job waits, with no delay of
+   * its own, at the front of its owner's line.
+   */
+  retryLater(
+    delivery: Delivery,
+    delayMs: number,
+    reason: string,
+    options?: { giveBack?: boolean },
+  ): Promise<boolean>;
   /** Moves due delayed jobs back to the stream (dropping ones that ended); returns how many moved. */
   promoteDue(now?: number): Promise<number>;
   /**
@@ -275,6 +326,22 @@ export interface Broker {
    * cursor continues the replay.
    */
   replay(cursor: string, limit: number): Promise<{ cursor: string; items: FeedItem[] } | null>;
+  /**
+   * Gives provider turns in `partition`: moves up to `want` waiting jobs, owners taking turns, onto the
+   * jobs stream as the shared pace allows.
+   */
+  turn(partition: number, want: number): Promise<Turn>;
+  /** The deployment's provider pace in requests/s as this process last saw it (null: unpaced). */
+  readonly pace: number | null;
+  /** Tells every process that the provider answered 429: no turn for `retryAfterMs`, and a slower pace. */
+  throttle(retryAfterMs: number): Promise<void>;
+  /**
+   * Hands an adopted seed entry's job to the waiting room (acknowledging the entry), so that it takes
+   * its owner's turn; false when the lease is lost or the job is no longer queued.
+   */
+  park(delivery: Delivery): Promise<boolean>;
+  /** The owner's usage of one UTC day (`YYYY-MM-DD`). */
+  usage(owner: string, day: string): Promise<UsageDay>;
   /** Pending webhook deliveries. */
   readonly webhooks: WebhookOutbox;
   /** Returns a secret shared by every process on this broker, made on first use. */

@@ -15,6 +15,8 @@ export async function baseEnv(
     REDIS_PREFIX: "e2e:",
     JWT_SECRET: TEST_SECRET,
     XAI_API_KEY: "xai-test-key",
+    // Unpaced unless the fake answers 429 (the pace has its own tests, provider_pace_test.ts).
+    GROK_MAX_RPS: "0",
     GROK_API: xai.url,
     IMAGE_HOSTS: xai.host,
     JOB_LEASE_MS: "3000",

@@ -45,6 +45,19 @@ transportTest(
           assert.ok(Date.now() - started >= 950);
         },
       );
+      await t.step(
+        "429s never count as attempts: more of them than JOB_MAX_ATTEMPTS and the job still succeeds",
+        async () => {
+          const before = xai.calls;
+          const busy = { status: 429 as const, retryAfter: "0" };
+          xai.inject(busy, busy, busy, busy, busy, busy);
+          const { types, job: j } = await job("r429x6");
+          assert.equal(types.at(-1), "succeeded");
+          assert.equal(types.filter((type) => TERMINAL.has(type)).length, 1);
+          assert.equal(xai.calls - before, 7);
+          assert.equal(j.attempts, 1);
+        },
+      );
       await t.step("400 fails at once with the provider's message and no retry", async () => {
         const before = xai.calls;
         xai.inject({ status: 400, message: "prompt violates policy" });

@@ -159,6 +159,8 @@ transportTest(
         "oom-2 succeeded",
         async () => (await real.get("oom-2"))?.status === "succeeded",
       );
+      // The worker counts a job's end once its write answered (the status may be seen a moment before).
+      await waitFor("both ends counted", () => ended.length >= 2);
       assert.deepEqual(ended, ["failed", "succeeded"]);
       assert.equal(xai.calls, 2);
     } finally {

@@ -35,6 +35,47 @@ export function limitsContract(test: ContractTest): void {
     assert.deepEqual([again.created, again.refused], [false, undefined], "idempotency comes first");
   });
 
+  test("the daily image quota refuses past the cap until the day ends, and gives back what was not made", async (broker) => {
+    const owner = `quota-${crypto.randomUUID()}`;
+    const limits = { maxImagesPerDay: 3, images: 1 };
+    const jobs = [newJob({ owner }), newJob({ owner }), newJob({ owner })];
+    for (const job of jobs) assert.equal((await broker.submit(job, limits)).created, true);
+    const over = newJob({ owner });
+    const refused = await broker.submit(over, limits);
+    assert.deepEqual([refused.created, refused.refused], [false, "quota_exceeded"]);
+    assert.ok(refused.retryAfterSec! >= 1 && refused.retryAfterSec! <= 86_400);
+    assert.equal(await broker.get(over.id), null, "a refused submit writes nothing");
+    assert.equal(
+      (await broker.submit(newJob(), limits)).created,
+      true,
+      "other owners are not held",
+    );
+    // A canceled job and a failed one give their image back; a success keeps it.
+    assert.equal(await broker.cancel(jobs[0].id), "canceled");
+    const failing = await claimJob(broker, jobs[1].id);
+    await broker.start(failing);
+    await broker.finish(failing, { type: "failed", error: "Error processing job" });
+    const ok = await claimJob(broker, jobs[2].id);
+    await broker.start(ok);
+    const usage = { images: 1, costUsdTicks: 200_000_000 };
+    await broker.finish(ok, { ...SUCCESS, usage });
+    const day = new Date().toISOString().slice(0, 10);
+    const seen = await broker.usage(owner, day);
+    assert.deepEqual(seen, {
+      day,
+      images: 1,
+      costUsdTicks: 200_000_000,
+      jobs: { succeeded: 1, failed: 1, canceled: 1 },
+      reserved: 1,
+    });
+    assert.deepEqual((await broker.get(jobs[2].id))?.usage, usage);
+    assert.equal((await broker.submit(newJob({ owner }), limits)).created, true);
+    assert.equal((await broker.submit(newJob({ owner }), limits)).created, true);
+    const full = await broker.submit(newJob({ owner }), limits);
+    assert.equal(full.refused, "quota_exceeded");
+    assert.deepEqual((await broker.usage(owner, "2000-01-01")).reserved, 0);
+  });
+
   test("submit refuses with backlog when the queue holds maxQueued entries", async (broker) => {
     // With N partitions each stream holds maxQueued / N (rounded up): these two share one.
     const [first, second] = sameStreamJobs(broker, 2);

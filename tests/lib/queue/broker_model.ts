@@ -172,7 +172,7 @@ export class Model {
     const job: MJob = { id, owner, status: "queued", attempts: 0, events: [], hook };
     this.jobs.set(id, job);
     this.#emit(job, { type: "queued", success: true });
-    this.stream.add(id);
+    this.stream.enqueue(id, owner);
     return { created: true, ...this.#brief(job), owner };
   }
 
@@ -200,7 +200,7 @@ export class Model {
       this.delayed.delete(id);
       const status = this.jobs.get(id)?.status;
       if (status === undefined || TERMINAL.has(status)) continue;
-      this.stream.add(id);
+      this.stream.parkFront(id, this.jobs.get(id)!.owner);
       moved += 1;
     }
     return moved;
@@ -215,11 +215,13 @@ export class Model {
   }
 
   #end(job: MJob, status: "failed" | "canceled", error: string): void {
+    this.stream.leave(job.id);
     Object.assign(job, { status, error });
     this.#emit(job, { type: status, success: false, error });
   }
 
   #succeed(job: MJob, revised: boolean): void {
+    this.stream.leave(job.id);
     Object.assign(job, { status: "succeeded", error: undefined, succeeded: true });
     const data: { image: string; mime_type: string; revised_prompt?: string } = {
       image: dataUrl("image/png", IMAGE),

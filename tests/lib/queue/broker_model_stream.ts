@@ -3,6 +3,7 @@
  * deliveries claim and reclaim hand out, and the reclaim cursors.
  */
 import { partitionOf } from "../../../lib/queue/partitions.ts";
+import { FairRoom } from "../../../lib/pace/fair_room.ts";
 
 /** A delivery as every runner reports it: its entry by order of first appearance. */
 export interface SeenDelivery {
@@ -32,11 +33,36 @@ export class StreamModel {
   #cursors: number[];
   #next = 0;
   readonly partitions: number;
+  /**
+   * Per partition, the jobs waiting for their turn (the brokers are unpaced here, so a turn comes
+   * whenever a claim asks). The room itself is small and tested on its own (fair_room_test.ts); the
+   * model checks what the brokers do with it: who waits, and when a claim moves them.
+   */
+  rooms: FairRoom[];
 
   /** With N > 1, claims and reclaims go partition by partition, starting one further each call. */
   constructor(partitions: number) {
     this.partitions = partitions;
     this.#cursors = new Array(partitions).fill(0);
+    this.rooms = Array.from({ length: partitions }, () => new FairRoom());
+  }
+
+  /** A job ready to run: onto its stream when nobody waits there, else into its room. */
+  enqueue(jobId: string, owner: string): void {
+    const p = partitionOf(jobId, this.partitions);
+    const lag = this.entries.filter((e) => e.state === "fresh").filter(this.#in(p)).length;
+    if (this.rooms[p].size === 0 && lag === 0) this.add(jobId);
+    else this.rooms[p].park(jobId, owner);
+  }
+
+  /** A job back at the front of its owner's line (a due retry). */
+  parkFront(jobId: string, owner: string): void {
+    this.rooms[partitionOf(jobId, this.partitions)].park(jobId, owner, true);
+  }
+
+  /** A job that ended while it waited leaves its room. */
+  leave(jobId: string): void {
+    this.rooms[partitionOf(jobId, this.partitions)].remove(jobId);
   }
 
   /** Adds a fresh entry for the job. */
@@ -64,6 +90,7 @@ export class StreamModel {
     const out: SeenDelivery[] = [];
     for (const p of this.#rotation()) {
       if (out.length >= count) break;
+      for (const id of this.rooms[p].pop(count - out.length)) this.add(id);
       const fresh = this.entries.filter((e) => e.state === "fresh").filter(this.#in(p));
       out.push(...this.#take(fresh, consumer, count - out.length));
     }

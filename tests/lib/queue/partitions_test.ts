@@ -5,6 +5,7 @@ import { keySlot, SLOT_COUNT } from "../../../lib/redis/slot.ts";
 import { redisCommand } from "../../support/redis_server.ts";
 import { SUCCESS } from "./broker_contract_helpers.ts";
 import { redisBrokerFixture } from "./redis_fixture.ts";
+import { utcDay } from "../../../lib/pace/usage.ts";
 
 const test = (name: string, fn: () => Promise<void> | void) =>
   Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn });
@@ -52,6 +53,8 @@ test("one partition keeps today's key names exactly", async () => {
   try {
     assert.deepEqual(await exercise(fixture, ["a", "b"]), [
       `${p}events`,
+      // A job parked while another waited for a worker, then retried: the waiting room's clock.
+      `${p}fair:clock`,
       `${p}job:a`,
       `${p}job:b`,
       `${p}jobs`,
@@ -60,6 +63,7 @@ test("one partition keeps today's key names exactly", async () => {
       `${p}owner:ann:active`,
       `${p}owner:ann:jobs`,
       `${p}owner:ann:rate`,
+      `${p}owner:ann:usage:${utcDay(Date.now())}`,
       `${p}secret:s`,
       `${p}webhooks`,
     ]);
@@ -81,6 +85,7 @@ test("three partitions tag every job key with its partition's tag, and owners wi
         `${p}jobs`,
         `${p}secret:s`,
         `${p}{${t0}}events`,
+        `${p}{${t0}}fair:clock`,
         `${p}{${t0}}job:j0`,
         `${p}{${t0}}jobs`,
         `${p}{${t0}}jobs:delayed`,
@@ -93,6 +98,7 @@ test("three partitions tag every job key with its partition's tag, and owners wi
         `${p}{o:ann}active`,
         `${p}{o:ann}jobs`,
         `${p}{o:ann}rate`,
+        `${p}{o:ann}usage:${utcDay(Date.now())}`,
       ].sort(),
     );
   } finally {
