@@ -136,6 +136,13 @@ export class Model {
     }
     if (!held) return false;
     entry.state = "acked";
+    if (op.kind === "giveBack") {
+      if (job?.status !== "running") return false;
+      Object.assign(job, { status: "queued", runningEntry: undefined });
+      job.attempts = Math.max(0, job.attempts - 1);
+      this.stream.parkFront(job.id, job.owner);
+      return true;
+    }
     if (op.kind === "retry") {
       if (job?.status !== "running") return false;
       Object.assign(job, { status: "queued", runningEntry: undefined });

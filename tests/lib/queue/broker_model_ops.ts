@@ -50,6 +50,8 @@ export type Op =
   | { kind: "start"; d: number }
   | { kind: "renew"; consumer: Consumer; ds: number[] }
   | { kind: "retry"; d: number; long: boolean }
+  /** The provider answered 429: the turn goes back (no attempt counted, first in its owner's line). */
+  | { kind: "giveBack"; d: number }
   | { kind: "promote"; all: boolean }
   | { kind: "finish"; d: number; outcome: "succeeded" | "revised" | "failed" }
   | { kind: "cancel"; job: number }
@@ -99,6 +101,7 @@ export function opsArbitrary(maxLength: number): fc.Arbitrary<Op[]> {
     kind("start", 4, { d }),
     kind("renew", 3, { consumer, ds: fc.array(d, { minLength: 1, maxLength: 2 }) }),
     kind("retry", 3, { d, long: fc.boolean() }),
+    kind("giveBack", 2, { d }),
     kind("promote", 2, { all: fc.boolean() }),
     kind("finish", 3, { d, outcome }),
     kind("cancel", 2, { job }),

@@ -146,6 +146,8 @@ async function step(target: Target, op: Op, index: number, state: RunState) {
         (op.long ? LONG_MS : SHORT_MS) + index,
         RETRY_REASON,
       );
+    case "giveBack":
+      return await broker.retryLater(delivery, 0, RETRY_REASON, { giveBack: true });
     case "finish":
       return await broker.finish(delivery, outcomeOf(op.outcome));
     case "deadLetter":
