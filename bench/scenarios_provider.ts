@@ -44,7 +44,10 @@ interface Planned {
   owner: number;
 }
 
-/** 80% of the jobs from owner 0 at t = 0; the rest from light owners, one every ~1.1-1.5 s each. */
+/**
+ * 80% of the jobs from owner 0 at t = 0; the rest from light owners, one every ~1.1-1.5 s each, all
+ * within 90% of the ideal run (jobs ÷ limit).
+ */
 export function plan(workload: Workload): Planned[] {
   const heavy = Math.round(workload.jobs * 0.8);
   const light = workload.jobs - heavy;
@@ -61,7 +64,10 @@ export function plan(workload: Workload): Planned[] {
     const gap = (idealMs * 0.9) / Math.max(1, count);
     const offset = random() * gap;
     for (let i = 0; i < count; i++) {
-      jobs.push({ at: Math.round(offset + i * gap * (0.75 + random() * 0.5)), owner: k + 1 });
+      // Every job is submitted within 90% of the ideal run, so the provider always has work queued
+      // and utilization measures the scheduler, not a workload that ran dry.
+      const at = Math.min(offset + i * gap * (0.75 + random() * 0.5), idealMs * 0.9);
+      jobs.push({ at: Math.round(at), owner: k + 1 });
     }
   }
   return jobs;

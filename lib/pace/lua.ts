@@ -15,7 +15,10 @@ export const PACE = {
   resetMs: 600_000,
   /** A cut multiplies the pace by this. */
   cut: 0.5,
-  /** Tokens that may be taken at once: this many seconds' worth of the pace, at least one. */
+  /**
+   * Tokens that may be taken at once: this many seconds' worth of the pace, at least two (so a turn
+   * asked for a moment late is not lost: with one, every late ask would push the whole pace back).
+   */
   burstSec: 0.2,
 } as const;
 
@@ -60,7 +63,7 @@ local function pace_take(key, want, cap, now)
     return want, 0, 0
   end
   local interval = 1000 / rate
-  local slack = math.max(0, math.floor(rate * PACE_BURST) - 1) * interval
+  local slack = math.max(1, math.floor(rate * PACE_BURST) - 1) * interval
   local tat = math.max(tonumber(v[1]) or 0, now)
   local granted = 0
   while granted < want and tat <= now + slack do
@@ -77,7 +80,7 @@ local function pace_wait(key, cap, now)
   local rate = pace_rate(v, cap, now)
   if now < untilMs then return untilMs - now, rate end
   if rate <= 0 then return 0, 0 end
-  local slack = math.max(0, math.floor(rate * PACE_BURST) - 1) * 1000 / rate
+  local slack = math.max(1, math.floor(rate * PACE_BURST) - 1) * 1000 / rate
   return math.max(0, math.ceil((tonumber(v[1]) or 0) - slack - now)), rate
 end
 `;

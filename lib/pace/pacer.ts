@@ -51,7 +51,7 @@ export class Pacer {
       return { granted: want, waitMs: 0, rate: 0 };
     }
     const interval = 1000 / rate;
-    const slack = Math.max(0, Math.floor(rate * PACE.burstSec) - 1) * interval;
+    const slack = Math.max(1, Math.floor(rate * PACE.burstSec) - 1) * interval;
     let tat = Math.max(this.#tat, now);
     let granted = 0;
     while (granted < want && tat <= now + slack) {
@@ -68,7 +68,7 @@ export class Pacer {
     if (now < this.#until) return this.#until - now;
     const rate = this.rate(now);
     if (rate <= 0) return 0;
-    const slack = Math.max(0, Math.floor(rate * PACE.burstSec) - 1) * 1000 / rate;
+    const slack = Math.max(1, Math.floor(rate * PACE.burstSec) - 1) * 1000 / rate;
     return Math.max(0, Math.ceil(this.#tat - slack - now));
   }
 
