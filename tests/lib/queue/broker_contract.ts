@@ -21,6 +21,7 @@ import { lifetimeContract } from "./broker_contract_lifetime.ts";
 import { limitsContract } from "./broker_contract_limits.ts";
 import { streamContract } from "./broker_contract_stream.ts";
 import { v11Contract } from "./broker_contract_v11.ts";
+import { turnsContract } from "./broker_contract_turns.ts";
 
 /** Builds a fresh broker for one test, the function that disposes of it, and its contract hooks. */
 export type MakeBroker = () => Promise<
@@ -245,6 +246,7 @@ export function brokerContract(
   streamContract(test);
   limitsContract(test);
   v11Contract(test);
+  turnsContract(test);
   leasesContract(test);
   lifetimeContract(test);
 }
