@@ -79,9 +79,10 @@ const jobFields = {
 
 const queuePosition = z.number().int().min(0).openapi({
   description:
-    "While queued: about how many jobs are ahead of this one. An estimate: the entries not " +
-    "yet taken that wait before it in its partition's queue, times the number of partitions (a " +
-    "job waiting out a retry backoff counts every waiting entry as ahead of it)",
+    "While queued: about how many jobs run before this one. An estimate: the entries waiting " +
+    "for a worker in its partition, plus the jobs the owners' fair turns put before it in its " +
+    "partition's waiting room, times the number of partitions (a job waiting out a retry " +
+    "backoff counts every waiting job as ahead of it)",
 });
 
 /** The job document's variants by status, with `result` of the given shape when succeeded. */
