@@ -29,6 +29,7 @@ function verified(request: Received) {
     type: string;
     success: boolean;
     data?: { image: string; mime_type: string };
+    usage?: { images: number; cost_usd: number };
   };
 }
 
@@ -60,6 +61,9 @@ async function oneVerifiedDelivery(service: ServiceProcess, token: string, recei
   assert.equal(notification.type, "succeeded");
   assert.equal(notification.success, true);
   assert.match(notification.data!.image, /^data:image\/png;base64,iVBOR/);
+  // What the provider charged rides along (the placeholder's images are free, the fake's cost 2¢).
+  assert.equal(notification.usage?.images, 1);
+  assert.ok([0, 0.02].includes(notification.usage!.cost_usd), JSON.stringify(notification.usage));
   assert.match(request.headers.get("webhook-id")!, new RegExp(`^msg_${body.id}_succeeded_`));
   await deliveries(service, "delivered", 1);
   assert.equal(receiver.requests.all.length, 1); // done before counted: nothing else is pending
