@@ -93,10 +93,11 @@ end
  */
 export const PARK_LUA = `
 local function park(room, clock, id, owner, front)
-  local v = tonumber(redis.call('HGET', clock, '_v') or '0')
+  local t = redis.call('HMGET', clock, '_v', 'o:' .. owner)
+  local v = tonumber(t[1] or '0')
   local score = v
   if not front then
-    score = math.max(v, tonumber(redis.call('HGET', clock, 'o:' .. owner) or '0'))
+    score = math.max(v, tonumber(t[2] or '0'))
     redis.call('HSET', clock, 'o:' .. owner, score + 1)
   end
   redis.call('ZADD', room, score, id .. ' ' .. owner)
