@@ -69,7 +69,12 @@ export function usageRoutes(deps: AppDeps) {
       images: found.images,
       cost_usd: ticksToUsd(found.costUsdTicks),
       jobs: found.jobs,
-      quota: cap > 0 ? { images_per_day: cap, remaining: Math.max(0, cap - found.reserved) } : null,
+      quota: cap > 0
+        ? {
+          images_per_day: cap,
+          remaining: Math.max(0, cap - Math.max(found.reserved, found.images)),
+        }
+        : null,
     }, 200);
   }, (result, c) => rejected(result, c));
 }

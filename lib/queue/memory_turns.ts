@@ -95,7 +95,8 @@ export class MemoryTurns {
   /** Reserves `images` of the owner's day against `cap`; false when they would exceed it. */
   reserve(owner: string, images: number, cap: number): boolean {
     const day = this.#day(owner, utcDay(this.#now()));
-    if (day.reserved + images > cap) return false;
+    // Images made count too, should the cap have been set after some were made today.
+    if (Math.max(day.reserved, day.images) + images > cap) return false;
     day.reserved += images;
     return true;
   }

@@ -61,7 +61,9 @@ end
 local quota = tonumber(ARGV[22])
 if #KEYS >= 11 and quota > 0 then
   local images = tonumber(ARGV[23])
-  if tonumber(redis.call('HGET', KEYS[11], 'reserved') or '0') + images > quota then
+  -- Images made count too, should the cap have been set after some were made today.
+  local day = redis.call('HMGET', KEYS[11], 'reserved', 'images')
+  if math.max(tonumber(day[1] or '0'), tonumber(day[2] or '0')) + images > quota then
     return {-5, tonumber(ARGV[24])}
   end
   redis.call('HINCRBY', KEYS[11], 'reserved', images)
@@ -130,7 +132,9 @@ if maxActive > 0 then
 end
 local quota, images = tonumber(ARGV[6]), tonumber(ARGV[7])
 if quota > 0 then
-  if tonumber(redis.call('HGET', KEYS[3], 'reserved') or '0') + images > quota then
+  -- Images made count too, should the cap have been set after some were made today.
+  local day = redis.call('HMGET', KEYS[3], 'reserved', 'images')
+  if math.max(tonumber(day[1] or '0'), tonumber(day[2] or '0')) + images > quota then
     return {-5, tonumber(ARGV[8])}
   end
   redis.call('HINCRBY', KEYS[3], 'reserved', images)

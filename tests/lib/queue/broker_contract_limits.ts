@@ -74,6 +74,15 @@ export function limitsContract(test: ContractTest): void {
     const full = await broker.submit(newJob({ owner }), limits);
     assert.equal(full.refused, "quota_exceeded");
     assert.deepEqual((await broker.usage(owner, "2000-01-01")).reserved, 0);
+    // A cap set after images were made today counts them: 1 made without a reservation, cap 1.
+    const late = `late-${crypto.randomUUID()}`;
+    const first = newJob({ owner: late });
+    await broker.submit(first);
+    const made = await claimJob(broker, first.id);
+    await broker.start(made);
+    await broker.finish(made, { ...SUCCESS, usage });
+    const capped = await broker.submit(newJob({ owner: late }), { maxImagesPerDay: 1 });
+    assert.equal(capped.refused, "quota_exceeded");
   });
 
   test("submit refuses with backlog when the queue holds maxQueued entries", async (broker) => {
