@@ -84,8 +84,13 @@ export class ClaimOps {
         )
       );
       const found = deliveriesOf(reply, consumer);
-      const again = soon && this.#blocking && Date.now() < deadline && !options.signal?.aborted;
+      const again = soon && Date.now() < deadline && !options.signal?.aborted;
       if (found.length > 0 || !again) return found;
+      // Over REST the read did not wait: wait here for the pace's next turn (the caller's poll
+      // would back off for seconds while jobs wait for a turn due in milliseconds).
+      if (!this.#blocking) {
+        await pause(Math.min(blockMs, deadline - Date.now()), options.signal ?? NEVER);
+      }
     }
   }
 
