@@ -35,6 +35,11 @@ export interface Runtime {
   relay: Relay | null;
   /** A ready-to-use token in DEV_MODE with the random dev secret (no key configured), else null. */
   devToken: string | null;
+  /**
+   * Starts draining: new requests are answered 503, waits and streams end now, the worker stops
+   * claiming; the relay and the broker stay open for the requests already inside (see close).
+   */
+  drain(): void;
   /** Stops taking work, drains, ends streams and closes connections; idempotent. */
   close(options?: { drainMs?: number }): Promise<void>;
 }
@@ -173,7 +178,18 @@ export async function startRuntime(
   const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
-  const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
+  const drain = new AbortController();
+  const deps: AppDeps = {
+    config,
+    broker,
+    auth,
+    tickets,
+    relay,
+    log,
+    metrics,
+    streams,
+    draining: drain.signal,
+  };
   // A cancel ends its job in the API process that took it: that process tells the seed's service.
   if (socketIo) {
     deps.onCanceled = (id) => socketIo.notify(id, { type: "canceled", error: JOB_CANCELED });
@@ -232,8 +248,13 @@ export async function startRuntime(
     worker,
     relay,
     devToken,
+    drain() {
+      drain.abort();
+      void worker?.close({ drainMs: config.DRAIN_TIMEOUT_MS });
+    },
     close({ drainMs = config.DRAIN_TIMEOUT_MS } = {}) {
       closing ??= (async () => {
+        drain.abort();
         await Promise.allSettled([worker?.close({ drainMs }), relay?.close(), webhooks?.close()]);
         await socketIo?.close(); // after the drain: the jobs that ended in it are emitted
         await broker.close();
@@ -283,8 +304,11 @@ async function main(): Promise<void> {
     stopping = true;
     log.info("{signal}: draining for up to {ms} ms", { signal, ms: config.DRAIN_TIMEOUT_MS });
     const hardStop = setTimeout(() => Deno.exit(0), config.DRAIN_TIMEOUT_MS + 3_000);
-    await runtime.close();
+    // First nothing new (503), then every request already inside is answered (waits and streams
+    // end at once), and only then do the relay and the broker close under the drained worker.
+    runtime.drain();
     await server.shutdown();
+    await runtime.close();
     clearTimeout(hardStop);
     log.info("Stopped");
     Deno.exit(0);

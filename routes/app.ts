@@ -47,6 +47,16 @@ export function createApp(deps: AppDeps) {
   const idPrefix = crypto.randomUUID().slice(0, 8);
   let requests = 0;
   app.use(requestId({ generator: () => `${idPrefix}-${(++requests).toString(36)}` }));
+  app.use(async function refuseWhileDraining(c, next) {
+    // A draining process takes nothing new (liveness and metrics still answer); /readyz is 503 too.
+    const path = c.req.path;
+    if (!deps.draining?.aborted || path === "/healthz" || path === "/metrics") return await next();
+    const error = httpErrors.unavailable(
+      5,
+      "Cannot serve the request: this process is shutting down",
+    );
+    return c.json(error.toBody(), 503, { ...error.headers, Connection: "close" });
+  });
   app.use(async function logRequest(c, next) {
     const start = performance.now();
     await withContext({ requestId: c.get("requestId") }, async () => {

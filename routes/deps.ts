@@ -26,6 +26,11 @@ export interface AppDeps {
   nudge?: () => void;
   /** Told of each job this process ended itself (a cancel), to tell other services; returns at once. */
   onCanceled?: (jobId: string) => void;
+  /**
+   * Aborts when the process starts to drain (SIGTERM): new requests are answered 503, waits and
+   * streams already open are answered and ended before the relay and the broker close.
+   */
+  draining?: AbortSignal;
 }
 
 /** Variables routes set on the request context. */

@@ -178,7 +178,10 @@ export function imageRoutes(deps: AppDeps) {
     if (created) deps.nudge?.();
     const location = { Location: `/v1/jobs/${encodeURIComponent(job.id)}` };
     if (typeof wait === "number" && deps.relay) {
-      const signal = c.req.raw.signal;
+      // A drain answers the wait at once (the usual 202), before the relay and the broker close.
+      const signal = deps.draining
+        ? AbortSignal.any([c.req.raw.signal, deps.draining])
+        : c.req.raw.signal;
       const ended = isTerminal(job.status) ||
         await waitForEnd(deps.relay, job, { ms: wait * 1000, signal });
       const view = ended ? await deps.broker.get(job.id, { image: true }) : null;

@@ -42,16 +42,22 @@ export class SseStreams {
     const sse = this.#hub.open();
     metrics.subscribers.inc({ transport: "sse" });
     let released = false;
+    const end = (reason: EndReason) => {
+      if (reason === "closed") sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
+      sse.close();
+    };
+    // A drain ends the stream at once, with the hint to come back (to another process).
+    const draining = this.#deps.draining;
+    const onDrain = () => end("closed");
+    draining?.addEventListener("abort", onDrain, { once: true });
     return {
       sse,
-      end(reason) {
-        if (reason === "closed") sse.raw(`retry: ${RECONNECT_HINT_MS}\n\n`);
-        sse.close();
-      },
+      end,
       release(subscription) {
         subscription?.close();
         if (released) return;
         released = true;
+        draining?.removeEventListener("abort", onDrain);
         slot();
         metrics.subscribers.dec({ transport: "sse" });
       },

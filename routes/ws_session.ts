@@ -227,13 +227,18 @@ export function serveSocket(
     if (!draining) void drain();
   }
 
+  // A drain closes the socket with "service restart" (1012): the client reconnects elsewhere.
+  const onDrain = () => close(1012, "Service restart");
+  deps.draining?.addEventListener("abort", onDrain, { once: true });
   socket.onopen = () => {
+    if (deps.draining?.aborted) return onDrain();
     if (owner) return void admit(owner);
     deadline = setTimeout(() => close(1008, "Authentication timed out"), AUTH_DEADLINE_MS);
   };
   socket.onmessage = (event) => receive(event.data);
   socket.onerror = () => {};
   socket.onclose = () => {
+    deps.draining?.removeEventListener("abort", onDrain);
     closed = true;
     queue.length = 0;
     clearTimeout(deadline);
