@@ -156,6 +156,14 @@ export async function startRuntime(
     );
   }
   await retrying("initialise the broker", log, () => broker.init());
+  const evicting = await broker.evictionPolicy?.();
+  if (evicting) {
+    log.error(
+      "Redis maxmemory-policy is {policy}: under memory pressure Redis may evict queued jobs, " +
+        "events and leases, and jobs are then lost; set maxmemory-policy noeviction",
+      { policy: evicting },
+    );
+  }
   const secret = await retrying(
     "read the ticket secret",
     log,

@@ -5,7 +5,7 @@ import type { Logger } from "@logtape/logtape";
 import type { z } from "zod";
 import { HttpError, httpErrors, isTransient } from "../lib/errors.ts";
 
-/** Maps any thrown error to the contract's error body; 503 only for "not now" failures, else 500. */
+/** Maps any thrown error to the contract's error body: 503 for "not now" failures and a full store, else 500. */
 export function toHttpError(error: unknown, log: Logger): HttpError {
   if (error instanceof HttpError) {
     if (error.status >= 500 && error.cause !== undefined) logCause(log, error.cause);
@@ -14,6 +14,10 @@ export function toHttpError(error: unknown, log: Logger): HttpError {
   logCause(log, error);
   if (isTransient(error)) {
     return httpErrors.unavailable(5, "Cannot reach the job store: try again shortly");
+  }
+  // Redis out of memory: the store is full, not broken; the client may try again later.
+  if (error instanceof Error && /^OOM\b/.test(error.message)) {
+    return httpErrors.unavailable(30, "Cannot store the request: the job store is full");
   }
   return new HttpError(500, "internal", "Cannot complete the request: internal error");
 }

@@ -283,6 +283,16 @@ class RedisBroker implements Broker {
     return this.#intake.move(consumer, options);
   }
 
+  async evictionPolicy(): Promise<string | null> {
+    try {
+      const reply = await this.#ctx.client.send(["CONFIG", "GET", "maxmemory-policy"]);
+      const policy = Array.isArray(reply) && reply.length >= 2 ? String(reply[1]) : null;
+      return policy === null || policy === "noeviction" ? null : policy;
+    } catch {
+      return null; // CONFIG is often disabled on managed Redis: nothing to say then
+    }
+  }
+
   async sharedSecret(name: string): Promise<string> {
     const key = this.#ctx.keys.secret(name);
     const candidate = crypto.getRandomValues(new Uint8Array(32)).toBase64({

@@ -5,6 +5,7 @@
 import type { RedisReply } from "../redis/types.ts";
 import { toRecord } from "./redis_codec.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
+import { INDEX_MAX } from "./scripts_submit.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
 import { kick } from "./redis_turns.ts";
 import { secondsToDayEnd, utcDay } from "../pace/usage.ts";
@@ -153,6 +154,7 @@ async function submit(
       String(quota),
       String(images),
       dayEnd,
+      String(Date.parse(now) - indexTtlSec(ctx) * 1000),
       ...ended,
     ]) as Promise<RedisReply[]>;
 
@@ -226,7 +228,15 @@ function indexTtlSec(ctx: RedisContext): number {
 async function indexJob(ctx: RedisContext, job: NewJob, nowMs: string, ttl: string) {
   const key = ctx.keys.ownerJobs(job.owner);
   const commands = [["ZADD", key, nowMs, job.id]];
-  if (ttl !== "0") commands.push(["EXPIRE", key, ttl]);
+  if (ttl !== "0") {
+    // Renewed at most once a minute: then trimmed of the ids that expired, and to its newest ones.
+    const oldest = String(Number(nowMs) - Number(ttl) * 1000);
+    commands.push(
+      ["EXPIRE", key, ttl],
+      ["ZREMRANGEBYSCORE", key, "-inf", `(${oldest}`],
+      ["ZREMRANGEBYRANK", key, "0", String(-(INDEX_MAX + 1))],
+    );
+  }
   const replies = await ctx.client.pipeline(commands);
   for (const reply of replies) if (reply instanceof Error) throw reply;
 }

@@ -5,6 +5,9 @@
 import { ENQUEUE_LUA, PACE_LUA, PARK_LUA } from "../pace/lua.ts";
 import { FIELDS_LUA, WEBHOOK_LUA } from "./scripts.ts";
 
+/** The most ids an owner's job index keeps (the oldest beyond it leave the listing first). */
+export const INDEX_MAX = 100_000;
+
 /**
  * Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. With
  * one partition it also checks the owner's limits (KEYS[3], KEYS[4]); with more, OWNER does that first.
@@ -22,7 +25,8 @@ export const CREATE = `
 -- [18] ttl seconds of the owner's job index ('0': leave its expiry as it is), [19] "1" when the id was made by the server (it cannot
 -- exist: no EXISTS), [20] the partition's pace cap (see TURN), [21] the jobs stream's group,
 -- [22] images per owner per day (0: none), [23] images this job asks for, [24] seconds until the
--- day ends, [25..] ids to drop from the set
+-- day ends, [25] the owner's index drops ids older than this (ms) when its expiry is renewed,
+-- [26..] ids to drop from the set
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1, wait} when created (wait: ms until the pace has a turn when the job was parked in an
 -- empty waiting room, else -1), {0, <record fields>} of the job that already has this id,
@@ -52,7 +56,7 @@ if ARGV[9] == '1' and maxQueued > 0 and
 end
 local maxActive = tonumber(ARGV[10])
 if owned and maxActive > 0 then
-  for i = 25, #ARGV do redis.call('SREM', KEYS[9], ARGV[i]) end
+  for i = 26, #ARGV do redis.call('SREM', KEYS[9], ARGV[i]) end
   if redis.call('SCARD', KEYS[9]) >= maxActive then
     if ARGV[12] == '1' then return {-1} end
     return {-4, redis.call('SMEMBERS', KEYS[9])}
@@ -93,7 +97,12 @@ redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, '
 webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
 if #KEYS >= 8 then
   redis.call('ZADD', KEYS[8], ARGV[15], ARGV[1])
-  if ARGV[18] ~= '0' then redis.call('EXPIRE', KEYS[8], ARGV[18]) end
+  if ARGV[18] ~= '0' then
+    -- Renewed at most once a minute: then trimmed of the ids that expired, and to its newest 100,000.
+    redis.call('EXPIRE', KEYS[8], ARGV[18])
+    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[25])
+    redis.call('ZREMRANGEBYRANK', KEYS[8], 0, -${INDEX_MAX + 1})
+  end
 end
 if owned and maxActive > 0 then
   redis.call('SADD', KEYS[9], ARGV[1])

@@ -344,6 +344,11 @@ export interface Broker {
   usage(owner: string, day: string): Promise<UsageDay>;
   /** Pending webhook deliveries. */
   readonly webhooks: WebhookOutbox;
+  /**
+   * The store's `maxmemory-policy` when it may evict the service's keys (anything but `noeviction`);
+   * null when it cannot, or when the store does not say (managed services that hide CONFIG).
+   */
+  evictionPolicy?(): Promise<string | null>;
   /** Returns a secret shared by every process on this broker, made on first use. */
   sharedSecret(name: string): Promise<string>;
   /** Closes connections; idempotent. */

@@ -53,7 +53,7 @@ Deno.test({
     const token = await service.token("alice");
     const cases: [string, Error, number, string][] = [
       ["a broken script's ERR reply", new Error(SCRIPT_ERROR), 500, "internal"],
-      ["an OOM reply", new Error("OOM command not allowed"), 500, "internal"],
+      ["an OOM reply", new Error("OOM command not allowed"), 503, "unavailable"],
       [
         "an unreachable store",
         new BrokerUnavailableError("Cannot reach Redis"),
