@@ -192,6 +192,7 @@ export async function startRuntime(
       backoffBaseMs: config.JOB_BACKOFF_BASE_MS,
       backoffMaxMs: config.JOB_BACKOFF_MAX_MS,
       onTerminal: socketIo ? (id, outcome) => socketIo.notify(id, outcome) : undefined,
+      tickets,
       onFinished: (status) => {
         metrics.finished.inc({ status });
         dispatcher?.nudge(); // a terminal event may have queued a delivery: send it now

@@ -30,6 +30,8 @@ export interface ImageWorkerOptions {
   onFinished?: (status: string, job: JobRecord | null) => void;
   /** Called once the broker stored a terminal outcome this worker wrote; must return at once. */
   onTerminal?: TerminalHook;
+  /** Issues the read tickets of the image URLs in `succeeded` notifications. */
+  tickets?: RunDeps["tickets"];
 }
 
 /** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
@@ -39,7 +41,12 @@ const PRUNE_IDLE_MIN_MS = 60_000;
 export class ImageWorker {
   readonly consumer: string;
   #o:
-    & Required<Omit<ImageWorkerOptions, "consumer" | "onFinished" | "onTerminal" | "idleSweepMs">>
+    & Required<
+      Omit<
+        ImageWorkerOptions,
+        "consumer" | "onFinished" | "onTerminal" | "idleSweepMs" | "tickets"
+      >
+    >
     & ImageWorkerOptions;
   /** Running deliveries, by entry and job id (two partitions' streams may use the same entry id). */
   #inflight = new Map<string, InFlight>();

@@ -4,6 +4,7 @@ import { isTransient, RetryableError } from "../lib/errors.ts";
 import { PROCESSING_ERROR } from "../lib/live/notifications.ts";
 import type { ImageProvider } from "../lib/provider/grok.ts";
 import type { Broker, Delivery, JobRecord, Outcome } from "../lib/queue/types.ts";
+import { failure, providerRequest, succeeded } from "./job_request.ts";
 import { persist, retryDelay } from "./retry.ts";
 
 /**
@@ -33,6 +34,8 @@ export interface RunDeps {
   onFinished?: (status: string, job: JobRecord | null) => void;
   /** Called once the broker stored a job's terminal outcome written here (to tell other services). */
   onTerminal?: TerminalHook;
+  /** Issues the read tickets of the image URLs in `succeeded` notifications. */
+  tickets?: { issue(owner: string, jobId: string): Promise<string> };
 }
 
 /** Told of each terminal outcome this process stored; must return at once. */
@@ -61,19 +64,12 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
   let outcome: Outcome;
   try {
     signal.throwIfAborted();
-    const image = await provider.generate(
-      { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
-      { signal },
-    );
+    const image = await provider.generate(await providerRequest(job, deps.broker), { signal });
     signal.throwIfAborted();
-    // Stored as bytes: a quarter smaller than base64, and written to Redis without re-encoding.
-    outcome = {
-      type: "succeeded",
-      image: Uint8Array.fromBase64(image.base64),
-      base64: image.base64,
-      mimeType: image.mimeType,
-      revisedPrompt: image.revisedPrompt,
-    };
+    outcome = succeeded(
+      image,
+      job.owner ? await deps.tickets?.issue(job.owner, job.id) : undefined,
+    );
   } catch (error) {
     return await failed(flight, job, error, deps);
   }
@@ -123,7 +119,7 @@ async function failed(
   } else {
     log.warn("Job {id} failed: {reason}", { id: job.id, reason });
   }
-  await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
+  await store(flight, job, failure(error), deps);
 }
 
 /**

@@ -11,19 +11,18 @@ import {
   sniffImage,
 } from "./images.ts";
 import { drawPlaceholder } from "./placeholder.ts";
+import { grokCall, type ImageRequest } from "./grok_request.ts";
+import { ContentPolicyError, isRefusal } from "./refusal.ts";
 
-/** What the worker asks a provider for. */
-export interface ImageRequest {
-  prompt: string;
-  model?: string;
-  aspectRatio?: string;
-}
+export type { ImageRequest };
 
-/** A generated image, its media type sniffed from the bytes. */
+/** A generated image (the first, when there are several), its media type sniffed from the bytes. */
 export interface GeneratedImage {
   base64: string;
   mimeType: ImageMime;
   revisedPrompt?: string;
+  /** The images after the first, in the provider's order. */
+  more?: { base64: string; mimeType: ImageMime }[];
 }
 
 /** Per-call options of ImageProvider.generate. */
@@ -83,10 +82,15 @@ const ERROR_BODY_BYTES = 16 * 1024;
 const decoder = new TextDecoder();
 const MESSAGE_CHARS = 300;
 
+const codeSchema = z.union([z.string(), z.number()]).optional();
 const errorBodySchema = z.object({
-  error: z.union([z.string(), z.object({ message: z.string() })]).optional(),
+  error: z.union([
+    z.string(),
+    z.object({ message: z.string(), code: codeSchema, type: z.string().optional() }),
+  ]).optional(),
   message: z.string().optional(),
-  code: z.union([z.string(), z.number()]).optional(),
+  code: codeSchema,
+  type: z.string().optional(),
 });
 
 function responseSchema(maxBase64Chars: number) {
@@ -94,13 +98,15 @@ function responseSchema(maxBase64Chars: number) {
     b64_json: z.string().max(maxBase64Chars).optional(),
     url: z.string().max(4096).optional(),
     revised_prompt: z.string().max(10_000).optional(),
+    /** false: xAI's moderation withheld this image. */
+    respect_moderation: z.boolean().optional(),
   });
   return z.object({ data: z.array(item).min(1).max(10) });
 }
 
 type ImageItem = z.infer<ReturnType<typeof responseSchema>>["data"][number];
 
-/** Builds the xAI images client (`POST {apiBase}/images/generations`). */
+/** Builds the xAI images client (`POST {apiBase}/images/generations`, and `/images/edits`). */
 export function createGrokProvider(options: GrokProviderOptions): ImageProvider {
   const {
     apiKey,
@@ -115,20 +121,14 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
   if (apiKey.length === 0) throw new RangeError("apiKey must not be empty");
   if (!(timeoutMs > 0) || !(downloadTimeoutMs > 0)) throw new RangeError("timeouts must be > 0");
   if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new RangeError("maxBytes must be >= 1");
-  const endpoint = `${options.apiBase.replace(/\/+$/, "")}/images/generations`;
+  const apiBase = options.apiBase.replace(/\/+$/, "");
   const schema = responseSchema(Math.ceil(maxBytes / 3) * 4);
   const maxBodyBytes = Math.ceil(maxBytes / 3) * 4 + 64 * 1024;
   const redact = (text: string) => text.replaceAll(apiKey, "[redacted]");
 
-  async function call(request: ImageRequest, signal: AbortSignal): Promise<ImageItem> {
-    const body: Record<string, unknown> = {
-      model: request.model ?? model,
-      prompt: request.prompt,
-      n: 1,
-      response_format: responseFormat,
-    };
-    if (request.aspectRatio !== undefined) body.aspect_ratio = request.aspectRatio;
-    const response = await fetchFn(endpoint, {
+  async function call(request: ImageRequest, signal: AbortSignal): Promise<ImageItem[]> {
+    const { path, body } = grokCall(request, { model, responseFormat });
+    const response = await fetchFn(`${apiBase}/${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
       body: JSON.stringify(body),
@@ -153,7 +153,7 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
         "Cannot generate the image: the xAI response has an unexpected shape",
       );
     }
-    return parsed.data.data[0];
+    return parsed.data.data;
   }
 
   async function toImage(item: ImageItem, signal?: AbortSignal): Promise<GeneratedImage> {
@@ -189,9 +189,9 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
     async generate(request, { signal } = {}) {
       signal?.throwIfAborted();
       const deadline = createDeadline(timeoutMs, signal);
-      let item: ImageItem;
+      let items: ImageItem[];
       try {
-        item = await call(request, deadline.signal);
+        items = await call(request, deadline.signal);
       } catch (error) {
         if (signal?.aborted) throw signal.reason;
         if (error instanceof PermanentError || error instanceof RetryableError) throw error;
@@ -202,7 +202,14 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
       } finally {
         deadline.clear();
       }
-      return await toImage(item, signal);
+      // Items xAI's moderation withheld are dropped; with none left the request was refused.
+      const kept = items.filter((item) => item.respect_moderation !== false);
+      if (kept.length === 0) {
+        throw new ContentPolicyError("Cannot generate the image: xAI's moderation withheld it");
+      }
+      const [first, ...more] = await Promise.all(kept.map((item) => toImage(item, signal)));
+      if (more.length === 0) return first;
+      return { ...first, more: more.map(({ base64, mimeType }) => ({ base64, mimeType })) };
     },
   };
 }
@@ -220,18 +227,24 @@ async function statusError(
     // The status alone is enough to classify the failure.
   }
   let detail = text.trim();
+  let code = "";
   try {
     const parsed = errorBodySchema.safeParse(JSON.parse(text));
     if (parsed.success) {
       const { error, message } = parsed.data;
       detail = (typeof error === "string" ? error : error?.message) ?? message ?? detail;
+      const nested = typeof error === "object" ? [error.code, error.type] : [];
+      code = [parsed.data.code, parsed.data.type, ...nested].filter((v) => v !== undefined)
+        .join(" ");
     }
   } catch {
     // Not JSON: keep the raw text.
   }
+  const refused = isRefusal(response.status, code, detail);
   detail = redact(detail).replace(/\s+/g, " ").slice(0, MESSAGE_CHARS);
   const message = `Cannot generate the image: xAI answered ${response.status}` +
     (detail ? `: ${detail}` : "");
+  if (refused) return new ContentPolicyError(message);
   if (response.status === 429 || response.status >= 500) {
     return new RetryableError(message, {
       retryAfterMs: boundedRetryAfter(response.headers.get("retry-after")),
@@ -255,9 +268,20 @@ export function createPlaceholderProvider(options: PlaceholderProviderOptions = 
     async generate(request, { signal } = {}) {
       signal?.throwIfAborted();
       if (latencyMs > 0) await sleep(latencyMs, signal);
-      const png = await drawPlaceholder(request.prompt, dimensions(request.aspectRatio));
-      signal?.throwIfAborted();
-      return { base64: png.toBase64(), mimeType: "image/png" };
+      const size = dimensions(request.aspectRatio);
+      const count = request.n ?? 1;
+      const images: { base64: string; mimeType: "image/png" }[] = [];
+      for (let k = 0; k < count; k++) {
+        // Each image of a job is drawn from the prompt and its place, so they differ.
+        const png = await drawPlaceholder(
+          k === 0 ? request.prompt : `${request.prompt} #${k}`,
+          size,
+        );
+        signal?.throwIfAborted();
+        images.push({ base64: png.toBase64(), mimeType: "image/png" });
+      }
+      const [first, ...more] = images;
+      return more.length === 0 ? first : { ...first, more };
     },
   };
 }

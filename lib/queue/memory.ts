@@ -3,6 +3,7 @@
 // deno-lint-ignore-file require-await
 import { BrokerUnavailableError } from "../errors.ts";
 import {
+  imageLinks,
   isEventId,
   JOB_CANCELED,
   PROCESSING_ERROR,
@@ -86,10 +87,11 @@ export class MemoryBroker implements Broker {
     if (this.#store.sweep()) this.#limits.prune(this.#store.now());
     const found = this.#store.job(job.id);
     if (found) return { created: false, job: { ...found.record } };
+    const { references: _, ...fields } = job;
     const attempted = (refused: NonNullable<SubmitResult["refused"]>): SubmitResult => ({
       created: false,
       refused,
-      job: { ...job, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
+      job: { ...fields, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
     });
     if (limits.ratePerMinute) {
       const retryAfterSec = this.#limits.rate(job.owner, limits.ratePerMinute, this.#store.now());
@@ -117,6 +119,16 @@ export class MemoryBroker implements Broker {
 
   async image(id: string): Promise<string | null> {
     return this.#store.job(id)?.image ?? null;
+  }
+
+  async imageAt(id: string, index: number): Promise<string | null> {
+    const job = this.#store.job(id);
+    if (!job || job.record.status !== "succeeded") return null;
+    return (index === 0 ? job.image : job.more?.[index - 1]) ?? null;
+  }
+
+  async references(id: string): Promise<string[]> {
+    return [...this.#store.job(id)?.references ?? []];
   }
 
   async cancel(id: string): Promise<CancelResult> {
@@ -177,8 +189,11 @@ export class MemoryBroker implements Broker {
     if (!job || TERMINAL_STATUSES.has(job.record.status)) return false;
     const record = job.record;
     if (outcome.type === "failed") {
-      record.error = outcome.error;
-      this.#store.change(job, "failed", { type: "failed", success: false, error: outcome.error });
+      const { error, errorCode } = outcome;
+      record.error = error;
+      if (errorCode) record.errorCode = errorCode;
+      const code = errorCode ? { error_code: errorCode } : {};
+      this.#store.change(job, "failed", { type: "failed", success: false, error, ...code });
       return true;
     }
     const { image, mimeType, revisedPrompt } = outcome;
@@ -190,6 +205,11 @@ export class MemoryBroker implements Broker {
       Object.assign(data, { revised_prompt: revisedPrompt });
     }
     job.image = outcome.base64 ?? image.toBase64();
+    const more = outcome.more ?? [];
+    if (more.length > 0) job.more = more.map((extra) => extra.image.toBase64());
+    record.imageCount = 1 + more.length;
+    record.mimeTypes = [mimeType, ...more.map((extra) => extra.mimeType)];
+    Object.assign(data, { images: imageLinks(record.id, record.mimeTypes, outcome.ticket) });
     this.#store.change(job, "succeeded", { type: "succeeded", success: true, data });
     return true;
   }

@@ -3,7 +3,7 @@
  * checked in their own step on the owner's tag first (see OWNER), then CREATE runs in the job's partition.
  */
 import type { RedisReply } from "../redis/types.ts";
-import { toRecord } from "./redis_codec.ts";
+import { jobParams, toRecord } from "./redis_codec.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
 import type { RedisContext } from "./redis_context.ts";
 import type { JobRecord, LocalJob, NewJob, SubmitLimits, SubmitResult } from "./types.ts";
@@ -12,9 +12,11 @@ const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
 /** The record a new job gets, as CREATE writes it. */
 function fresh(job: NewJob, now: string): JobRecord {
-  const given = Object.entries(job).filter(([, value]) => value !== undefined);
+  const { references, ...rest } = job;
+  const given = Object.entries(rest).filter(([, value]) => value !== undefined);
   return {
-    ...Object.fromEntries(given) as NewJob,
+    ...Object.fromEntries(given) as Omit<NewJob, "references">,
+    ...(references?.length ? { referenceCount: references.length } : {}),
     status: "queued",
     createdAt: now,
     updatedAt: now,
@@ -129,6 +131,7 @@ async function submit(
       job.webhook ? (job.webhookEvents ?? []).join(" ") : "",
       indexTtl,
       limits.freshId ? "1" : "0",
+      ...jobParams(job),
       ...ended,
     ]) as Promise<RedisReply[]>;
 

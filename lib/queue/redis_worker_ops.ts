@@ -1,8 +1,8 @@
 /** The worker's side of the Redis broker: claims, fenced leases, terminal writes and group upkeep. */
-import { type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
+import { imageLinks, type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
 import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { ClaimOps } from "./redis_claims.ts";
-import { IMAGE_BASE64, IMAGE_BYTES, notification, toRecord } from "./redis_codec.ts";
+import { IMAGE_BASE64, IMAGE_BYTES, imageFields, notification, toRecord } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
 import type { BlockOptions, Delivery, JobRecord, LeaseStatus, Outcome } from "./types.ts";
 
@@ -16,6 +16,8 @@ export interface EndExtra {
   dead?: string;
   /** Only when the job's status is one of these (space-separated). */
   onlyIf?: string;
+  /** More field-value pairs to write (the images after the first, an error code). */
+  fields?: RedisArg[];
 }
 
 /** What the FINISH script answers when the delivery's consumer no longer holds the entry. */
@@ -116,6 +118,7 @@ export class RedisWorkerOps {
       entryId === "" ? "" : consumer,
       this.#ctx.client.binary ? IMAGE_BYTES : IMAGE_BASE64,
       String(Date.now()),
+      ...extra.fields ?? [],
     ];
     return await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args)) as number;
   }
@@ -129,20 +132,31 @@ export class RedisWorkerOps {
   /** Stores the outcome once; false when the job had ended or the lease is lost. */
   async finish(delivery: Delivery, outcome: Outcome): Promise<boolean> {
     if (outcome.type === "failed") {
-      const body = { type: "failed" as const, success: false as const, error: outcome.error };
-      return await this.end(delivery, body) > 0;
+      const { error, errorCode } = outcome;
+      const code = errorCode ? { error_code: errorCode } : {};
+      const body = { type: "failed" as const, success: false as const, error, ...code };
+      return await this.end(delivery, body, { fields: errorCode ? ["ecode", errorCode] : [] }) > 0;
     }
+    const { image, mimeType: mime, revisedPrompt: revised } = outcome;
+    const more = outcome.more ?? [];
+    const mimes = [mime, ...more.map((extra) => extra.mimeType)];
+    const images = imageLinks(delivery.jobId, mimes, outcome.ticket);
     const body = {
       type: "succeeded" as const,
       success: true as const,
-      data: { image: "", mime_type: outcome.mimeType, revised_prompt: outcome.revisedPrompt },
+      data: { image: "", mime_type: mime, revised_prompt: revised, images },
     };
-    const { image, mimeType: mime, revisedPrompt: revised } = outcome;
+    const fields: RedisArg[] = ["count", String(mimes.length), "mimes", mimes.join(" ")];
+    more.forEach((extra, k) => {
+      const [bytesField, base64Field] = imageFields(k + 1);
+      const binary = this.#ctx.client.binary;
+      fields.push(binary ? bytesField : base64Field, this.#imageArg(extra.image));
+    });
     // This process's relay may hear of the success on the feed even before the answer: kept for it.
     const settle = this.#ctx.recent.expect(delivery.jobId, image, { base64: outcome.base64 });
     let stored = false;
     try {
-      stored = await this.end(delivery, body, { image, mime, revised }) > 0;
+      stored = await this.end(delivery, body, { image, mime, revised, fields }) > 0;
     } finally {
       settle(stored);
     }

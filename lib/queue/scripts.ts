@@ -22,7 +22,17 @@ export const RECORD_FIELDS = [
   "seq",
   "wh",
   "whe",
+  "n",
+  "res",
+  "qual",
+  "nref",
+  "count",
+  "mimes",
+  "ecode",
 ] as const;
+
+/** The job hash's fields of an edit's reference images (`ref0`…), dropped when the job ends. */
+export const REFERENCE_FIELDS = ["ref0", "ref1", "ref2"] as const;
 
 /** Lua `FIELDS`: the record fields, for HMGET. */
 export const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).join(", ")}}`;
@@ -100,8 +110,9 @@ export const FINISH = `
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
 -- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
--- ARGV[17] now (ms)
--- Fields left empty (error, mime, revised, image) are not written.
+-- ARGV[17] now (ms), [18..] more field-value pairs to write (the images after the first, their count
+-- and media types, an error code)
+-- Fields left empty (error, mime, revised, image) are not written; the reference images are dropped.
 -- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone,
 -- -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
@@ -129,7 +140,9 @@ for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 1
     set[#set + 1] = ARGV[pair[2]]
   end
 end
+for i = 18, #ARGV do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
+redis.call('HDEL', KEYS[1], 'ref0', 'ref1', 'ref2')
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
   'o', f[3])
 webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])

@@ -18,7 +18,8 @@ export const CREATE = `
 -- ended jobs follow), [13] submissions per owner per minute (0: none), [14] oldest feed id to keep,
 -- [15] now (ms), [16] webhook URL ('' none), [17] webhook event types (space-separated, '' default),
 -- [18] ttl seconds of the owner's job index ('0': leave its expiry as it is), [19] "1" when the id was made by the server (it cannot
--- exist: no EXISTS), [20..] ids to drop from the set
+-- exist: no EXISTS), [20] k, the number of more field-value pairs of the job (n, resolution, quality,
+-- reference images), [21..20+2k] those pairs, [21+2k..] ids to drop from the set
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
 -- {-1} when the owner has too many active jobs, {-2} when the queue is full,
@@ -42,7 +43,7 @@ if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued
 end
 local maxActive = tonumber(ARGV[10])
 if owned and maxActive > 0 then
-  for i = 20, #ARGV do redis.call('SREM', KEYS[6], ARGV[i]) end
+  for i = 21 + 2 * tonumber(ARGV[20]), #ARGV do redis.call('SREM', KEYS[6], ARGV[i]) end
   if redis.call('SCARD', KEYS[6]) >= maxActive then
     if ARGV[12] == '1' then return {-1} end
     return {-4, redis.call('SMEMBERS', KEYS[6])}
@@ -61,6 +62,7 @@ if ARGV[16] ~= '' then
   set[#set + 1] = 'whe'
   set[#set + 1] = ARGV[17]
 end
+for i = 21, 20 + 2 * tonumber(ARGV[20]) do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
   'o', ARGV[2])

@@ -14,7 +14,22 @@ export interface NewJob {
   /** Where to POST this job's notifications (Standard Webhooks), and which event types. */
   webhook?: string;
   webhookEvents?: EventType[];
+  /** Images to ask for in one provider request (1 to 10; absent: 1). */
+  n?: number;
+  resolution?: ImageResolution;
+  quality?: ImageQuality;
+  /**
+   * Reference images (1 to 3) that make the job an edit: `data:` URLs, `https://` URLs, or
+   * `job:<id>#<index>` naming an image of one of the owner's succeeded jobs. Kept until the job ends.
+   */
+  references?: string[];
 }
+
+/** Output resolution xAI takes. */
+export type ImageResolution = "1k" | "2k";
+
+/** Output quality xAI takes. */
+export type ImageQuality = "low" | "medium" | "high";
 
 /** A job's stored state (no image bytes). */
 export interface JobRecord {
@@ -33,6 +48,17 @@ export interface JobRecord {
   revisedPrompt?: string;
   webhook?: string;
   webhookEvents?: EventType[];
+  n?: number;
+  resolution?: ImageResolution;
+  quality?: ImageQuality;
+  /** How many reference images the job edits (absent: none, a generation). */
+  referenceCount?: number;
+  /** How many images a succeeded job stored (what `usage.images` counts); absent before success. */
+  imageCount?: number;
+  /** The media type of each stored image, in order (the first is `mimeType`). */
+  mimeTypes?: string[];
+  /** A machine-readable reason of a failure, when there is one (`content_policy`). */
+  errorCode?: string;
 }
 
 /** A job with its image, base64 without a data URL prefix, when it succeeded. */
@@ -90,7 +116,13 @@ export interface SeedAdoption {
   prompt: string;
 }
 
-/** The terminal outcome a worker reports (a success carries the image's bytes). */
+/** One image of a success after the first. */
+export interface ExtraImage {
+  image: Uint8Array;
+  mimeType: string;
+}
+
+/** The terminal outcome a worker reports (a success carries the first image's bytes, then the rest). */
 export type Outcome =
   | {
     type: "succeeded";
@@ -99,8 +131,12 @@ export type Outcome =
     revisedPrompt?: string;
     /** The same image as base64, when the worker has it anyway (spares encoding it again). */
     base64?: string;
+    /** Every image after the first, in order (absent: just the one). */
+    more?: ExtraImage[];
+    /** A read ticket of the job, put in the `data.images` URLs of the `succeeded` notification. */
+    ticket?: string;
   }
-  | { type: "failed"; error: string };
+  | { type: "failed"; error: string; errorCode?: string };
 
 /** A pointer on the relay feed: a job and the event it just got (image omitted). */
 export interface FeedItem {
@@ -208,6 +244,10 @@ export interface Broker {
   get(id: string, options?: { image?: boolean }): Promise<JobView | null>;
   /** The image of a succeeded job, base64, in one small read; null when it has none (or is gone). */
   image(id: string): Promise<string | null>;
+  /** The `index`-th image (0: the first) of a succeeded job, base64; null when it has none. */
+  imageAt(id: string, index: number): Promise<string | null>;
+  /** The reference images a job edits, as submitted (empty once it ended, or for a generation). */
+  references(id: string): Promise<string[]>;
   /** Cancels a queued or running job. */
   cancel(id: string): Promise<CancelResult>;
   /** Takes up to `count` new entries for this consumer, waiting up to `blockMs` for one. */
