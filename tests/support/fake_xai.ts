@@ -1,8 +1,12 @@
 /** A fake xAI images API on 127.0.0.1 for tests and benchmarks, with injectable faults. */
 
-/** A fault consumed by one generations request (queued in order). */
+/** A fault consumed by one generations or edits request (queued in order). */
 export type Fault =
   | { status: 500 }
+  /** A content-policy refusal: 400 with the moderation's message, as xAI answers one. */
+  | { refuse: true }
+  /** A 200 whose every image xAI's moderation withheld (`respect_moderation: false`). */
+  | { moderated: true }
   | { status: 429; retryAfter?: string }
   | { status: 400; message?: string }
   | { delayMs: number }
@@ -21,8 +25,16 @@ export interface FakeXaiOptions {
   failRate?: number;
 }
 
-/** One recorded generations request. */
+/** The refusal the fake answers, shaped as xAI's errors are (`code` and `error`). */
+export const REFUSAL = {
+  code: "Client specified an invalid argument",
+  error: "Generated image rejected by content moderation.",
+};
+
+/** One recorded generations or edits request. */
 export interface RecordedRequest {
+  /** `/v1/images/generations` or `/v1/images/edits`. */
+  path: string;
   body: unknown;
   authorization: string | null;
   at: number;
@@ -58,6 +70,29 @@ const IMAGES = {
   webp:
     "UklGRkIAAABXRUJQVlA4IDYAAADQAQCdASoIAAgAAgA0JaACdAD0rsa2AAD+rDNlRCXxcq5LNm48Bz90rM7L/I78Q8gfO/sqIAA=",
 } as const;
+
+/** The images after the first of an answer with n > 1, in turn. */
+const OTHERS = [IMAGES.jpeg, IMAGES.webp, IMAGES.png];
+
+/**
+ * What is wrong with an edits body, as xAI would say it, or null: `image` ({url, type}) or `images`
+ * (1 to 3 of them), not both, each URL a data URI or an https URL.
+ */
+function editProblem(input: Record<string, unknown>): string | null {
+  const single = input.image;
+  const several = input.images;
+  if ((single === undefined) === (several === undefined)) return "give one of image or images";
+  const list = single !== undefined ? [single] : several;
+  if (!Array.isArray(list) || list.length < 1 || list.length > 3) return "images: 1 to 3";
+  for (const item of list) {
+    const { url, type } = (item ?? {}) as { url?: unknown; type?: unknown };
+    if (type !== "image_url") return "each image needs type image_url";
+    if (typeof url !== "string" || !/^(data:image\/(jpeg|png|webp);base64,|https:\/\/)/.test(url)) {
+      return "each image url must be a data URI or an https URL";
+    }
+  }
+  return null;
+}
 
 const HTML = new TextEncoder().encode("<!doctype html><html><body>not an image</body></html>");
 const NOT_AN_IMAGE = new TextEncoder().encode("these bytes are not an image");
@@ -103,7 +138,7 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     });
   }
 
-  async function generations(request: Request, origin: string): Promise<Response> {
+  async function generations(request: Request, origin: string, path: string): Promise<Response> {
     calls++;
     const fault = faults.shift();
     const authorization = request.headers.get("authorization");
@@ -115,7 +150,7 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     const onAbort = () => aborted++;
     request.signal.addEventListener("abort", onAbort, { once: true });
     try {
-      return await answer(origin, fault, body, authorization);
+      return await answer(origin, path, fault, body, authorization);
     } finally {
       request.signal.removeEventListener("abort", onAbort);
     }
@@ -123,11 +158,12 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
 
   async function answer(
     origin: string,
+    path: string,
     fault: Fault | undefined,
     body: unknown,
     authorization: string | null,
   ): Promise<Response> {
-    requests.push({ body, authorization, at: Date.now() });
+    requests.push({ path, body, authorization, at: Date.now() });
     if (requests.length >= MAX_RECORDED * 2) requests.splice(0, MAX_RECORDED);
     if (!authorization || !/^Bearer \S+$/.test(authorization)) {
       return json(401, { code: "Unauthorized", error: "Incorrect API key provided" });
@@ -141,6 +177,7 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     if (!fault && failRate > 0 && Math.random() < failRate) {
       return json(500, { code: "Injected", error: "Injected random 500" });
     }
+    if (fault && "refuse" in fault) return json(400, REFUSAL);
     if (fault && "status" in fault) {
       if (fault.status === 400) {
         const error = fault.message ?? "Client specified an invalid argument";
@@ -162,14 +199,29 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
         error: "prompt is required",
       });
     }
+    const problem = path.endsWith("/edits") ? editProblem(input) : null;
+    if (problem !== null) {
+      return json(400, { code: "Client specified an invalid argument", error: problem });
+    }
     const revised_prompt = `revised: ${input.prompt}`;
+    const n = typeof input.n === "number" ? input.n : 1;
+    if (!Number.isInteger(n) || n < 1 || n > 10) {
+      return json(400, { code: "Client specified an invalid argument", error: "n must be 1..10" });
+    }
+    const moderated = fault && "moderated" in fault ? { respect_moderation: false } : {};
     if (input.response_format === "b64_json") {
       const b64_json = fault && "badBytes" in fault
         ? NOT_AN_IMAGE.toBase64()
         : fault && "html" in fault
         ? HTML.toBase64()
         : imageBase64;
-      return json(200, { data: [{ b64_json, revised_prompt }] });
+      // The first image is the configured kind; the others cycle through the three kinds.
+      const data = Array.from({ length: n }, (_, k) => ({
+        b64_json: k === 0 ? b64_json : OTHERS[(k - 1) % OTHERS.length],
+        revised_prompt,
+        ...moderated,
+      }));
+      return json(200, { data });
     }
     let name = `${calls}.jpg`;
     if (fault && "html" in fault) name = `html-${calls}.jpg`;
@@ -178,7 +230,10 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
       name = `redirect-${calls}.jpg`;
       redirects.set(name, fault.redirectTo);
     }
-    return json(200, { data: [{ url: `${origin}/images/${name}`, revised_prompt }] });
+    const url = `${origin}/images/${name}`;
+    return json(200, {
+      data: Array.from({ length: n }, () => ({ url, revised_prompt, ...moderated })),
+    });
   }
 
   /** Serves images labelled image/jpeg whatever they are, as xAI's .jpg URLs do. */
@@ -198,8 +253,11 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     { hostname: "127.0.0.1", port: 0, onListen: () => listening.resolve() },
     (request) => {
       const url = new URL(request.url);
-      if (request.method === "POST" && url.pathname === "/v1/images/generations") {
-        return generations(request, url.origin);
+      if (
+        request.method === "POST" &&
+        (url.pathname === "/v1/images/generations" || url.pathname === "/v1/images/edits")
+      ) {
+        return generations(request, url.origin, url.pathname);
       }
       if (request.method === "GET" && url.pathname.startsWith("/images/")) {
         return image(url.pathname.slice("/images/".length));
