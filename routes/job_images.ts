@@ -55,9 +55,9 @@ export const jobImagesRoute = createRoute({
   },
 });
 
-/** The index of the path, or a 422 when it is not a whole number of one or two digits. */
+/** The index of the path, or a 422 when it is not a whole number from 0 to 9 (a job has at most 10). */
 function indexOf(text: string): number {
-  if (!/^\d{1,2}$/.test(text)) throw new HttpError(422, "invalid_request", BAD_INDEX);
+  if (!/^\d$/.test(text)) throw new HttpError(422, "invalid_request", BAD_INDEX);
   return Number(text);
 }
 
