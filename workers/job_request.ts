@@ -63,6 +63,22 @@ async function resolve(text: string, owner: string, broker: Broker): Promise<str
   return dataUrl(mime, base64);
 }
 
+/**
+ * The read ticket of a job's image links, when it has an owner; none (links without one) when the
+ * ticket cannot be made, so that a ticket never costs a job its images.
+ */
+export async function ticketFor(
+  job: JobRecord,
+  tickets?: { issue(owner: string, jobId: string): Promise<string> },
+): Promise<string | undefined> {
+  if (!job.owner || !tickets) return undefined;
+  try {
+    return await tickets.issue(job.owner, job.id);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The success of a provider answer: every image, the first as the fast path. */
 export function succeeded(image: GeneratedImage, ticket?: string): Outcome {
   const more = (image.more ?? []).map((extra) => ({

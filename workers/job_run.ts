@@ -4,7 +4,7 @@ import { isTransient, RetryableError } from "../lib/errors.ts";
 import { PROCESSING_ERROR } from "../lib/live/notifications.ts";
 import type { ImageProvider } from "../lib/provider/grok.ts";
 import type { Broker, Delivery, JobRecord, Outcome } from "../lib/queue/types.ts";
-import { failure, providerRequest, succeeded } from "./job_request.ts";
+import { failure, providerRequest, succeeded, ticketFor } from "./job_request.ts";
 import { persist, retryDelay } from "./retry.ts";
 
 /**
@@ -66,10 +66,7 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
     signal.throwIfAborted();
     const image = await provider.generate(await providerRequest(job, deps.broker), { signal });
     signal.throwIfAborted();
-    outcome = succeeded(
-      image,
-      job.owner ? await deps.tickets?.issue(job.owner, job.id) : undefined,
-    );
+    outcome = succeeded(image, await ticketFor(job, deps.tickets));
   } catch (error) {
     return await failed(flight, job, error, deps);
   }
