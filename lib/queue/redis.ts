@@ -150,18 +150,17 @@ class RedisBroker implements Broker {
   }
 
   async imageAt(id: string, index: number): Promise<string | null> {
-    if (index === 0) return await this.image(id);
-    const values = await this.#ctx.client.sendBytes([
-      "HMGET",
-      this.#job(id),
-      ...imageFields(index),
-    ]);
+    // Read from the hash even for the first image: what this process finished lately (image()'s
+    // shortcut) is by job id only, and this read answers for the job stored now.
+    const fields = index === 0 ? [IMAGE_BYTES, IMAGE_BASE64] : imageFields(index);
+    const values = await this.#ctx.client.sendBytes(["HMGET", this.#job(id), ...fields]);
     const [bytes, base64] = values as RedisReply[];
     return imageOf(bytes, base64);
   }
 
   async references(id: string): Promise<string[]> {
-    const values = await this.#ctx.client.send(["HMGET", this.#job(id), ...REFERENCE_FIELDS]);
+    const key = this.#ctx.keys.refs(id);
+    const values = await this.#ctx.client.send(["HMGET", key, ...REFERENCE_FIELDS]);
     return (values as RedisReply[]).map(replyText).filter((text) => text !== "");
   }
 

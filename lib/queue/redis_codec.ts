@@ -27,25 +27,24 @@ export function imageFields(index: number): [string, string] {
   return [`${IMAGE_BYTES}:${index}`, `${IMAGE_BASE64}:${index}`];
 }
 
-/** True for the fields a job's record and events never need: more images and reference images. */
+/** True for the fields a job's record and events never need: the images after the first. */
 function bulky(name: string): boolean {
-  return name.startsWith(`${IMAGE_BYTES}:`) || name.startsWith(`${IMAGE_BASE64}:`) ||
-    (REFERENCE_FIELDS as readonly string[]).includes(name);
+  return name.startsWith(`${IMAGE_BYTES}:`) || name.startsWith(`${IMAGE_BASE64}:`);
 }
 
 /**
- * CREATE's ARGV of a job's optional parameters: the count k of field-value pairs, then the pairs
- * (n, resolution, quality, the reference images and their count).
+ * CREATE's ARGV of a job's optional parameters: the count k of field-value pairs of the job hash,
+ * the pairs (n, resolution, quality, the references' count), then the count r of reference images
+ * and the references (written to the job's references hash, which then ends CREATE's KEYS).
  */
 export function jobParams(job: NewJob): string[] {
   const pairs: string[] = [];
   if (job.n !== undefined) pairs.push("n", String(job.n));
   if (job.resolution !== undefined) pairs.push("res", job.resolution);
   if (job.quality !== undefined) pairs.push("qual", job.quality);
-  const references = job.references ?? [];
+  const references = (job.references ?? []).slice(0, REFERENCE_FIELDS.length);
   if (references.length > 0) pairs.push("nref", String(references.length));
-  references.forEach((reference, i) => pairs.push(REFERENCE_FIELDS[i], reference));
-  return [String(pairs.length / 2), ...pairs];
+  return [String(pairs.length / 2), ...pairs, String(references.length), ...references];
 }
 
 /** A job's stored image as base64 (encoded once here), from its two possible fields; null when none. */

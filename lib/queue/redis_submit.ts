@@ -108,6 +108,8 @@ async function submit(
   // One partition: the owner's index (and limits) in the same script; else in their own steps.
   if (single) keys.push(ctx.keys.ownerJobs(job.owner));
   if (owned) keys.push(ctx.keys.ownerActive(job.owner), ctx.keys.ownerRate(job.owner));
+  // The references hash, last: CREATE writes it only with references.
+  if (job.references?.length) keys.push(ctx.keys.refs(job.id));
   const nowMs = String(Date.parse(now));
   const indexTtl = ctx.indexRefresh(job.owner) ? String(indexTtlSec(ctx)) : "0";
   const create = (second: boolean, ended: string[]) =>

@@ -99,7 +99,7 @@ export class RedisWorkerOps {
     const { jobId, entryId, consumer } = delivery;
     const { keys: k } = this.#ctx;
     const p = k.partitionOf(jobId);
-    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p), k.webhooks(p)];
+    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p), k.webhooks(p), k.refs(jobId)];
     const args = [
       entryId,
       GROUP,

@@ -31,7 +31,10 @@ export const RECORD_FIELDS = [
   "ecode",
 ] as const;
 
-/** The job hash's fields of an edit's reference images (`ref0`…), dropped when the job ends. */
+/**
+ * The fields of an edit's reference images (`ref0`…) in the job's references hash (a key of its own on
+ * the job's tag, so that reading the job never carries them), deleted when the job ends.
+ */
 export const REFERENCE_FIELDS = ["ref0", "ref1", "ref2"] as const;
 
 /** Lua `FIELDS`: the record fields, for HMGET. */
@@ -104,7 +107,7 @@ return r
  */
 export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream,
--- KEYS[5] webhook outbox
+-- KEYS[5] webhook outbox, KEYS[6] the job's references hash
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] oldest feed id to keep, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
@@ -112,7 +115,7 @@ export const FINISH = `
 -- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
 -- ARGV[17] now (ms), [18..] more field-value pairs to write (the images after the first, their count
 -- and media types, an error code)
--- Fields left empty (error, mime, revised, image) are not written; the reference images are dropped.
+-- Fields left empty (error, mime, revised, image) are not written; the references hash is deleted.
 -- Returns the new event's seq, 0 when the job had already ended, -1 when it is gone,
 -- -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
@@ -142,7 +145,7 @@ for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 1
 end
 for i = 18, #ARGV do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
-redis.call('HDEL', KEYS[1], 'ref0', 'ref1', 'ref2')
+redis.call('DEL', KEYS[6])
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
   'o', f[3])
 webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])

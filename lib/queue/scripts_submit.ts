@@ -18,8 +18,10 @@ export const CREATE = `
 -- ended jobs follow), [13] submissions per owner per minute (0: none), [14] oldest feed id to keep,
 -- [15] now (ms), [16] webhook URL ('' none), [17] webhook event types (space-separated, '' default),
 -- [18] ttl seconds of the owner's job index ('0': leave its expiry as it is), [19] "1" when the id was made by the server (it cannot
--- exist: no EXISTS), [20] k, the number of more field-value pairs of the job (n, resolution, quality,
--- reference images), [21..20+2k] those pairs, [21+2k..] ids to drop from the set
+-- exist: no EXISTS), [20] k, the number of more field-value pairs of the job hash (n, resolution,
+-- quality, the references' count), [21..20+2k] those pairs, [21+2k] r, the number of reference
+-- images, [22+2k..21+2k+r] the references, [22+2k+r..] ids to drop from the set
+-- With r > 0 the last key, after those above, is the job's references hash (written as ref0…).
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1} when created, {0, <record fields>} of the job that already has this id,
 -- {-1} when the owner has too many active jobs, {-2} when the queue is full,
@@ -30,7 +32,11 @@ ${WEBHOOK_LUA}
 if ARGV[19] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
 end
-local owned = #KEYS >= 7
+local k = tonumber(ARGV[20])
+local r = tonumber(ARGV[21 + 2 * k])
+local nkeys = #KEYS
+if r > 0 then nkeys = nkeys - 1 end
+local owned = nkeys >= 7
 local rate = tonumber(ARGV[13])
 if owned and rate > 0 and ARGV[12] ~= '1' then
   local count = redis.call('INCR', KEYS[7])
@@ -43,7 +49,7 @@ if ARGV[9] == '1' and maxQueued > 0 and redis.call('XLEN', KEYS[2]) >= maxQueued
 end
 local maxActive = tonumber(ARGV[10])
 if owned and maxActive > 0 then
-  for i = 21 + 2 * tonumber(ARGV[20]), #ARGV do redis.call('SREM', KEYS[6], ARGV[i]) end
+  for i = 22 + 2 * k + r, #ARGV do redis.call('SREM', KEYS[6], ARGV[i]) end
   if redis.call('SCARD', KEYS[6]) >= maxActive then
     if ARGV[12] == '1' then return {-1} end
     return {-4, redis.call('SMEMBERS', KEYS[6])}
@@ -62,12 +68,20 @@ if ARGV[16] ~= '' then
   set[#set + 1] = 'whe'
   set[#set + 1] = ARGV[17]
 end
-for i = 21, 20 + 2 * tonumber(ARGV[20]) do set[#set + 1] = ARGV[i] end
+for i = 21, 20 + 2 * k do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
+if r > 0 then
+  local refs = {}
+  for i = 1, r do
+    refs[#refs + 1] = 'ref' .. (i - 1)
+    refs[#refs + 1] = ARGV[21 + 2 * k + i]
+  end
+  redis.call('HSET', KEYS[#KEYS], unpack(refs))
+end
 redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
   'o', ARGV[2])
 webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
-if #KEYS >= 5 then
+if nkeys >= 5 then
   redis.call('ZADD', KEYS[5], ARGV[15], ARGV[1])
   if ARGV[18] ~= '0' then redis.call('EXPIRE', KEYS[5], ARGV[18]) end
 end
