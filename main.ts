@@ -231,6 +231,7 @@ export async function startRuntime(
         if (costUsd > 0) metrics.providerCost.inc(costUsd);
       },
       onPace: (pace) => metrics.providerPace.set(pace ?? -1),
+      tickets,
       onFinished: (status) => {
         metrics.finished.inc({ status });
         dispatcher?.nudge(); // a terminal event may have queued a delivery: send it now

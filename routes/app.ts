@@ -12,6 +12,7 @@ import { jobRoutes } from "./jobs.ts";
 import { jobListRoutes } from "./job_list.ts";
 import { usageRoutes } from "./usage.ts";
 import { jobImageRoutes } from "./job_image.ts";
+import { jobImagesRoutes } from "./job_images.ts";
 import { eventRoutes } from "./events.ts";
 import { allEventRoutes } from "./all_events.ts";
 import { SseStreams } from "./sse_streams.ts";
@@ -33,6 +34,7 @@ function apiRoutes(deps: AppDeps) {
     .route("/", usageRoutes(deps))
     .route("/", jobRoutes(deps))
     .route("/", jobImageRoutes(deps))
+    .route("/", jobImagesRoutes(deps))
     .route("/", eventRoutes(deps, streams))
     .route("/", allEventRoutes(deps, streams))
     .route("/", wsRoutes(deps))

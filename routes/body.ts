@@ -10,6 +10,8 @@ export interface JsonBodyOptions {
   optional?: boolean;
   /** Anything but a JSON object answers 400 (otherwise it reaches validation, and 422). */
   objectOnly?: boolean;
+  /** Called with the parsed body, its text and its size in bytes before validation; may throw. */
+  check?: (value: unknown, text: string, bytes: number) => void;
 }
 
 const NOT_JSON = "Cannot parse the body: it must be a JSON object";
@@ -29,10 +31,11 @@ const decoder = new TextDecoder();
  * once, and the request is rebuilt (marked `application/json`) only when its Content-Type is not JSON.
  */
 export function jsonBody(options: JsonBodyOptions = {}): MiddlewareHandler[] {
-  const { maxBytes, optional = false, objectOnly = false } = options;
+  const { maxBytes, optional = false, objectOnly = false, check } = options;
   const parse: MiddlewareHandler = async (c, next) => {
     const raw = c.req.raw;
-    let text = await readText(raw, maxBytes);
+    const read = await readText(raw, maxBytes);
+    let text = read.text;
     let value: unknown = {};
     if (!optional || text.trim() !== "") {
       try {
@@ -46,6 +49,7 @@ export function jsonBody(options: JsonBodyOptions = {}): MiddlewareHandler[] {
     if (objectOnly && (value === null || typeof value !== "object" || Array.isArray(value))) {
       throw httpErrors.invalid(NOT_JSON);
     }
+    check?.(value, text, read.bytes);
     if (!PLAIN_JSON.test(raw.headers.get("Content-Type") ?? "")) {
       // The validators read the header, and a served request's headers are immutable.
       const headers = new Headers(raw.headers);
@@ -60,9 +64,15 @@ export function jsonBody(options: JsonBodyOptions = {}): MiddlewareHandler[] {
   return [parse];
 }
 
-/** The body as text; over `maxBytes` throws 413, before reading when Content-Length says so. */
-async function readText(raw: Request, maxBytes: number | undefined): Promise<string> {
-  if (maxBytes === undefined) return await raw.text();
+/** The body as text and its size; over `maxBytes` throws 413, before reading when Content-Length says so. */
+async function readText(
+  raw: Request,
+  maxBytes: number | undefined,
+): Promise<{ text: string; bytes: number }> {
+  if (maxBytes === undefined) {
+    const bytes = await raw.bytes();
+    return { text: decoder.decode(bytes), bytes: bytes.length };
+  }
   const declared = raw.headers.get("Content-Length");
   if (declared !== null && !raw.headers.has("Transfer-Encoding")) {
     if (Number(declared) > maxBytes) throw httpErrors.tooLarge();
@@ -70,9 +80,10 @@ async function readText(raw: Request, maxBytes: number | undefined): Promise<str
     // built the Request by hand.
     const bytes = await raw.bytes();
     if (bytes.length > maxBytes) throw httpErrors.tooLarge();
-    return decoder.decode(bytes);
+    return { text: decoder.decode(bytes), bytes: bytes.length };
   }
-  return decoder.decode(await readCapped(raw.body, maxBytes));
+  const bytes = await readCapped(raw.body, maxBytes);
+  return { text: decoder.decode(bytes), bytes: bytes.length };
 }
 
 /** Reads a stream of unknown length, throwing 413 (and cancelling it) as soon as it passes `maxBytes`. */

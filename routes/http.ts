@@ -4,7 +4,12 @@ import type { AppDeps } from "./deps.ts";
 import { bearerToken } from "../lib/auth/jwt.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { usageBody } from "../lib/pace/usage.ts";
-import { dataUrl, type JobStatus, PROCESSING_ERROR } from "../lib/live/notifications.ts";
+import {
+  dataUrl,
+  imageLinks,
+  type JobStatus,
+  PROCESSING_ERROR,
+} from "../lib/live/notifications.ts";
 import { JOB_ID, type JobRecord, type JobView } from "../lib/queue/types.ts";
 import type { Job } from "./responses.ts";
 import { resumeAfter } from "./schemas.ts";
@@ -72,9 +77,13 @@ export function lastEventId(c: Context): string | undefined {
 }
 
 /** The job's links, with a fresh read-only ticket for browsers; `image` only when asked for. */
-export async function jobUrls(deps: AppDeps, job: JobRecord, { image }: { image: boolean }) {
+export async function jobUrls(
+  deps: AppDeps,
+  job: JobRecord,
+  { image, issued }: { image: boolean; issued?: string },
+) {
   const id = encodeURIComponent(job.id);
-  const ticket = encodeURIComponent(await deps.tickets.issue(job.owner, job.id));
+  const ticket = encodeURIComponent(issued ?? await deps.tickets.issue(job.owner, job.id));
   const urls = {
     self: `/v1/jobs/${id}`,
     events: `/v1/jobs/${id}/events?ticket=${ticket}`,
@@ -87,9 +96,18 @@ export async function jobUrls(deps: AppDeps, job: JobRecord, { image }: { image:
  * The job document `GET /v1/jobs/{id}` answers: the public status, its links with fresh tickets
  * (`image` once succeeded) and, while queued, its queue position.
  */
-export async function describeJob(deps: AppDeps, job: JobView): Promise<Job> {
-  const urls = await jobUrls(deps, job, { image: job.status === "succeeded" });
-  const shown = { ...presentJob(job), urls };
+export async function describeJob(
+  deps: AppDeps,
+  job: JobView,
+  { listed = false }: { listed?: boolean } = {},
+): Promise<Job> {
+  const issued = await deps.tickets.issue(job.owner, job.id);
+  const urls = await jobUrls(deps, job, { image: job.status === "succeeded", issued });
+  const shown = { ...presentJob(job, issued), urls };
+  if (listed && shown.status === "succeeded" && job.mimeType) {
+    // A listing's item: the job document whose result leaves the inline image out (`ListedJob`).
+    return { ...shown, result: listedResult(job, issued) } as Job;
+  }
   if (shown.status !== "queued") return shown;
   const position = await deps.broker.queuePosition(job.id);
   return position === null ? shown : { ...shown, queue_position: position };
@@ -103,6 +121,9 @@ function jobFields<S extends JobStatus>(job: JobView, status: S) {
     prompt: job.prompt,
     model: job.model,
     aspect_ratio: job.aspectRatio,
+    n: job.n,
+    resolution: job.resolution,
+    quality: job.quality,
     created_at: job.createdAt,
     updated_at: job.updatedAt,
     attempts: job.attempts,
@@ -110,21 +131,32 @@ function jobFields<S extends JobStatus>(job: JobView, status: S) {
   };
 }
 
-/** The public status document of a job: `result` only when succeeded, `error` only when failed. */
-export function presentJob(job: JobView): Job {
+/** A succeeded job's `result` without its inline image: media type, revised prompt, every image. */
+export function listedResult(job: JobRecord, ticket?: string) {
+  const mimeTypes = job.mimeTypes ?? (job.mimeType ? [job.mimeType] : []);
+  return {
+    mime_type: job.mimeType ?? "",
+    revised_prompt: job.revisedPrompt,
+    images: imageLinks(job.id, mimeTypes, ticket),
+  };
+}
+
+/**
+ * The public status document of a job: `result` only when succeeded (its `images` links carry
+ * `ticket` when given), `error` only when failed.
+ */
+export function presentJob(job: JobView, ticket?: string): Job {
   switch (job.status) {
     case "succeeded": {
       const { image, mimeType } = job;
       if (!image || !mimeType) return jobFields(job, job.status);
-      const result = {
-        image: dataUrl(mimeType, image),
-        mime_type: mimeType,
-        revised_prompt: job.revisedPrompt,
-      };
+      const result = { image: dataUrl(mimeType, image), ...listedResult(job, ticket) };
       return { ...jobFields(job, job.status), result };
     }
-    case "failed":
-      return { ...jobFields(job, job.status), error: job.error ?? PROCESSING_ERROR };
+    case "failed": {
+      const code = job.errorCode ? { error_code: job.errorCode } : {};
+      return { ...jobFields(job, job.status), error: job.error ?? PROCESSING_ERROR, ...code };
+    }
     default:
       return jobFields(job, job.status);
   }

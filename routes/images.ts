@@ -10,11 +10,11 @@ import { jsonBody } from "./body.ts";
 import { rejectAfter } from "./errors.ts";
 import { authenticate, describeJob, jobUrls, newJobId } from "./http.ts";
 import { parseWait, waitForEnd } from "./prefer.ts";
+import { checkSubmitSize, MAX_REQUEST_BYTES, storedReferences } from "./references.ts";
 import { errors, json, SERVER_ERRORS, submitAnswer, submitOrJob } from "./responses.ts";
 import { DEFAULT_WEBHOOK_EVENTS, submitBody, submitHeaders } from "./schemas.ts";
 
-/** Maximum JSON body size. */
-export const MAX_BODY_BYTES = 64 * 1024;
+export { MAX_BODY_BYTES } from "./references.ts";
 
 const location = {
   Location: {
@@ -40,6 +40,11 @@ function jobLink(operationId: string, description: string) {
 const jobLinks = {
   getJob: jobLink("getJob", "The job's status and result"),
   getJobImage: jobLink("getJobImage", "The image's bytes, once the job succeeded"),
+  getJobImageAt: {
+    operationId: "getJobImageAt",
+    parameters: { id: "$response.body#/id", index: "0" },
+    description: "The first of the job's images by its index (`result.images` lists them all)",
+  },
   cancelJob: jobLink("cancelJob", "Cancel the job"),
   streamJobEvents: jobLink("streamJobEvents", "The job's notifications as Server-Sent Events"),
 };
@@ -59,7 +64,11 @@ export const submitRoute = createRoute({
     "`Prefer: wait=N` the answer waits up to N s: a job that ends in time answers 200 with the job " +
     "document (as `GET /v1/jobs/{id}`) and `Preference-Applied: wait=N`.",
   security: [{ bearer: [] }],
-  middleware: jsonBody({ maxBytes: MAX_BODY_BYTES, objectOnly: true }),
+  middleware: jsonBody({
+    maxBytes: MAX_REQUEST_BYTES,
+    objectOnly: true,
+    check: checkSubmitSize,
+  }),
   request: {
     headers: submitHeaders,
     body: { required: true, content: json(submitBody) },
@@ -82,10 +91,10 @@ export const submitRoute = createRoute({
       400: "Cannot parse the body: it is not a JSON object",
       401: "Cannot authenticate: no valid bearer token (or seed `Token`)",
       409: "Cannot create the job: another owner's job has this id",
-      413: "Cannot accept the request: the body is over 64 KiB",
-      422:
-        "Cannot accept the request: a field (or `Idempotency-Key`, or `Prefer`) is invalid, or " +
-        "a webhook is refused",
+      413: "Cannot accept the request: the body is over 64 KiB besides its reference images " +
+        "(each a data: URL of at most 10 MiB decoded)",
+      422: "Cannot accept the request: a field (or `Idempotency-Key`, or `Prefer`) is invalid, a " +
+        "webhook is refused, or a reference image is not an image of one of your succeeded jobs",
       429: "Cannot accept the job: the owner's rate limit or active-job limit is reached",
       ...SERVER_ERRORS,
       503: "Cannot accept the job: the queue is full, or the job store is unreachable",
@@ -136,6 +145,7 @@ export function imageRoutes(deps: AppDeps) {
     const key = headers["Idempotency-Key"];
     const wait = parseWait(headers.Prefer);
     const hook = webhookOf(deps, body);
+    const references = await storedReferences(deps, owner, body.images);
     const id = body.id ?? key ?? newJobId();
     const { created, job, refused, retryAfterSec } = await deps.broker.submit({
       id,
@@ -143,6 +153,10 @@ export function imageRoutes(deps: AppDeps) {
       prompt: body.prompt,
       model: body.model,
       aspectRatio: body.aspectRatio,
+      n: body.n,
+      resolution: body.resolution,
+      quality: body.quality,
+      references,
       ...hook,
     }, {
       maxActivePerOwner: deps.config.MAX_ACTIVE_JOBS_PER_OWNER,

@@ -13,7 +13,8 @@ import { jobParams } from "./schemas.ts";
 
 const NO_IMAGE = "Cannot find the image: no such job for this caller, or it has not succeeded";
 
-const cacheHeaders = {
+/** The cache headers of an image answer, as the document shows them. */
+export const cacheHeaders = {
   ETag: {
     description: "A strong validator of the image (send it back as `If-None-Match`)",
     schema: { type: "string" as const, example: '"q2uZP1vC0m4mWnF3r1xK7w"' },
@@ -62,16 +63,17 @@ export const jobImageRoute = createRoute({
   },
 });
 
-/** A strong ETag: the image of a finished job never changes, so its job's identity names it. */
-function etagOf(job: JobRecord): string {
+/** A strong ETag: the images of a finished job never change, so its identity and the index name one. */
+export function etagOf(job: JobRecord, index = 0): string {
+  const identity = `${job.id}\0${job.createdAt}\0${job.updatedAt}\0${job.attempts}`;
   const hash = createHash("sha256")
-    .update(`${job.id}\0${job.createdAt}\0${job.updatedAt}\0${job.attempts}`)
+    .update(index === 0 ? identity : `${identity}\0${index}`)
     .digest("base64url");
   return `"${hash.slice(0, 22)}"`;
 }
 
 /** True when `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for this header). */
-function notModified(header: string | undefined, etag: string): boolean {
+export function notModified(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   return header.split(",").some((tag) => {
     const value = tag.trim();
@@ -80,10 +82,16 @@ function notModified(header: string | undefined, etag: string): boolean {
 }
 
 /** The media type of the bytes, from their magic numbers; the stored one when nothing matches. */
-async function mediaType(bytes: Uint8Array, stored: string | undefined): Promise<string> {
+export async function mediaType(bytes: Uint8Array, stored: string | undefined): Promise<string> {
   const sniffed = sniffImage(bytes) ?? (await fileTypeFromBuffer(bytes))?.mime;
   return sniffed ?? stored ?? "application/octet-stream";
 }
+
+/**
+ * Opened directly, the bytes run nothing whatever they turn out to be (defense in depth: only sniffed
+ * images are ever stored).
+ */
+export const SANDBOX = { "Content-Security-Policy": "default-src 'none'; sandbox" };
 
 /** The image route. */
 export function jobImageRoutes(deps: AppDeps) {
@@ -104,9 +112,6 @@ export function jobImageRoutes(deps: AppDeps) {
     if (base64 === null) throw httpErrors.notFound(NO_IMAGE);
     const bytes = Uint8Array.fromBase64(base64);
     const type = await mediaType(bytes, job.mimeType);
-    // Opened directly, the bytes run nothing whatever they turn out to be (defense in depth: only
-    // sniffed images are ever stored).
-    const sandbox = { "Content-Security-Policy": "default-src 'none'; sandbox" };
-    return c.body(bytes, 200, { ...headers, ...sandbox, "Content-Type": type });
+    return c.body(bytes, 200, { ...headers, ...SANDBOX, "Content-Type": type });
   }, (result, c) => unknownJob(result, c));
 }

@@ -38,10 +38,7 @@ export const listJobsRoute = createRoute({
 
 /** A job as a listing shows it: the job document, its result without the image. */
 async function listed(deps: AppDeps, job: JobRecord) {
-  const shown = await describeJob(deps, job);
-  if (shown.status !== "succeeded" || !job.mimeType) return shown;
-  const result = { mime_type: job.mimeType, revised_prompt: job.revisedPrompt };
-  return { ...shown, result };
+  return await describeJob(deps, job, { listed: true });
 }
 
 /** The listing route. */

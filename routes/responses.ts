@@ -30,18 +30,30 @@ const when = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-24T12:
 export const jobStatus = z.enum(["queued", "running", "succeeded", "failed", "canceled"])
   .openapi("JobStatus");
 
+const mimeType = z.string().regex(/^image\//).openapi({
+  description: "Media type read from the bytes",
+  example: "image/jpeg",
+});
+
+/** One image of a succeeded job: its media type and its bytes' URL (with a read ticket). */
+const imageLink = z.object({
+  mime_type: mimeType,
+  url: z.string().openapi({ example: "/v1/jobs/fox-1/images/0?ticket=eyJ…" }),
+}).strict().openapi("ImageLink");
+
 const resultFields = {
-  mime_type: z.string().regex(/^image\//).openapi({
-    description: "Media type read from the bytes",
-    example: "image/jpeg",
-  }),
+  mime_type: mimeType.openapi({ description: "Media type of the first image, from its bytes" }),
   revised_prompt: z.string().optional(),
+  images: z.array(imageLink).optional().openapi({
+    description: "Every image of the job, in order (`n` of them, fewer when the provider's " +
+      "moderation withheld some), each served by `GET /v1/jobs/{id}/images/{index}`",
+  }),
 };
 
 /** The image of a succeeded job, inline. */
 const jobResult = z.object({
   image: z.string().regex(/^data:image\/[\w.+-]+;base64,/).openapi({
-    description: "The image as a data URL",
+    description: "The first image as a data URL",
   }),
   ...resultFields,
 }).strict().openapi("JobResult");
@@ -65,6 +77,9 @@ const jobFields = {
   prompt: z.string(),
   model: z.string().optional(),
   aspect_ratio: z.string().optional(),
+  n: z.number().int().min(1).max(10).optional().openapi({ description: "Images asked for" }),
+  resolution: z.enum(["1k", "2k"]).optional(),
+  quality: z.enum(["low", "medium", "high"]).optional(),
   created_at: when,
   updated_at: when,
   attempts: z.number().int().min(0).openapi({ description: "Provider attempts so far" }),
@@ -100,6 +115,11 @@ function jobVariants<R extends z.ZodType>(result: R) {
       ...jobFields,
       status: z.literal("failed"),
       error: z.string().openapi({ description: "The user-facing failure message" }),
+      error_code: z.string().optional().openapi({
+        description: "Why, for a machine: `content_policy` when the image provider refused " +
+          "the request",
+        example: "content_policy",
+      }),
     }).strict(),
     z.object({ ...jobFields, status: z.literal("canceled") }).strict(),
   ] as const;

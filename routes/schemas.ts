@@ -1,6 +1,12 @@
 /** Request schemas of the HTTP API: the routes validate with them and the document is generated from them. */
 import { z } from "@hono/zod-openapi";
 import { JOB_ID } from "../lib/queue/types.ts";
+import {
+  MAX_DATA_URL_CHARS,
+  MAX_REFERENCES,
+  parseReference,
+  type Reference,
+} from "../lib/provider/references.ts";
 import { parseWait } from "./prefer.ts";
 
 /** Pattern of an event id (`Last-Event-ID`): a number, or a Redis stream id such as `1700000000000-0`. */
@@ -59,6 +65,49 @@ const webhookEvents = z.array(z.enum(EVENT_TYPES)).min(1, "must name at least on
     example: ["succeeded", "failed"],
   });
 
+const count = z.number({ error: "must be a whole number from 1 to 10" })
+  .int("must be a whole number from 1 to 10")
+  .min(1, "must be a whole number from 1 to 10")
+  .max(10, "must be a whole number from 1 to 10")
+  .openapi({
+    description: "Images from one provider request, 1 to 10 (default 1)",
+    example: 4,
+  });
+const resolution = z.enum(["1k", "2k"], { error: "must be 1k or 2k" })
+  .openapi({ description: "Output resolution", example: "2k" });
+const quality = z.enum(["low", "medium", "high"], { error: "must be low, medium or high" })
+  .openapi({ description: "Output quality", example: "high" });
+const images = z.array(
+  z.string({ error: "must be strings" }).max(MAX_DATA_URL_CHARS + 64, "is over 10 MiB"),
+  { error: "must be an array of 1 to 3 images" },
+).min(1, "must be an array of 1 to 3 images").max(MAX_REFERENCES, "must hold at most 3 images")
+  .transform((list, ctx) => {
+    // Checked once here (a data URL is decoded once), handed on as parsed references.
+    const parsed: Reference[] = [];
+    list.forEach((text, i) => {
+      const reference = parseReference(text);
+      if (typeof reference === "string") {
+        ctx.issues.push({ code: "custom", path: [i], message: reference, input: text });
+      } else parsed.push(reference);
+    });
+    return parsed;
+  })
+  .openapi({
+    description: "Reference images (1 to 3) that make the job an edit (xAI's images/edits): each " +
+      "a `data:` URL (JPEG, PNG or WebP, at most 10 MiB decoded), an `https://` URL (handed to " +
+      "xAI, which fetches it), or `job:<id>` / `job:<id>#<index>`, an image of one of your " +
+      "succeeded jobs",
+    example: ["job:fox-1#0"],
+  });
+
+/** The fields of an image request besides the prompt, in both body shapes. */
+const imageFields = {
+  n: count.optional(),
+  resolution: resolution.optional(),
+  quality: quality.optional(),
+  images: images.optional(),
+};
+
 /** Body of `POST /v1/images` in the v1 shape. */
 const submitRequest = z.object({
   prompt,
@@ -70,6 +119,7 @@ const submitRequest = z.object({
   aspect_ratio: aspectRatio.optional(),
   webhook: webhook.optional(),
   webhook_events: webhookEvents.optional(),
+  ...imageFields,
   Token: token.optional(),
   Prompt: z.string().optional().openapi({ description: "Ignored when `prompt` is present" }),
   Id: jobId.optional().openapi({ description: "Ignored when `id` is present" }),
@@ -85,6 +135,7 @@ const seedSubmitRequest = z.looseObject({
   aspect_ratio: aspectRatio.optional(),
   webhook: webhook.optional(),
   webhook_events: webhookEvents.optional(),
+  ...imageFields,
 }).refine((body) => body.prompt === undefined, {
   path: ["prompt"],
   message: "must be 1 to 4000 characters",
@@ -99,6 +150,10 @@ export const submitBody = z.union([submitRequest, seedSubmitRequest]).transform(
   aspectRatio: body.aspect_ratio,
   webhook: body.webhook,
   webhookEvents: body.webhook_events,
+  n: body.n,
+  resolution: body.resolution,
+  quality: body.quality,
+  images: body.images,
 }));
 
 /** Headers of `POST /v1/images`. */

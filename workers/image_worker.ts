@@ -40,6 +40,8 @@ export interface ImageWorkerOptions {
   onProvider?: (outcome: ProviderOutcome, costUsd: number) => void;
   /** Told of the deployment's pace after each turn (null: unpaced), for metrics. */
   onPace?: (pace: number | null) => void;
+  /** Issues the read tickets of the image URLs in `succeeded` notifications. */
+  tickets?: RunDeps["tickets"];
 }
 
 /** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
@@ -52,7 +54,13 @@ export class ImageWorker {
     & Required<
       Omit<
         ImageWorkerOptions,
-        "consumer" | "onFinished" | "onTerminal" | "idleSweepMs" | "onProvider" | "onPace"
+        | "consumer"
+        | "onFinished"
+        | "onTerminal"
+        | "idleSweepMs"
+        | "onProvider"
+        | "onPace"
+        | "tickets"
       >
     >
     & ImageWorkerOptions;

@@ -11,6 +11,7 @@ import {
   type Outcome,
   TICKS_PER_USD,
 } from "../lib/queue/types.ts";
+import { failure, providerRequest, succeeded, ticketFor } from "./job_request.ts";
 import { persist, retryDelay } from "./retry.ts";
 
 /**
@@ -44,6 +45,8 @@ export interface RunDeps {
   onProvider?: (outcome: ProviderOutcome, costUsd: number) => void;
   /** This process's hold after a 429: no provider call before then (ms since the epoch). */
   held: { until: number };
+  /** Issues the read tickets of the image URLs in `succeeded` notifications. */
+  tickets?: { issue(owner: string, jobId: string): Promise<string> };
 }
 
 /** How a provider call ended, as metrics count it. */
@@ -82,21 +85,12 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
     const hold = deps.held.until - Date.now();
     if (hold > 0) await pause(hold, signal);
     signal.throwIfAborted();
-    const image = await provider.generate(
-      { prompt: job.prompt, model: job.model, aspectRatio: job.aspectRatio },
-      { signal },
-    );
+    const image = await provider.generate(await providerRequest(job, deps.broker), { signal });
     signal.throwIfAborted();
-    // Stored as bytes: a quarter smaller than base64, and written to Redis without re-encoding.
-    outcome = {
-      type: "succeeded",
-      image: Uint8Array.fromBase64(image.base64),
-      base64: image.base64,
-      mimeType: image.mimeType,
-      revisedPrompt: image.revisedPrompt,
-      usage: { images: 1, costUsdTicks: image.costUsdTicks ?? 0 },
-    };
-    deps.onProvider?.("succeeded", (image.costUsdTicks ?? 0) / TICKS_PER_USD);
+    const costUsdTicks = image.costUsdTicks ?? 0;
+    const usage = { images: 1 + (image.more?.length ?? 0), costUsdTicks };
+    outcome = { ...succeeded(image, await ticketFor(job, deps.tickets)), usage };
+    deps.onProvider?.("succeeded", costUsdTicks / TICKS_PER_USD);
   } catch (error) {
     if (!signal.aborted) deps.onProvider?.(providerOutcome(error), 0);
     return await failed(flight, job, error, deps);
@@ -148,7 +142,7 @@ async function failed(
   } else {
     log.warn("Job {id} failed: {reason}", { id: job.id, reason });
   }
-  await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
+  await store(flight, job, failure(error), deps);
 }
 
 /** How metrics count a provider call that threw. */

@@ -18,7 +18,11 @@ const jobDocument = z.object({
   id: z.string(),
   status: z.string(),
   error: z.string().optional(),
-  result: z.object({ image: z.string().optional(), mime_type: z.string().optional() }).optional(),
+  result: z.object({
+    image: z.string().optional(),
+    mime_type: z.string().optional(),
+    images: z.array(z.object({ mime_type: z.string(), url: z.string() })).optional(),
+  }).optional(),
 });
 
 /** The part of `GET /v1/jobs/:id` the CLI uses. */
@@ -97,7 +101,9 @@ export class ApiClient {
   }
 
   /** Submits a job (`POST /v1/images`). */
-  async submit(body: { prompt: string; aspect_ratio?: string }): Promise<SubmitAnswer> {
+  async submit(
+    body: { prompt: string; aspect_ratio?: string; n?: number; images?: string[] },
+  ): Promise<SubmitAnswer> {
     const action = "submit the job";
     const res = await this.#call(action, "/v1/images", {
       method: "POST",
@@ -129,10 +135,14 @@ export class ApiClient {
     return true;
   }
 
-  /** The image bytes (`GET /v1/jobs/:id/image`), or null when the service has no such route. */
-  async image(id: string, signal?: AbortSignal): Promise<ImageBytes | null> {
+  /**
+   * The image bytes (`GET /v1/jobs/:id/image`, or `/images/:index` with an index), or null when the
+   * service has no such route.
+   */
+  async image(id: string, signal?: AbortSignal, index?: number): Promise<ImageBytes | null> {
     const action = "download the image";
-    const res = await this.#call(action, `/v1/jobs/${encodeURIComponent(id)}/image`, { signal });
+    const tail = index === undefined ? "image" : `images/${index}`;
+    const res = await this.#call(action, `/v1/jobs/${encodeURIComponent(id)}/${tail}`, { signal });
     if (res.status === 404 || res.status === 405) {
       await res.body?.cancel();
       return null;

@@ -16,6 +16,11 @@ Options:
       --token JWT        bearer token (default: $IMAGE_JOBS_TOKEN; without one, a dev token
                          is fetched from a DEV_MODE service with POST /v1/dev/token)
       --aspect-ratio R   aspect ratio of the image, such as 16:9, 1:1 or auto
+      --n N              how many images (1 to 10; with more than one they are written to
+                         <job id>-<k>.<ext>, or FILE with -<k> before its extension)
+      --image REF        edit this image instead of drawing from nothing (up to 3 times): a
+                         FILE (JPEG, PNG or WebP, sent as a data: URL), an https:// URL, or
+                         job:ID / job:ID#K (an image of one of your succeeded jobs)
   -h, --help             show this help
 
 Ctrl-C cancels the job on the service (DELETE /v1/jobs/:id) before exiting.
@@ -38,6 +43,10 @@ export interface SubmitOptions {
   token?: string;
   out?: string;
   aspectRatio?: string;
+  /** Images to ask for (1 to 10). */
+  n?: number;
+  /** Reference images as given: files, https:// URLs, `job:` references. */
+  images?: string[];
 }
 
 /** The parsed command line: help, or a job to submit. */
@@ -79,6 +88,8 @@ export function parseSubmitArgs(
         url: { type: "string" },
         token: { type: "string" },
         "aspect-ratio": { type: "string" },
+        n: { type: "string" },
+        image: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -94,6 +105,11 @@ export function parseSubmitArgs(
     throw new CliError(EXIT.usage, "Cannot write the image: --out is empty");
   }
   const token = values.token?.trim() || fromEnv(env, "IMAGE_JOBS_TOKEN");
+  const n = values.n === undefined ? undefined : checkedCount(values.n);
+  const images = values.image;
+  if (images !== undefined && (images.length > 3 || images.some((image) => !image.trim()))) {
+    throw new CliError(EXIT.usage, "Cannot edit: give --image 1 to 3 times, each not empty");
+  }
   return {
     help: false,
     options: {
@@ -102,6 +118,16 @@ export function parseSubmitArgs(
       token,
       out: values.out,
       aspectRatio: values["aspect-ratio"],
+      ...(n === undefined ? {} : { n }),
+      ...(images === undefined ? {} : { images }),
     },
   };
+}
+
+/** The `--n` value as a whole number from 1 to 10. */
+function checkedCount(text: string): number {
+  if (!/^\d{1,2}$/.test(text.trim()) || Number(text) < 1 || Number(text) > 10) {
+    throw new CliError(EXIT.usage, `Cannot ask for "${text}" images: --n must be 1 to 10`);
+  }
+  return Number(text);
 }

@@ -6,6 +6,7 @@ import { CliError, EXIT } from "./errors.ts";
 import { followJob } from "./follow.ts";
 import { extensionOf, fetchImage } from "./image_file.ts";
 import { Progress } from "./progress.ts";
+import { nthFile, type ReadFile, referenceOf } from "./references.ts";
 
 /** What the CLI reads and writes, passed in so that tests and the entry point choose. */
 export interface SubmitDeps {
@@ -17,6 +18,8 @@ export interface SubmitDeps {
   /** The directory a relative `--out` (and the default file) is resolved against. */
   cwd: string;
   writeFile: (path: string, bytes: Uint8Array) => Promise<void>;
+  /** Reads a `--image` file (default: Deno.readFile). */
+  readFile?: ReadFile;
   /** Calls `listener` on each Ctrl-C until the returned function removes it. */
   onInterrupt: (listener: () => void) => () => void;
   fetch?: typeof fetch;
@@ -51,8 +54,17 @@ async function submitAndSave(
     progress.line(`Using a dev token from ${options.url} (DEV_MODE)`);
   }
   signal.throwIfAborted();
+  const read = deps.readFile ?? ((path: string) => Deno.readFile(path));
+  const images = options.images === undefined ? undefined : await Promise.all(
+    options.images.map((value) => referenceOf(value, (path) => read(resolve(deps.cwd, path)))),
+  );
   // Not abortable: a job created by a submit cut short would be one nobody can cancel.
-  const job = await client.submit({ prompt: options.prompt, aspect_ratio: options.aspectRatio });
+  const job = await client.submit({
+    prompt: options.prompt,
+    aspect_ratio: options.aspectRatio,
+    n: options.n,
+    images,
+  });
   onJob(job.id);
   progress.line(`Submitted job ${job.id} to ${options.url}`);
   signal.throwIfAborted();
@@ -70,8 +82,28 @@ async function submitAndSave(
       `Cannot get the image: job ${job.id} ${end.type}: ${reason}`,
     );
   }
+  const links = (options.n ?? 1) > 1 ? (await client.job(job.id, signal)).result?.images : [];
+  if (links && links.length > 1) {
+    // Several images: each from its own route, to <id>-<k>.<ext>.
+    for (let k = 0; k < links.length; k++) {
+      const image = await client.image(job.id, signal, k);
+      if (!image) throw new CliError(EXIT.unreachable, `Cannot get image ${k} of job ${job.id}`);
+      const file = nthFile(options.out, job.id, k, extensionOf(image.mimeType));
+      await save(deps, progress, file, image);
+    }
+    return;
+  }
   const image = await fetchImage(client, job.id, { dataUrl: end.image, signal });
-  const shown = options.out ?? `${job.id}.${extensionOf(image.mimeType)}`;
+  await save(deps, progress, options.out ?? `${job.id}.${extensionOf(image.mimeType)}`, image);
+}
+
+/** Writes one image to `shown` (relative to the working directory) and says so. */
+async function save(
+  deps: SubmitDeps,
+  progress: Progress,
+  shown: string,
+  image: { bytes: Uint8Array; mimeType: string },
+): Promise<void> {
   try {
     await deps.writeFile(resolve(deps.cwd, shown), image.bytes);
   } catch (error) {

@@ -16,10 +16,24 @@ export const JOB_CANCELED = "Job canceled";
 /** Message of the seed service for a job that failed for an unexpected reason. */
 export const PROCESSING_ERROR = "Error processing job";
 
+/** The error of a job the image provider refused for its content policy. */
+export const CONTENT_POLICY_ERROR =
+  "The request was refused by the image provider's content policy";
+
+/** The `error_code` of such a job. */
+export const CONTENT_POLICY_CODE = "content_policy";
+
+/** One image of a success: its media type and where to fetch it (with a read ticket). */
+const imageLink = z.object({ mime_type: z.string(), url: z.string() });
+
+/** An image of a success as `data.images` and `result.images` list it. */
+export type ImageLink = z.infer<typeof imageLink>;
+
 const resultData = z.object({
   image: z.string(),
   mime_type: z.string(),
   revised_prompt: z.string().optional(),
+  images: z.array(imageLink).optional(),
 });
 
 const base = { id: z.string(), at: z.string() };
@@ -44,6 +58,7 @@ export const notificationSchema = z.discriminatedUnion("type", [
     success: z.literal(false),
     error: z.string(),
     usage: usageSchema.optional(),
+    error_code: z.string().optional(),
   }),
   z.object({ ...base, type: z.literal("canceled"), success: z.literal(false), error: z.string() }),
 ]);
@@ -75,6 +90,13 @@ export function notificationJson(event: StoredEvent): string {
 /** Returns true when the event type ends the job. */
 export function isTerminal(type: string): boolean {
   return TERMINAL_STATUSES.has(type);
+}
+
+/** The links of a job's images, `/v1/jobs/<id>/images/<k>`, with the read ticket when there is one. */
+export function imageLinks(jobId: string, mimeTypes: string[], ticket?: string): ImageLink[] {
+  const base = `/v1/jobs/${encodeURIComponent(jobId)}/images/`;
+  const query = ticket ? `?ticket=${encodeURIComponent(ticket)}` : "";
+  return mimeTypes.map((mime_type, k) => ({ mime_type, url: `${base}${k}${query}` }));
 }
 
 /** Builds a data URL from base64 bytes and their media type. */

@@ -11,21 +11,20 @@ import {
   sniffImage,
 } from "./images.ts";
 import { drawPlaceholder } from "./placeholder.ts";
+import { grokCall, type ImageRequest } from "./grok_request.ts";
+import { ContentPolicyError, isRefusal } from "./refusal.ts";
 
-/** What the worker asks a provider for. */
-export interface ImageRequest {
-  prompt: string;
-  model?: string;
-  aspectRatio?: string;
-}
+export type { ImageRequest };
 
-/** A generated image, its media type sniffed from the bytes. */
+/** A generated image (the first, when there are several), its media type sniffed from the bytes. */
 export interface GeneratedImage {
   base64: string;
   mimeType: ImageMime;
   revisedPrompt?: string;
   /** What the provider said the request cost, in USD ticks (10^10 = 1 USD); 0 when it said nothing. */
   costUsdTicks?: number;
+  /** The images after the first, in the provider's order. */
+  more?: { base64: string; mimeType: ImageMime }[];
 }
 
 /** Per-call options of ImageProvider.generate. */
@@ -85,10 +84,15 @@ const ERROR_BODY_BYTES = 16 * 1024;
 const decoder = new TextDecoder();
 const MESSAGE_CHARS = 300;
 
+const codeSchema = z.union([z.string(), z.number()]).optional();
 const errorBodySchema = z.object({
-  error: z.union([z.string(), z.object({ message: z.string() })]).optional(),
+  error: z.union([
+    z.string(),
+    z.object({ message: z.string(), code: codeSchema, type: z.string().optional() }),
+  ]).optional(),
   message: z.string().optional(),
-  code: z.union([z.string(), z.number()]).optional(),
+  code: codeSchema,
+  type: z.string().optional(),
 });
 
 function responseSchema(maxBase64Chars: number) {
@@ -96,6 +100,8 @@ function responseSchema(maxBase64Chars: number) {
     b64_json: z.string().max(maxBase64Chars).optional(),
     url: z.string().max(4096).optional(),
     revised_prompt: z.string().max(10_000).optional(),
+    /** false: xAI's moderation withheld this image. */
+    respect_moderation: z.boolean().optional(),
   });
   // A cost beyond $1,000,000 for one request is not believed (it would poison every meter): dropped.
   const usage = z.object({
@@ -108,9 +114,9 @@ function responseSchema(maxBase64Chars: number) {
 }
 
 type ImageItem = z.infer<ReturnType<typeof responseSchema>>["data"][number];
-type Answer = { item: ImageItem; costUsdTicks: number };
+type Answer = { items: ImageItem[]; costUsdTicks: number };
 
-/** Builds the xAI images client (`POST {apiBase}/images/generations`). */
+/** Builds the xAI images client (`POST {apiBase}/images/generations`, and `/images/edits`). */
 export function createGrokProvider(options: GrokProviderOptions): ImageProvider {
   const {
     apiKey,
@@ -125,20 +131,14 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
   if (apiKey.length === 0) throw new RangeError("apiKey must not be empty");
   if (!(timeoutMs > 0) || !(downloadTimeoutMs > 0)) throw new RangeError("timeouts must be > 0");
   if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new RangeError("maxBytes must be >= 1");
-  const endpoint = `${options.apiBase.replace(/\/+$/, "")}/images/generations`;
+  const apiBase = options.apiBase.replace(/\/+$/, "");
   const schema = responseSchema(Math.ceil(maxBytes / 3) * 4);
   const maxBodyBytes = Math.ceil(maxBytes / 3) * 4 + 64 * 1024;
   const redact = (text: string) => text.replaceAll(apiKey, "[redacted]");
 
   async function call(request: ImageRequest, signal: AbortSignal): Promise<Answer> {
-    const body: Record<string, unknown> = {
-      model: request.model ?? model,
-      prompt: request.prompt,
-      n: 1,
-      response_format: responseFormat,
-    };
-    if (request.aspectRatio !== undefined) body.aspect_ratio = request.aspectRatio;
-    const response = await fetchFn(endpoint, {
+    const { path, body } = grokCall(request, { model, responseFormat });
+    const response = await fetchFn(`${apiBase}/${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
       body: JSON.stringify(body),
@@ -164,7 +164,7 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
       );
     }
     return {
-      item: parsed.data.data[0],
+      items: parsed.data.data,
       costUsdTicks: parsed.data.usage?.cost_in_usd_ticks ?? 0,
     };
   }
@@ -215,7 +215,16 @@ export function createGrokProvider(options: GrokProviderOptions): ImageProvider 
       } finally {
         deadline.clear();
       }
-      return { ...await toImage(answer.item, signal), costUsdTicks: answer.costUsdTicks };
+      // Items xAI's moderation withheld are dropped; with none left the request was refused.
+      const costUsdTicks = answer.costUsdTicks;
+      const kept = answer.items.filter((item) => item.respect_moderation !== false);
+      if (kept.length === 0) {
+        throw new ContentPolicyError("Cannot generate the image: xAI's moderation withheld it");
+      }
+      const [first, ...more] = await Promise.all(kept.map((item) => toImage(item, signal)));
+      if (more.length === 0) return { ...first, costUsdTicks };
+      const rest = more.map(({ base64, mimeType }) => ({ base64, mimeType }));
+      return { ...first, more: rest, costUsdTicks };
     },
   };
 }
@@ -233,15 +242,20 @@ async function statusError(
     // The status alone is enough to classify the failure.
   }
   let detail = text.trim();
+  let code = "";
   try {
     const parsed = errorBodySchema.safeParse(JSON.parse(text));
     if (parsed.success) {
       const { error, message } = parsed.data;
       detail = (typeof error === "string" ? error : error?.message) ?? message ?? detail;
+      const nested = typeof error === "object" ? [error.code, error.type] : [];
+      code = [parsed.data.code, parsed.data.type, ...nested].filter((v) => v !== undefined)
+        .join(" ");
     }
   } catch {
     // Not JSON: keep the raw text.
   }
+  const refused = isRefusal(response.status, code, detail);
   detail = redact(detail).replace(/\s+/g, " ").slice(0, MESSAGE_CHARS);
   const message = `Cannot generate the image: xAI answered ${response.status}` +
     (detail ? `: ${detail}` : "");
@@ -250,6 +264,7 @@ async function statusError(
       retryAfterMs: boundedRetryAfter(response.headers.get("retry-after")),
     });
   }
+  if (refused) return new ContentPolicyError(message);
   if (response.status >= 500) {
     return new RetryableError(message, {
       retryAfterMs: boundedRetryAfter(response.headers.get("retry-after")),
@@ -273,9 +288,23 @@ export function createPlaceholderProvider(options: PlaceholderProviderOptions = 
     async generate(request, { signal } = {}) {
       signal?.throwIfAborted();
       if (latencyMs > 0) await sleep(latencyMs, signal);
-      const png = await drawPlaceholder(request.prompt, dimensions(request.aspectRatio));
-      signal?.throwIfAborted();
-      return { base64: png.toBase64(), mimeType: "image/png", costUsdTicks: 0 };
+      const size = dimensions(request.aspectRatio);
+      const count = request.n ?? 1;
+      const images: { base64: string; mimeType: "image/png" }[] = [];
+      for (let k = 0; k < count; k++) {
+        // Each image of a job is drawn from the prompt and its place, so they differ.
+        const png = await drawPlaceholder(
+          k === 0 ? request.prompt : `${request.prompt} #${k}`,
+          size,
+        );
+        signal?.throwIfAborted();
+        images.push({ base64: png.toBase64(), mimeType: "image/png" });
+      }
+      const [first, ...more] = images;
+      // The placeholder's images are free.
+      return more.length === 0
+        ? { ...first, costUsdTicks: 0 }
+        : { ...first, more, costUsdTicks: 0 };
     },
   };
 }

@@ -3,6 +3,7 @@
 // deno-lint-ignore-file require-await
 import { BrokerUnavailableError } from "../errors.ts";
 import {
+  imageLinks,
   isEventId,
   JOB_CANCELED,
   PROCESSING_ERROR,
@@ -102,10 +103,11 @@ export class MemoryBroker implements Broker {
     if (this.#store.sweep()) this.#limits.prune(this.#store.now());
     const found = this.#store.job(job.id);
     if (found) return { created: false, job: { ...found.record } };
+    const { references: _, ...fields } = job;
     const attempted = (refused: NonNullable<SubmitResult["refused"]>): SubmitResult => ({
       created: false,
       refused,
-      job: { ...job, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
+      job: { ...fields, status: "queued", createdAt: "", updatedAt: "", attempts: 0 },
     });
     if (limits.ratePerMinute) {
       const retryAfterSec = this.#limits.rate(job.owner, limits.ratePerMinute, this.#store.now());
@@ -143,6 +145,16 @@ export class MemoryBroker implements Broker {
 
   async image(id: string): Promise<string | null> {
     return this.#store.job(id)?.image ?? null;
+  }
+
+  async imageAt(id: string, index: number): Promise<string | null> {
+    const job = this.#store.job(id);
+    if (!job || job.record.status !== "succeeded") return null;
+    return (index === 0 ? job.image : job.more?.[index - 1]) ?? null;
+  }
+
+  async references(id: string): Promise<string[]> {
+    return [...this.#store.job(id)?.references ?? []];
   }
 
   async cancel(id: string): Promise<CancelResult> {
@@ -217,8 +229,11 @@ export class MemoryBroker implements Broker {
     if (outcome.usage) record.usage = { ...outcome.usage };
     this.#ended(record, outcome.type, outcome.usage);
     if (outcome.type === "failed") {
-      record.error = outcome.error;
-      const event = { type: "failed", success: false, error: outcome.error, ...usage } as const;
+      const { error, errorCode } = outcome;
+      record.error = error;
+      if (errorCode) record.errorCode = errorCode;
+      const code = errorCode ? { error_code: errorCode } : {};
+      const event = { type: "failed", success: false, error, ...code, ...usage } as const;
       this.#store.change(job, "failed", event);
       return true;
     }
@@ -231,6 +246,11 @@ export class MemoryBroker implements Broker {
       Object.assign(data, { revised_prompt: revisedPrompt });
     }
     job.image = outcome.base64 ?? image.toBase64();
+    const more = outcome.more ?? [];
+    if (more.length > 0) job.more = more.map((extra) => extra.image.toBase64());
+    record.imageCount = 1 + more.length;
+    record.mimeTypes = [mimeType, ...more.map((extra) => extra.mimeType)];
+    Object.assign(data, { images: imageLinks(record.id, record.mimeTypes, outcome.ticket) });
     this.#store.change(job, "succeeded", { type: "succeeded", success: true, data, ...usage });
     return true;
   }

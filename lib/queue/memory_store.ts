@@ -8,13 +8,17 @@ import {
   type StoredEvent,
   TERMINAL_STATUSES,
 } from "../live/notifications.ts";
-import type { BlockOptions, FeedItem, JobPage, JobRecord, ListOptions } from "./types.ts";
+import type { BlockOptions, FeedItem, JobPage, JobRecord, ListOptions, NewJob } from "./types.ts";
 import { MemoryOutbox, wantsWebhook } from "./memory_webhooks.ts";
 
 /** A job as the in-memory broker keeps it. */
 export interface StoredJob {
   record: JobRecord;
   image?: string;
+  /** The images after the first, base64, in order. */
+  more?: string[];
+  /** The reference images of an edit, kept until the job ends. */
+  references?: string[];
   events: StoredEvent[];
   /** When it is dropped: Infinity until the job ends, then its end plus the time to live. */
   expiresAt: number;
@@ -23,10 +27,12 @@ export interface StoredJob {
 }
 
 /** The fields a new job starts from. */
-export type JobFields = Pick<
-  JobRecord,
-  "id" | "owner" | "prompt" | "model" | "aspectRatio" | "webhook" | "webhookEvents"
->;
+export type JobFields = NewJob;
+
+/** The object without its undefined properties. */
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 /** The feed keeps at least FEED_KEEP_MS of items, and at most FEED_MAX. */
 const FEED_MAX = 200_000;
@@ -130,7 +136,11 @@ export class MemoryStore {
     if (aspectRatio !== undefined) record.aspectRatio = aspectRatio;
     if (webhook !== undefined) record.webhook = webhook;
     if (webhookEvents !== undefined) record.webhookEvents = [...webhookEvents];
+    const { n, resolution, quality, references } = fields;
+    Object.assign(record, withoutUndefined({ n, resolution, quality }));
+    if (references?.length) record.referenceCount = references.length;
     const job: StoredJob = { record, events: [], expiresAt: Infinity };
+    if (references?.length) job.references = [...references];
     this.#jobs.set(id, job);
     const owned = this.#byOwner.get(owner) ?? [];
     owned.push({ id, seq: ++this.#created });
@@ -142,7 +152,10 @@ export class MemoryStore {
   /** Sets the job's status and appends the event that says so; an ended job expires ttl later. */
   change(job: StoredJob, status: JobStatus, event: NotificationBody): void {
     Object.assign(job.record, { status, updatedAt: this.iso() });
-    if (TERMINAL_STATUSES.has(status)) job.expiresAt = this.#clock() + this.#ttlMs;
+    if (TERMINAL_STATUSES.has(status)) {
+      job.expiresAt = this.#clock() + this.#ttlMs;
+      delete job.references; // needed no more
+    }
     this.append(job, event);
   }
 

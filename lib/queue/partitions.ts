@@ -127,6 +127,11 @@ export class KeyLayout {
     return `${this.prefix}${this.#tags[this.partitionOf(id)]}job:${id}`;
   }
 
+  /** The reference images of job `id` while it runs (a hash `ref0`…), on the job's tag. */
+  refs(id: string): string {
+    return `${this.prefix}${this.#tags[this.partitionOf(id)]}refs:${id}`;
+  }
+
   /** The stream other services add entries to: partition 0's stream unless the keys are tagged. */
   get intake(): string {
     return `${this.prefix}jobs`;

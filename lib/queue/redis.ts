@@ -1,11 +1,12 @@
 /** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
 import { BrokerUnavailableError } from "../errors.ts";
 import { JOB_CANCELED, type StoredEvent, withImage } from "../live/notifications.ts";
-import type { RedisClient, RedisReply } from "../redis/types.ts";
-import { RECORD_FIELDS } from "./scripts.ts";
+import { type RedisClient, type RedisReply, replyText } from "../redis/types.ts";
+import { RECORD_FIELDS, REFERENCE_FIELDS } from "./scripts.ts";
 import {
   IMAGE_BASE64,
   IMAGE_BYTES,
+  imageFields,
   imageOf,
   jobFields,
   parseNotification,
@@ -156,6 +157,21 @@ class RedisBroker implements Broker {
     const values = await this.#ctx.client.sendBytes(["HMGET", job, IMAGE_BYTES, IMAGE_BASE64]);
     const [bytes, base64] = values as RedisReply[];
     return imageOf(bytes, base64);
+  }
+
+  async imageAt(id: string, index: number): Promise<string | null> {
+    // Read from the hash even for the first image: what this process finished lately (image()'s
+    // shortcut) is by job id only, and this read answers for the job stored now.
+    const fields = index === 0 ? [IMAGE_BYTES, IMAGE_BASE64] : imageFields(index);
+    const values = await this.#ctx.client.sendBytes(["HMGET", this.#job(id), ...fields]);
+    const [bytes, base64] = values as RedisReply[];
+    return imageOf(bytes, base64);
+  }
+
+  async references(id: string): Promise<string[]> {
+    const key = this.#ctx.keys.refs(id);
+    const values = await this.#ctx.client.send(["HMGET", key, ...REFERENCE_FIELDS]);
+    return (values as RedisReply[]).map(replyText).filter((text) => text !== "");
   }
 
   async cancel(id: string): Promise<CancelResult> {

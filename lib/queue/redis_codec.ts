@@ -7,8 +7,8 @@ import {
   notificationSchema,
 } from "../live/notifications.ts";
 import { type RedisReply, replyText } from "../redis/types.ts";
-import { RECORD_FIELDS } from "./scripts.ts";
-import type { Delivery, JobRecord } from "./types.ts";
+import { RECORD_FIELDS, REFERENCE_FIELDS } from "./scripts.ts";
+import type { Delivery, ImageQuality, ImageResolution, JobRecord, NewJob } from "./types.ts";
 
 /** A jobs-stream entry: `Id`, and `Token` and `Prompt` when another service added it. */
 const entrySchema = z.object({
@@ -21,6 +21,31 @@ const entrySchema = z.object({
 export const IMAGE_BYTES = "img";
 /** The job hash's field of an image stored as base64 text (over REST, and in jobs stored before). */
 export const IMAGE_BASE64 = "image";
+
+/** The job hash's fields of the `index`-th image (index ≥ 1) as bytes, and as base64 text. */
+export function imageFields(index: number): [string, string] {
+  return [`${IMAGE_BYTES}:${index}`, `${IMAGE_BASE64}:${index}`];
+}
+
+/** True for the fields a job's record and events never need: the images after the first. */
+function bulky(name: string): boolean {
+  return name.startsWith(`${IMAGE_BYTES}:`) || name.startsWith(`${IMAGE_BASE64}:`);
+}
+
+/**
+ * CREATE's ARGV of a job's optional parameters: the count k of field-value pairs of the job hash,
+ * the pairs (n, resolution, quality, the references' count), then the count r of reference images
+ * and the references (written to the job's references hash, which then ends CREATE's KEYS).
+ */
+export function jobParams(job: NewJob): string[] {
+  const pairs: string[] = [];
+  if (job.n !== undefined) pairs.push("n", String(job.n));
+  if (job.resolution !== undefined) pairs.push("res", job.resolution);
+  if (job.quality !== undefined) pairs.push("qual", job.quality);
+  const references = (job.references ?? []).slice(0, REFERENCE_FIELDS.length);
+  if (references.length > 0) pairs.push("nref", String(references.length));
+  return [String(pairs.length / 2), ...pairs, String(references.length), ...references];
+}
 
 /** A job's stored image as base64 (encoded once here), from its two possible fields; null when none. */
 export function imageOf(
@@ -47,7 +72,7 @@ export function jobFields(
       const name = replyText(reply[i]);
       if (name === IMAGE_BYTES) bytes = reply[i + 1];
       else if (name === IMAGE_BASE64) base64 = reply[i + 1];
-      else fields[name] = replyText(reply[i + 1]);
+      else if (!bulky(name)) fields[name] = replyText(reply[i + 1]);
     }
   }
   return { fields, image: imageOf(bytes, base64) };
@@ -95,6 +120,16 @@ export function toRecord(id: string, values: RedisReply[]): JobRecord {
   }
   if (r.wh) record.webhook = r.wh;
   if (r.wh && r.whe) record.webhookEvents = r.whe.split(" ") as JobRecord["webhookEvents"];
+  if (r.n) record.n = Number(r.n);
+  if (r.res) record.resolution = r.res as ImageResolution;
+  if (r.qual) record.quality = r.qual as ImageQuality;
+  if (r.nref) record.referenceCount = Number(r.nref);
+  if (r.ecode) record.errorCode = r.ecode;
+  if (record.status === "succeeded" && r.mime) {
+    // Jobs stored before several images were possible have one, and no count.
+    record.mimeTypes = r.mimes ? r.mimes.split(" ") : [r.mime];
+    record.imageCount = Number(r.count) || record.mimeTypes.length;
+  }
   return record;
 }
 

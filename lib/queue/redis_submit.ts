@@ -3,7 +3,7 @@
  * checked in their own step on the owner's tag first (see OWNER), then CREATE runs in the job's partition.
  */
 import type { RedisReply } from "../redis/types.ts";
-import { toRecord } from "./redis_codec.ts";
+import { jobParams, toRecord } from "./redis_codec.ts";
 import { RECORD_FIELDS } from "./scripts.ts";
 import { INDEX_MAX } from "./scripts_submit.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
@@ -15,9 +15,11 @@ const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
 /** The record a new job gets, as CREATE writes it. */
 function fresh(job: NewJob, now: string): JobRecord {
-  const given = Object.entries(job).filter(([, value]) => value !== undefined);
+  const { references, ...rest } = job;
+  const given = Object.entries(rest).filter(([, value]) => value !== undefined);
   return {
-    ...Object.fromEntries(given) as NewJob,
+    ...Object.fromEntries(given) as Omit<NewJob, "references">,
+    ...(references?.length ? { referenceCount: references.length } : {}),
     status: "queued",
     createdAt: now,
     updatedAt: now,
@@ -108,7 +110,7 @@ async function submit(
   // together hold about maxQueued entries, never more than maxQueued + N - 1.
   const maxQueued = Math.ceil((limits.maxQueued ?? 0) / ctx.partitions);
   const quota = enqueue ? limits.maxImagesPerDay ?? 0 : 0;
-  const images = limits.images ?? 1;
+  const images = limits.images ?? job.n ?? 1;
   const single = !ctx.keys.tagged;
   const owned = single && (rate > 0 || maxActive > 0 || quota > 0);
   const k = ctx.keys;
@@ -125,6 +127,8 @@ async function submit(
   // One partition: the owner's index (and limits) in the same script; else in their own steps.
   if (single) keys.push(k.ownerJobs(job.owner));
   if (owned) keys.push(k.ownerActive(job.owner), k.ownerRate(job.owner), usageKey);
+  // The references hash, last: CREATE writes it only with references.
+  if (job.references?.length) keys.push(k.refs(job.id));
   const nowMs = String(Date.parse(now));
   const dayEnd = String(secondsToDayEnd(Date.parse(now)));
   const indexTtl = ctx.indexRefresh(job.owner) ? String(indexTtlSec(ctx)) : "0";
@@ -155,6 +159,7 @@ async function submit(
       String(images),
       dayEnd,
       String(Date.parse(now) - indexTtlSec(ctx) * 1000),
+      ...jobParams(job),
       ...ended,
     ]) as Promise<RedisReply[]>;
 

@@ -1,8 +1,8 @@
 /** The worker's side of the Redis broker: claims, fenced leases, terminal writes and group upkeep. */
-import { type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
+import { imageLinks, type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
 import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { ClaimOps } from "./redis_claims.ts";
-import { IMAGE_BASE64, IMAGE_BYTES, notification, toRecord } from "./redis_codec.ts";
+import { IMAGE_BASE64, IMAGE_BYTES, imageFields, notification, toRecord } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
 import { usageBody } from "../pace/usage.ts";
 import { recordUsage } from "./redis_usage.ts";
@@ -20,6 +20,8 @@ export interface EndExtra {
   onlyIf?: string;
   /** What the provider charged. */
   usage?: Usage;
+  /** More field-value pairs to write (the images after the first, an error code). */
+  fields?: RedisArg[];
 }
 
 /** What the FINISH script answers when the delivery's consumer no longer holds the entry. */
@@ -106,7 +108,15 @@ export class RedisWorkerOps {
     const { jobId, entryId, consumer } = delivery;
     const { keys: k } = this.#ctx;
     const p = k.partitionOf(jobId);
-    const keys = [k.job(jobId), k.events(p), k.jobs(p), k.dead(p), k.webhooks(p), k.room(p)];
+    const keys = [
+      k.job(jobId),
+      k.events(p),
+      k.jobs(p),
+      k.dead(p),
+      k.webhooks(p),
+      k.room(p),
+      k.refs(jobId),
+    ];
     const args = [
       entryId,
       GROUP,
@@ -127,6 +137,7 @@ export class RedisWorkerOps {
       String(Date.now()),
       extra.usage ? String(extra.usage.images) : "",
       extra.usage ? String(extra.usage.costUsdTicks) : "",
+      ...extra.fields ?? [],
     ];
     const reply = await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args));
     if (!Array.isArray(reply)) return Number(reply);
@@ -147,26 +158,34 @@ export class RedisWorkerOps {
   async finish(delivery: Delivery, outcome: Outcome): Promise<boolean> {
     const usage = outcome.usage && usageBody(outcome.usage);
     if (outcome.type === "failed") {
-      const body = {
-        type: "failed" as const,
-        success: false as const,
-        error: outcome.error,
-        usage,
-      };
-      return await this.end(delivery, body, { usage: outcome.usage }) > 0;
+      const { error, errorCode } = outcome;
+      const code = errorCode ? { error_code: errorCode } : {};
+      const body = { type: "failed" as const, success: false as const, error, ...code, usage };
+      const fields = errorCode ? ["ecode", errorCode] : [];
+      return await this.end(delivery, body, { fields, usage: outcome.usage }) > 0;
     }
+    const { image, mimeType: mime, revisedPrompt: revised } = outcome;
+    const more = outcome.more ?? [];
+    const mimes = [mime, ...more.map((extra) => extra.mimeType)];
+    const images = imageLinks(delivery.jobId, mimes, outcome.ticket);
     const body = {
       type: "succeeded" as const,
       success: true as const,
-      data: { image: "", mime_type: outcome.mimeType, revised_prompt: outcome.revisedPrompt },
+      data: { image: "", mime_type: mime, revised_prompt: revised, images },
       usage,
     };
-    const { image, mimeType: mime, revisedPrompt: revised } = outcome;
+    const fields: RedisArg[] = ["count", String(mimes.length), "mimes", mimes.join(" ")];
+    more.forEach((extra, k) => {
+      const [bytesField, base64Field] = imageFields(k + 1);
+      const binary = this.#ctx.client.binary;
+      fields.push(binary ? bytesField : base64Field, this.#imageArg(extra.image));
+    });
     // This process's relay may hear of the success on the feed even before the answer: kept for it.
     const settle = this.#ctx.recent.expect(delivery.jobId, image, { base64: outcome.base64 });
     let stored = false;
     try {
-      stored = await this.end(delivery, body, { image, mime, revised, usage: outcome.usage }) > 0;
+      const extra = { image, mime, revised, fields, usage: outcome.usage };
+      stored = await this.end(delivery, body, extra) > 0;
     } finally {
       settle(stored);
     }

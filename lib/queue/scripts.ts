@@ -26,7 +26,20 @@ export const RECORD_FIELDS = [
   "whe",
   "uimg",
   "uticks",
+  "n",
+  "res",
+  "qual",
+  "nref",
+  "count",
+  "mimes",
+  "ecode",
 ] as const;
+
+/**
+ * The fields of an edit's reference images (`ref0`…) in the job's references hash (a key of its own on
+ * the job's tag, so that reading the job never carries them), deleted when the job ends.
+ */
+export const REFERENCE_FIELDS = ["ref0", "ref1", "ref2"] as const;
 
 /** Lua `FIELDS`: the record fields, for HMGET. */
 export const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).join(", ")}}`;
@@ -98,14 +111,17 @@ return r
  */
 export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream,
--- KEYS[5] webhook outbox, KEYS[6] the partition's waiting room
+-- KEYS[5] webhook outbox, KEYS[6] the partition's waiting room, KEYS[7] the job's references hash
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] oldest feed id to keep, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
 -- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
--- ARGV[17] now (ms), [18] images the provider made ('' none), [19] their cost in USD ticks
--- Fields left empty (error, mime, revised, image, usage) are not written.
+-- ARGV[17] now (ms), [18] images the provider made ('' none), [19] their cost in USD ticks,
+-- [20..] more field-value pairs to write (the images after the first, their count and media types,
+-- an error code)
+-- Fields left empty (error, mime, revised, image, usage) are not written; the references hash is
+-- deleted.
 -- Returns {seq of the new event, owner, created (ISO), images asked for ('' when not recorded)},
 -- 0 when the job had already ended, -1 when it is gone, -2 when the lease is lost (nothing written)
 ${TERMINAL_LUA}
@@ -134,7 +150,9 @@ for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 1
     set[#set + 1] = ARGV[pair[2]]
   end
 end
+for i = 20, #ARGV do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
+redis.call('DEL', KEYS[7])
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
   'o', f[3])
 webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])

@@ -26,7 +26,10 @@ export const CREATE = `
 -- exist: no EXISTS), [20] the partition's pace cap (see TURN), [21] the jobs stream's group,
 -- [22] images per owner per day (0: none), [23] images this job asks for, [24] seconds until the
 -- day ends, [25] the owner's index drops ids older than this (ms) when its expiry is renewed,
--- [26..] ids to drop from the set
+-- [26] k, the number of more field-value pairs of the job hash (n, resolution, quality, the
+-- references' count), [27..26+2k] those pairs, [27+2k] r, the number of reference images,
+-- [28+2k..27+2k+r] the references, [28+2k+r..] ids to drop from the set
+-- With r > 0 the last key, after those above, is the job's references hash (written as ref0…).
 -- The job hash gets no expiry: it lives until the job ends (finish, cancel or dead letter set one).
 -- Returns {1, wait} when created (wait: ms until the pace has a turn when the job was parked in an
 -- empty waiting room, else -1), {0, <record fields>} of the job that already has this id,
@@ -42,7 +45,11 @@ ${ENQUEUE_LUA}
 if ARGV[19] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
 end
-local owned = #KEYS >= 10
+local k = tonumber(ARGV[26])
+local r = tonumber(ARGV[27 + 2 * k])
+local nkeys = #KEYS
+if r > 0 then nkeys = nkeys - 1 end
+local owned = nkeys >= 10
 local rate = tonumber(ARGV[13])
 if owned and rate > 0 and ARGV[12] ~= '1' then
   local count = redis.call('INCR', KEYS[10])
@@ -56,14 +63,14 @@ if ARGV[9] == '1' and maxQueued > 0 and
 end
 local maxActive = tonumber(ARGV[10])
 if owned and maxActive > 0 then
-  for i = 26, #ARGV do redis.call('SREM', KEYS[9], ARGV[i]) end
+  for i = 28 + 2 * k + r, #ARGV do redis.call('SREM', KEYS[9], ARGV[i]) end
   if redis.call('SCARD', KEYS[9]) >= maxActive then
     if ARGV[12] == '1' then return {-1} end
     return {-4, redis.call('SMEMBERS', KEYS[9])}
   end
 end
 local quota = tonumber(ARGV[22])
-if #KEYS >= 11 and quota > 0 then
+if nkeys >= 11 and quota > 0 then
   local images = tonumber(ARGV[23])
   -- Images made count too, should the cap have been set after some were made today.
   local day = redis.call('HMGET', KEYS[11], 'reserved', 'images')
@@ -91,11 +98,20 @@ if ARGV[22] ~= '0' then
   set[#set + 1] = 'nimg'
   set[#set + 1] = ARGV[23]
 end
+for i = 27, 26 + 2 * k do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
+if r > 0 then
+  local refs = {}
+  for i = 1, r do
+    refs[#refs + 1] = 'ref' .. (i - 1)
+    refs[#refs + 1] = ARGV[27 + 2 * k + i]
+  end
+  redis.call('HSET', KEYS[#KEYS], unpack(refs))
+end
 redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
   'o', ARGV[2])
 webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
-if #KEYS >= 8 then
+if nkeys >= 8 then
   redis.call('ZADD', KEYS[8], ARGV[15], ARGV[1])
   if ARGV[18] ~= '0' then
     -- Renewed at most once a minute: then trimmed of the ids that expired, and to its newest 100,000.

@@ -14,6 +14,15 @@ export interface NewJob {
   /** Where to POST this job's notifications (Standard Webhooks), and which event types. */
   webhook?: string;
   webhookEvents?: EventType[];
+  /** Images to ask for in one provider request (1 to 10; absent: 1). */
+  n?: number;
+  resolution?: ImageResolution;
+  quality?: ImageQuality;
+  /**
+   * Reference images (1 to 3) that make the job an edit: `data:` URLs, `https://` URLs, or
+   * `job:<id>#<index>` naming an image of one of the owner's succeeded jobs. Kept until the job ends.
+   */
+  references?: string[];
 }
 
 /** What the provider charged for a job: images made and their cost in USD ticks (10^10 = 1 USD). */
@@ -46,6 +55,11 @@ export interface Turn {
   /** The deployment's current pace in requests/s, null when unpaced. */
   pace: number | null;
 }
+/** Output resolution xAI takes. */
+export type ImageResolution = "1k" | "2k";
+
+/** Output quality xAI takes. */
+export type ImageQuality = "low" | "medium" | "high";
 
 /** A job's stored state (no image bytes). */
 export interface JobRecord {
@@ -66,6 +80,17 @@ export interface JobRecord {
   webhookEvents?: EventType[];
   /** What the provider charged, once it answered. */
   usage?: Usage;
+  n?: number;
+  resolution?: ImageResolution;
+  quality?: ImageQuality;
+  /** How many reference images the job edits (absent: none, a generation). */
+  referenceCount?: number;
+  /** How many images a succeeded job stored (what `usage.images` counts); absent before success. */
+  imageCount?: number;
+  /** The media type of each stored image, in order (the first is `mimeType`). */
+  mimeTypes?: string[];
+  /** A machine-readable reason of a failure, when there is one (`content_policy`). */
+  errorCode?: string;
 }
 
 /** A job with its image, base64 without a data URL prefix, when it succeeded. */
@@ -128,7 +153,13 @@ export interface SeedAdoption {
   prompt: string;
 }
 
-/** The terminal outcome a worker reports (a success carries the image's bytes). */
+/** One image of a success after the first. */
+export interface ExtraImage {
+  image: Uint8Array;
+  mimeType: string;
+}
+
+/** The terminal outcome a worker reports (a success carries the first image's bytes, then the rest). */
 export type Outcome =
   | {
     type: "succeeded";
@@ -138,8 +169,12 @@ export type Outcome =
     /** The same image as base64, when the worker has it anyway (spares encoding it again). */
     base64?: string;
     usage?: Usage;
+    /** Every image after the first, in order (absent: just the one). */
+    more?: ExtraImage[];
+    /** A read ticket of the job, put in the `data.images` URLs of the `succeeded` notification. */
+    ticket?: string;
   }
-  | { type: "failed"; error: string; usage?: Usage };
+  | { type: "failed"; error: string; errorCode?: string; usage?: Usage };
 
 /** A pointer on the relay feed: a job and the event it just got (image omitted). */
 export interface FeedItem {
@@ -247,6 +282,10 @@ export interface Broker {
   get(id: string, options?: { image?: boolean }): Promise<JobView | null>;
   /** The image of a succeeded job, base64, in one small read; null when it has none (or is gone). */
   image(id: string): Promise<string | null>;
+  /** The `index`-th image (0: the first) of a succeeded job, base64; null when it has none. */
+  imageAt(id: string, index: number): Promise<string | null>;
+  /** The reference images a job edits, as submitted (empty once it ended, or for a generation). */
+  references(id: string): Promise<string[]>;
   /** Cancels a queued or running job. */
   cancel(id: string): Promise<CancelResult>;
   /**

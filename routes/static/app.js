@@ -11,12 +11,29 @@ const FEED_WAIT_MS = 5_000;
 
 let live = Promise.withResolvers();
 let countdown = 0;
+/** The reference image the next submit edits (`job:<id>`), or "" to draw from nothing. */
+let editing = "";
 
 const cards = new Cards({
   list: $("cards"),
   empty: $("no-cards"),
   onEnd: () => history.refreshSoon(),
+  onEdit: (id) => startEditing(id),
 });
+
+/** Makes the next submit an edit of the first image of job `id`. */
+function startEditing(id) {
+  editing = `job:${id}`;
+  $("editing-ref").textContent = id;
+  $("editing").hidden = false;
+  $("prompt").value = "";
+  $("prompt").focus();
+}
+
+function stopEditing() {
+  editing = "";
+  $("editing").hidden = true;
+}
 const history = new History({
   list: $("history"),
   more: $("history-more"),
@@ -63,6 +80,7 @@ function signOut(message = "") {
   forgetCursor();
   cards.clear();
   history.clear();
+  stopEditing();
   $("workspace").hidden = true;
   $("who").hidden = true;
   $("sign-in").hidden = false;
@@ -71,7 +89,7 @@ function signOut(message = "") {
 }
 
 function showError(error) {
-  const fields = { prompt: "prompt-error", aspect_ratio: "aspect-error" };
+  const fields = { prompt: "prompt-error", aspect_ratio: "aspect-error", n: "count-error" };
   const target = $(fields[error.field] ?? "submit-error");
   target.textContent = error.message;
   if (error.field === "prompt") $("prompt").setAttribute("aria-invalid", "true");
@@ -99,7 +117,9 @@ function holdSubmit(seconds, target) {
 
 async function submit(event) {
   event.preventDefault();
-  for (const id of ["prompt-error", "aspect-error", "submit-error"]) $(id).textContent = "";
+  for (const id of ["prompt-error", "aspect-error", "count-error", "submit-error"]) {
+    $(id).textContent = "";
+  }
   $("prompt").removeAttribute("aria-invalid");
   const prompt = $("prompt").value;
   const aspect = $("aspect").value;
@@ -108,8 +128,12 @@ async function submit(event) {
   try {
     await Promise.race([live.promise, new Promise((done) => setTimeout(done, FEED_WAIT_MS))]);
     const body = aspect ? { prompt, aspect_ratio: aspect } : { prompt };
+    const n = Number($("count").value);
+    if (n > 1) body.n = n;
+    if (editing) body.images = [editing];
     const answer = await api("/v1/images", { method: "POST", body });
     cards.add(answer, prompt.trim(), aspect);
+    stopEditing();
   } catch (error) {
     showError(error);
   } finally {
@@ -141,6 +165,7 @@ $("token-form").addEventListener("submit", (event) => {
 });
 
 $("sign-out").addEventListener("click", () => signOut());
+$("editing-stop").addEventListener("click", () => stopEditing());
 $("submit-form").addEventListener("submit", submit);
 $("history-refresh").addEventListener("click", () => history.refresh());
 

@@ -34,7 +34,7 @@ export class CardView {
   #onCanceled;
   #el;
 
-  constructor(job, { onCanceled }) {
+  constructor(job, { onCanceled, onEdit }) {
     this.#job = job;
     this.#onCanceled = onCanceled;
     const root = document.getElementById("card-template").content.firstElementChild.cloneNode(true);
@@ -51,6 +51,7 @@ export class CardView {
       copy: $(".copy"),
       copied: $(".copied"),
       cancel: $(".cancel"),
+      more: $(".more-images"),
     };
     root.dataset.id = job.id;
     root.setAttribute("aria-label", `Job ${job.id}`);
@@ -58,6 +59,7 @@ export class CardView {
     $(".job-id").textContent = job.aspect ? `${job.id} · ${job.aspect}` : job.id;
     this.#el.cancel.addEventListener("click", () => this.#cancel());
     this.#el.copy.addEventListener("click", () => this.#copy());
+    $(".edit").addEventListener("click", () => onEdit(job.id));
     this.#el.img.addEventListener("error", () => this.#imageFailed());
   }
 
@@ -122,6 +124,26 @@ export class CardView {
     el.download.href = src;
     el.download.download = `${job.id}.${EXTENSIONS[mime] ?? "img"}`;
     el.copy.hidden = src.startsWith("blob:");
+    this.#showMore();
+  }
+
+  /** The job's other images (n > 1), by their ticket links, each a link to itself. */
+  #showMore() {
+    const job = this.#job;
+    const more = (job.images ?? []).slice(1);
+    this.#el.more.hidden = more.length === 0;
+    this.#el.more.replaceChildren(...more.map((image, i) => {
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = image.url;
+      link.download = `${job.id}-${i + 1}.${EXTENSIONS[image.mime_type] ?? "img"}`;
+      const img = document.createElement("img");
+      img.src = image.url;
+      img.alt = `Generated image ${i + 2}: ${job.prompt}`;
+      link.append(img);
+      item.append(link);
+      return item;
+    }));
   }
 
   /** A ticket link that stopped working (expired): fetch the image with the token instead, once. */

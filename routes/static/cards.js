@@ -13,16 +13,18 @@ export class Cards {
   #list;
   #empty;
   #onEnd;
+  #onEdit;
   #jobs = [];
   #views = new Map();
   /** Events of jobs with no card yet (their submit answer is still on its way), by job id. */
   #early = new Map();
   #ticker = 0;
 
-  constructor({ list, empty, onEnd }) {
+  constructor({ list, empty, onEnd, onEdit }) {
     this.#list = list;
     this.#empty = empty;
     this.#onEnd = onEnd;
+    this.#onEdit = onEdit;
   }
 
   /** Draws the cards saved in this tab. */
@@ -109,6 +111,7 @@ export class Cards {
     const job = this.#jobs.find((j) => j.id === current.id);
     if (!job) return;
     if (current.urls) job.urls = { ...job.urls, ...current.urls };
+    if (current.result?.images) job.images = current.result.images;
     const at = current.updated_at ?? new Date().toISOString();
     // Rows made from a status are marked approximate: the stream's own event replaces them.
     if (current.status === "running" && !job.rows.some((r) => r.type === "started")) {
@@ -125,6 +128,7 @@ export class Cards {
     const row = { type: n.type, at: n.at };
     if (n.error) row.error = n.error;
     if (n.data?.mime_type) row.mime = n.data.mime_type;
+    if (n.data?.images) job.images = n.data.images;
     if (n.approx) row.approx = true;
     const guess = job.rows.findIndex((r) => r.approx && r.type === n.type);
     if (guess >= 0 && !n.approx) {
@@ -144,7 +148,10 @@ export class Cards {
   }
 
   #draw(job) {
-    const view = new CardView(job, { onCanceled: (current) => this.update(current) });
+    const view = new CardView(job, {
+      onCanceled: (current) => this.update(current),
+      onEdit: (id) => this.#onEdit(id),
+    });
     this.#views.set(job.id, view);
     this.#list.prepend(view.root);
     this.#render(job);

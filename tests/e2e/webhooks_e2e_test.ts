@@ -28,7 +28,9 @@ function verified(request: Received) {
     id: string;
     type: string;
     success: boolean;
-    data?: { image: string; mime_type: string };
+    data?: { image: string; mime_type: string; images: { mime_type: string; url: string }[] };
+    error?: string;
+    error_code?: string;
     usage?: { images: number; cost_usd: number };
   };
 }
@@ -49,10 +51,11 @@ async function deliveries(service: ServiceProcess, outcome: string, n: number): 
 async function oneVerifiedDelivery(service: ServiceProcess, token: string, receiver: {
   url(): string;
   requests: { next(what: string, ms: number): Promise<Received>; all: Received[] };
-}) {
+}, xai: FakeXai) {
   const { status, body } = await submit(service.url, token, {
     prompt: "a red fox in snow",
     webhook: receiver.url(),
+    n: 2,
   });
   assert.equal(status, 202, JSON.stringify(body));
   const request = await receiver.requests.next("the webhook", WITHIN_MS);
@@ -64,9 +67,26 @@ async function oneVerifiedDelivery(service: ServiceProcess, token: string, recei
   // What the provider charged rides along (the placeholder's images are free, the fake's cost 2¢).
   assert.equal(notification.usage?.images, 1);
   assert.ok([0, 0.02].includes(notification.usage!.cost_usd), JSON.stringify(notification.usage));
+  // Every image is listed, each link fetchable by its ticket alone.
+  const links = notification.data!.images;
+  assert.deepEqual(links.map((link) => link.mime_type), ["image/png", "image/jpeg"]);
+  for (const link of links) {
+    const image = await fetch(`${service.url}${link.url}`);
+    assert.equal(image.status, 200);
+    assert.equal(image.headers.get("content-type"), link.mime_type);
+    await image.body?.cancel();
+  }
   assert.match(request.headers.get("webhook-id")!, new RegExp(`^msg_${body.id}_succeeded_`));
   await deliveries(service, "delivered", 1);
   assert.equal(receiver.requests.all.length, 1); // done before counted: nothing else is pending
+  // A refusal's delivery says so, with its code.
+  xai.inject({ refuse: true });
+  const refused = await submit(service.url, token, { prompt: "refused", webhook: receiver.url() });
+  assert.equal(refused.status, 202);
+  const failed = verified(await receiver.requests.next("the refusal's webhook", WITHIN_MS));
+  assert.equal(failed.type, "failed");
+  assert.equal(failed.error, "The request was refused by the image provider's content policy");
+  assert.equal(failed.error_code, "content_policy");
 }
 
 Deno.test({
@@ -83,7 +103,7 @@ Deno.test({
         body: JSON.stringify({ sub: "alice" }),
       });
       const { token } = await res.json();
-      await oneVerifiedDelivery(service, token, receiver);
+      await oneVerifiedDelivery(service, token, receiver, xai);
     } finally {
       assert.equal(await service.stop("SIGTERM"), 0, service.output());
       await receiver.close();
@@ -104,7 +124,7 @@ transportTest("a service on Redis delivers one signed webhook per job", async (_
       ...webhookEnv(xai, receiver.port),
     });
     try {
-      await oneVerifiedDelivery(service, await signToken("alice"), receiver);
+      await oneVerifiedDelivery(service, await signToken("alice"), receiver, xai);
     } finally {
       assert.equal(await service.stop("SIGTERM"), 0, service.output());
     }

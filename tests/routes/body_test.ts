@@ -1,5 +1,6 @@
 /** Tests of the JSON body reader (routes/body.ts) through POST /v1/images and POST /v1/dev/token. */
 import assert from "node:assert/strict";
+import { MAX_REQUEST_BYTES } from "../../routes/references.ts";
 import { bearer, withService } from "../support/app.ts";
 
 const LARGE = JSON.stringify({ prompt: "a fox", pad: "x".repeat(64 * 1024) });
@@ -27,13 +28,16 @@ Deno.test("POST /v1/images answers 413 by the declared or the counted size", asy
         body,
         duplex: "half",
       } as RequestInit);
-    await t.step("a Content-Length over 64 KiB, before reading any byte", async () => {
-      const { body, reads } = counted();
-      const res = await post(body, { "Content-Length": String(128 * 1024) });
-      assert.equal(res.status, 413);
-      assert.equal(reads(), 0);
-      assert.equal((await res.json()).error.code, "payload_too_large");
-    });
+    await t.step(
+      "a Content-Length over the cap (64 KiB and three 10 MiB images), unread",
+      async () => {
+        const { body, reads } = counted();
+        const res = await post(body, { "Content-Length": String(MAX_REQUEST_BYTES + 1) });
+        assert.equal(res.status, 413);
+        assert.equal(reads(), 0);
+        assert.equal((await res.json()).error.code, "payload_too_large");
+      },
+    );
     await t.step("a Content-Length that understates the body", async () => {
       const res = await post(LARGE, { "Content-Length": "100" });
       assert.equal(res.status, 413);

@@ -67,7 +67,11 @@ Deno.test("GET /v1/jobs lists items in the job document's shape without the imag
     assert.equal(item.id, submitted.id);
     assert.equal(item.status, "succeeded");
     assert.equal(item.prompt, "a fox");
-    assert.deepEqual(item.result, { mime_type: "image/png", revised_prompt: "revised" });
+    const { images, ...result } = item.result;
+    assert.deepEqual(result, { mime_type: "image/png", revised_prompt: "revised" });
+    assert.equal(images.length, 1);
+    assert.equal(images[0].mime_type, "image/png");
+    assert.match(images[0].url, new RegExp(`^/v1/jobs/${submitted.id}/images/0\\?ticket=`));
     assert.equal(item.urls.self, `/v1/jobs/${submitted.id}`);
     assert.match(item.urls.image, new RegExp(`^/v1/jobs/${submitted.id}/image\\?ticket=`));
   });

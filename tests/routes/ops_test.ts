@@ -65,6 +65,7 @@ Deno.test("GET /openapi.json is an OpenAPI 3.1 document generated from the route
         "GET /v1/jobs/{id} getJob",
         "GET /v1/jobs/{id}/events streamJobEvents",
         "GET /v1/jobs/{id}/image getJobImage",
+        "GET /v1/jobs/{id}/images/{index} getJobImageAt",
         "GET /v1/usage getUsage",
         "GET /v1/ws openJobSocket",
         "POST /v1/images submitJob",

@@ -1,8 +1,12 @@
 /** A fake xAI images API on 127.0.0.1 for tests and benchmarks, with injectable faults. */
 
-/** A fault consumed by one generations request (queued in order). */
+/** A fault consumed by one generations or edits request (queued in order). */
 export type Fault =
   | { status: 500 }
+  /** A content-policy refusal: 400 with the moderation's message, as xAI answers one. */
+  | { refuse: true }
+  /** A 200 whose every image xAI's moderation withheld (`respect_moderation: false`). */
+  | { moderated: true }
   | { status: 429; retryAfter?: string }
   | { status: 400; message?: string }
   | { delayMs: number }
@@ -35,8 +39,16 @@ export interface FakeXaiOptions {
   costTicksPerImage?: number;
 }
 
+/** The refusal the fake answers, shaped as xAI's errors are (`code` and `error`). */
+export const REFUSAL = {
+  code: "Client specified an invalid argument",
+  error: "Generated image rejected by content moderation.",
+};
+
 /** One recorded generations (or edits) request. */
 export interface RecordedRequest {
+  /** `/v1/images/generations` or `/v1/images/edits`. */
+  path: string;
   body: unknown;
   authorization: string | null;
   at: number;
@@ -172,6 +184,29 @@ function checkedTicks(ticks: number): number {
 }
 
 /** Images asked for: a whole `n` from 1 to 10, else 1. */
+/** The images after the first of an answer with n > 1, in turn. */
+const OTHERS = [IMAGES.jpeg, IMAGES.webp, IMAGES.png];
+
+/**
+ * What is wrong with an edits body, as xAI would say it, or null: `image` ({url, type}) or `images`
+ * (1 to 3 of them), not both, each URL a data URI or an https URL.
+ */
+function editProblem(input: Record<string, unknown>): string | null {
+  const single = input.image;
+  const several = input.images;
+  if ((single === undefined) === (several === undefined)) return "give one of image or images";
+  const list = single !== undefined ? [single] : several;
+  if (!Array.isArray(list) || list.length < 1 || list.length > 3) return "images: 1 to 3";
+  for (const item of list) {
+    const { url, type } = (item ?? {}) as { url?: unknown; type?: unknown };
+    if (type !== "image_url") return "each image needs type image_url";
+    if (typeof url !== "string" || !/^(data:image\/(jpeg|png|webp);base64,|https:\/\/)/.test(url)) {
+      return "each image url must be a data URI or an https URL";
+    }
+  }
+  return null;
+}
+
 function imageCount(body: unknown): number {
   const n = (body as { n?: unknown } | null)?.n;
   return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 10 ? n : 1;
@@ -266,7 +301,13 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
       limitedMs: number;
     },
   ): Promise<Response> {
-    requests.push({ body, authorization, at: Date.now(), endpoint });
+    requests.push({
+      path: `/v1/images/${endpoint}`,
+      body,
+      authorization,
+      at: Date.now(),
+      endpoint,
+    });
     if (requests.length >= MAX_RECORDED * 2) requests.splice(0, MAX_RECORDED);
     if (!authorization || !BEARER.test(authorization)) {
       return json(401, { code: "Unauthorized", error: "Incorrect API key provided" });
@@ -281,6 +322,7 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
     if (!fault && failRate > 0 && Math.random() < failRate) {
       return json(500, { code: "Injected", error: "Injected random 500" });
     }
+    if (fault && "refuse" in fault) return json(400, REFUSAL);
     if (fault && "status" in fault) {
       if (fault.status === 400) {
         const error = fault.message ?? "Client specified an invalid argument";
@@ -302,7 +344,15 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
         error: "prompt is required",
       });
     }
+    const problem = endpoint === "edits" ? editProblem(input) : null;
+    if (problem !== null) {
+      return json(400, { code: "Client specified an invalid argument", error: problem });
+    }
+    if (input.n !== undefined && imageCount(body) !== input.n) {
+      return json(400, { code: "Client specified an invalid argument", error: "n must be 1..10" });
+    }
     const n = imageCount(body);
+    const moderated = fault && "moderated" in fault ? { respect_moderation: false } : {};
     const usage = { cost_in_usd_ticks: costTicksPerImage * n };
     const revised_prompt = `revised: ${input.prompt}`;
     const headers = bucket?.headers() ?? {};
@@ -312,7 +362,12 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
         : fault && "html" in fault
         ? HTML.toBase64()
         : imageBase64;
-      const data = Array.from({ length: n }, () => ({ b64_json, revised_prompt }));
+      // The first image is the configured kind; the others cycle through the three kinds.
+      const data = Array.from({ length: n }, (_, k) => ({
+        b64_json: k === 0 ? b64_json : OTHERS[(k - 1) % OTHERS.length],
+        revised_prompt,
+        ...moderated,
+      }));
       return json(200, { data, usage }, headers);
     }
     const data = Array.from({ length: n }, (_, i) => {
@@ -324,7 +379,7 @@ export async function startFakeXai(options: FakeXaiOptions = {}): Promise<FakeXa
         name = `redirect-${id}.jpg`;
         redirects.set(name, fault.redirectTo);
       }
-      return { url: `${origin}/images/${name}`, revised_prompt };
+      return { url: `${origin}/images/${name}`, revised_prompt, ...moderated };
     });
     return json(200, { data, usage }, headers);
   }

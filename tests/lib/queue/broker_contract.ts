@@ -16,6 +16,7 @@ import {
   SUCCESS,
   types,
 } from "./broker_contract_helpers.ts";
+import { imagesContract } from "./broker_contract_images.ts";
 import { leasesContract } from "./broker_contract_leases.ts";
 import { lifetimeContract } from "./broker_contract_lifetime.ts";
 import { limitsContract } from "./broker_contract_limits.ts";
@@ -171,6 +172,7 @@ export function brokerContract(
         image: dataUrl("image/png", IMAGE),
         mime_type: "image/png",
         revised_prompt: SUCCESS.revisedPrompt,
+        images: [{ mime_type: "image/png", url: `/v1/jobs/${job.id}/images/0` }],
       });
       assert.deepEqual(await broker.reclaim("w2", 0, 10), []);
     });
@@ -249,4 +251,5 @@ export function brokerContract(
   turnsContract(test);
   leasesContract(test);
   lifetimeContract(test);
+  imagesContract(test);
 }

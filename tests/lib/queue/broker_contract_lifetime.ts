@@ -66,7 +66,8 @@ export function lifetimeContract(test: ContractTest): void {
       await t.step("a success and a queued job with options have the same fields too", async () => {
         const delivery = await running(broker);
         await broker.finish(delivery, SUCCESS);
-        const done = [...RECORD_KEYS, "mimeType", "revisedPrompt"].sort();
+        const done = [...RECORD_KEYS, "mimeType", "revisedPrompt", "imageCount", "mimeTypes"]
+          .sort();
         assert.deepEqual(sortedKeys(await broker.get(delivery.jobId)), done);
         const job = newJob({ model: "grok-image", aspectRatio: "1:1" });
         const { job: submitted } = await broker.submit(job);

@@ -5,6 +5,7 @@
 import {
   dataUrl,
   type EventType,
+  imageLinks,
   type NotificationBody,
   PROCESSING_ERROR,
 } from "../../../lib/live/notifications.ts";
@@ -16,8 +17,10 @@ import {
   FAILED_ERROR,
   type Hook,
   JOB_IDS,
+  MORE_IMAGES,
   type Op,
   OWNERS,
+  referencesOf,
   REVISED,
   WEBHOOK_URL,
 } from "./broker_model_ops.ts";
@@ -58,6 +61,12 @@ interface MJob {
   events: Record<string, unknown>[];
   runningEntry?: number;
   hook: Hook;
+  /** Reference images, kept until the job ends. */
+  refs: string[];
+  /** How many reference images it was submitted with. */
+  refCount: number;
+  /** Images of its success. */
+  images?: number;
 }
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -81,7 +90,7 @@ export class Model {
   apply(op: Op, index: number): Answer {
     switch (op.kind) {
       case "submit":
-        return this.#submit(JOB_IDS[op.job], OWNERS[op.owner], op.hook);
+        return this.#submit(JOB_IDS[op.job], OWNERS[op.owner], op.hook, op.refs);
       case "claim":
         return this.stream.claim(op.consumer, op.count);
       case "reclaim":
@@ -151,7 +160,7 @@ export class Model {
     }
     if (!job || TERMINAL.has(job.status)) return false;
     if (op.outcome === "failed") this.#end(job, "failed", FAILED_ERROR);
-    else this.#succeed(job, op.outcome === "revised");
+    else this.#succeed(job, op.outcome === "revised", op.images ?? 1);
     return true;
   }
 
@@ -173,10 +182,19 @@ export class Model {
     return out;
   }
 
-  #submit(id: string, owner: string, hook: Hook): Answer {
+  #submit(id: string, owner: string, hook: Hook, refs?: number): Answer {
     const found = this.jobs.get(id);
     if (found) return { created: false, ...this.#brief(found), owner: found.owner };
-    const job: MJob = { id, owner, status: "queued", attempts: 0, events: [], hook };
+    const job: MJob = {
+      id,
+      owner,
+      status: "queued",
+      attempts: 0,
+      events: [],
+      hook,
+      refs: referencesOf(id, refs),
+      refCount: refs ?? 0,
+    };
     this.jobs.set(id, job);
     this.#emit(job, { type: "queued", success: true });
     this.stream.enqueue(id, owner);
@@ -223,13 +241,19 @@ export class Model {
 
   #end(job: MJob, status: "failed" | "canceled", error: string): void {
     this.stream.leave(job.id);
-    Object.assign(job, { status, error });
+    Object.assign(job, { status, error, refs: [] });
     this.#emit(job, { type: status, success: false, error });
   }
 
-  #succeed(job: MJob, revised: boolean): void {
+  #succeed(job: MJob, revised: boolean, images: number): void {
     this.stream.leave(job.id);
-    Object.assign(job, { status: "succeeded", error: undefined, succeeded: true });
+    Object.assign(job, {
+      status: "succeeded",
+      error: undefined,
+      succeeded: true,
+      refs: [],
+      images,
+    });
     const data: { image: string; mime_type: string; revised_prompt?: string } = {
       image: dataUrl("image/png", IMAGE),
       mime_type: "image/png",
@@ -238,7 +262,8 @@ export class Model {
       job.revised = REVISED;
       data.revised_prompt = REVISED;
     }
-    this.#emit(job, { type: "succeeded", success: true, data });
+    const images_ = imageLinks(job.id, mimeTypesOf(images));
+    this.#emit(job, { type: "succeeded", success: true, data: { ...data, images: images_ } });
   }
 
   /** Appends an event to the job's log and to the feed, and a webhook task when the job asked for it. */
@@ -282,7 +307,15 @@ export class Model {
       attempts: job.attempts,
     };
     if (job.error !== undefined) shape.error = job.error;
-    if (job.succeeded) Object.assign(shape, { mimeType: "image/png", image: IMAGE });
+    if (job.succeeded) {
+      const count = job.images ?? 1;
+      const mimeTypes = mimeTypesOf(count);
+      Object.assign(shape, { mimeType: "image/png", image: IMAGE, imageCount: count, mimeTypes });
+    }
+    if (job.refCount > 0) shape.referenceCount = job.refCount;
+    shape.references = job.refs;
+    const more = MORE_IMAGES.slice(0, (job.images ?? 1) - 1).map((x) => x.image.toBase64());
+    shape.stored = job.succeeded ? [IMAGE, ...more, null] : [null];
     if (job.revised !== undefined) shape.revisedPrompt = job.revised;
     if (job.hook !== undefined) shape.webhook = WEBHOOK_URL;
     if (Array.isArray(job.hook)) shape.webhookEvents = job.hook;
@@ -292,6 +325,11 @@ export class Model {
   #eventShapes(job: MJob): EventShape[] {
     return job.events.map((notification, i) => ({ eventId: String(i + 1), notification }));
   }
+}
+
+/** The media types of a success of `count` images. */
+function mimeTypesOf(count: number): string[] {
+  return ["image/png", ...MORE_IMAGES.slice(0, count - 1).map((x) => x.mimeType)];
 }
 
 /** The prompt every submit of a job id uses. */

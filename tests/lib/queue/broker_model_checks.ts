@@ -131,11 +131,20 @@ export async function snapshot(broker: Broker): Promise<Snapshot> {
   const out: Snapshot = {};
   for (const id of JOB_IDS) {
     const view = await broker.get(id, { image: true });
+    const shape = jobShape(view as unknown as Record<string, unknown> | null);
+    if (shape) {
+      // What the job keeps besides its record: its references until it ends, and every image.
+      shape.references = await broker.references(id);
+      const count = view?.imageCount ?? 0;
+      const stored = [];
+      for (let k = 0; k <= count; k++) stored.push(await broker.imageAt(id, k));
+      shape.stored = stored;
+    }
     const events: EventShape[] = (await broker.events(id)).map(({ eventId, notification }) => {
       const { at: _at, ...rest } = notification;
       return { eventId, notification: rest };
     });
-    out[id] = { job: jobShape(view as unknown as Record<string, unknown> | null), events };
+    out[id] = { job: shape, events };
   }
   return out;
 }

@@ -35,6 +35,17 @@ export const FAILED_ERROR = "boom";
 /** The revised prompt of a successful outcome that has one. */
 export const REVISED = "revised fox";
 
+/** The images a success stores after the first PNG, in order (a JPEG, then a WebP). */
+export const MORE_IMAGES = [
+  { image: new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 7]), mimeType: "image/jpeg" },
+  { image: new TextEncoder().encode("RIFF\0\0\0\0WEBPVP8 "), mimeType: "image/webp" },
+] as const;
+
+/** The reference images a submit with `refs` of them names. */
+export function referencesOf(id: string, refs = 0): string[] {
+  return Array.from({ length: refs }, (_, k) => `https://refs.example/${id}/${k}.png`);
+}
+
 type Consumer = (typeof CONSUMERS)[number];
 /** A submit's webhook: none, one with the default (terminal) events, or one asking for these. */
 export type Hook = undefined | "default" | EventType[];
@@ -44,7 +55,7 @@ export type Hook = undefined | "default" | EventType[];
  * a webhook task taken earlier. Webhook times are in units of the take clock, which `advance` moves.
  */
 export type Op =
-  | { kind: "submit"; job: number; owner: number; hook: Hook }
+  | { kind: "submit"; job: number; owner: number; hook: Hook; refs?: number }
   | { kind: "claim"; consumer: Consumer; count: number }
   | { kind: "reclaim"; consumer: Consumer; count: number }
   | { kind: "start"; d: number }
@@ -53,7 +64,7 @@ export type Op =
   /** The provider answered 429: the turn goes back (no attempt counted, first in its owner's line). */
   | { kind: "giveBack"; d: number }
   | { kind: "promote"; all: boolean }
-  | { kind: "finish"; d: number; outcome: "succeeded" | "revised" | "failed" }
+  | { kind: "finish"; d: number; outcome: "succeeded" | "revised" | "failed"; images?: number }
   | { kind: "cancel"; job: number }
   | { kind: "deadLetter"; d: number }
   | { kind: "ack"; d: number }
@@ -95,7 +106,7 @@ function kind<K extends Op["kind"], R>(
  */
 export function opsArbitrary(maxLength: number): fc.Arbitrary<Op[]> {
   const op = fc.oneof(
-    kind("submit", 3, { job, owner, hook }),
+    kind("submit", 3, { job, owner, hook, refs: fc.nat(3) }),
     kind("claim", 4, { consumer, count }),
     kind("reclaim", 3, { consumer, count }),
     kind("start", 4, { d }),
@@ -103,7 +114,7 @@ export function opsArbitrary(maxLength: number): fc.Arbitrary<Op[]> {
     kind("retry", 3, { d, long: fc.boolean() }),
     kind("giveBack", 2, { d }),
     kind("promote", 2, { all: fc.boolean() }),
-    kind("finish", 3, { d, outcome }),
+    kind("finish", 3, { d, outcome, images: fc.integer({ min: 1, max: 3 }) }),
     kind("cancel", 2, { job }),
     kind("deadLetter", 1, { d }),
     kind("ack", 1, { d }),

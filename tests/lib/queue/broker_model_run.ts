@@ -13,8 +13,10 @@ import {
 import {
   FAILED_ERROR,
   JOB_IDS,
+  MORE_IMAGES,
   type Op,
   OWNERS,
+  referencesOf,
   RETRY_REASON,
   REVISED,
   STATUSES,
@@ -42,9 +44,10 @@ const LATER_MS = { short: 3_600_000, all: 2_000_000_000 };
 /** A claim that does not wait: the sequence is single-threaded, nobody adds entries meanwhile. */
 const NO_WAIT = { blockMs: 0 };
 
-function outcomeOf(kind: "succeeded" | "revised" | "failed"): Outcome {
+function outcomeOf(kind: "succeeded" | "revised" | "failed", images = 1): Outcome {
   if (kind === "failed") return { type: "failed", error: FAILED_ERROR };
   const outcome: Outcome = { type: "succeeded", image: IMAGE_BYTES, mimeType: "image/png" };
+  if (images > 1) outcome.more = MORE_IMAGES.slice(0, images - 1).map((extra) => ({ ...extra }));
   return kind === "revised" ? { ...outcome, revisedPrompt: REVISED } : outcome;
 }
 
@@ -89,6 +92,7 @@ async function step(target: Target, op: Op, index: number, state: RunState) {
       const job: NewJob = { id, owner: OWNERS[op.owner], prompt: promptOf(id) };
       if (op.hook !== undefined) job.webhook = WEBHOOK_URL;
       if (Array.isArray(op.hook)) job.webhookEvents = op.hook;
+      if (op.refs) job.references = referencesOf(id, op.refs);
       const { created, job: record } = await broker.submit(job);
       return { created, status: record.status, attempts: record.attempts, owner: record.owner };
     }
@@ -149,7 +153,7 @@ async function step(target: Target, op: Op, index: number, state: RunState) {
     case "giveBack":
       return await broker.retryLater(delivery, 0, RETRY_REASON, { giveBack: true });
     case "finish":
-      return await broker.finish(delivery, outcomeOf(op.outcome));
+      return await broker.finish(delivery, outcomeOf(op.outcome, op.images));
     case "deadLetter":
       await broker.deadLetter(delivery, "delivered too many times");
       return "done";
