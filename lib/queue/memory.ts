@@ -119,7 +119,7 @@ export class MemoryBroker implements Broker {
     if (limits.maxActivePerOwner && this.#limits.busy(job.owner, limits.maxActivePerOwner)) {
       return attempted("owner_busy");
     }
-    const images = limits.images ?? 1;
+    const images = limits.images ?? job.n ?? 1;
     if (limits.maxImagesPerDay) {
       if (!this.#turns.reserve(job.owner, images, limits.maxImagesPerDay)) {
         const retryAfterSec = secondsToDayEnd(this.#store.now());

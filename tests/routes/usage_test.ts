@@ -119,3 +119,24 @@ test("MAX_IMAGES_PER_OWNER_PER_DAY: over it 429 quota_exceeded until the day end
     await service.close();
   }
 });
+
+test("a job of n images counts n in its usage and against the daily quota", async () => {
+  const service = await startTestService({ env: { MAX_IMAGES_PER_OWNER_PER_DAY: "4" } });
+  try {
+    const token = await service.token("many");
+    const { body } = await submitJob(service, token, { prompt: "three foxes", n: 3 });
+    const job = await waitForStatus(service, token, body.id, ["succeeded"]);
+    assert.deepEqual(job.usage, { images: 3, cost_usd: 0 });
+    const over = await submitJob(service, token, { prompt: "two more", n: 2 });
+    assert.equal(over.response.status, 429);
+    assert.equal(over.body.error.code, "quota_exceeded");
+    assert.equal(
+      (await submitJob(service, token, { prompt: "one more", n: 1 })).response.status,
+      202,
+    );
+    const usage = await (await service.request("/v1/usage", { headers: bearer(token) })).json();
+    assert.deepEqual(usage.quota, { images_per_day: 4, remaining: 0 });
+  } finally {
+    await service.close();
+  }
+});
