@@ -64,9 +64,9 @@ async function oneVerifiedDelivery(service: ServiceProcess, token: string, recei
   assert.equal(notification.type, "succeeded");
   assert.equal(notification.success, true);
   assert.match(notification.data!.image, /^data:image\/png;base64,iVBOR/);
-  // What the provider charged rides along (the placeholder's images are free, the fake's cost 2¢).
-  assert.equal(notification.usage?.images, 1);
-  assert.ok([0, 0.02].includes(notification.usage!.cost_usd), JSON.stringify(notification.usage));
+  // What the provider charged rides along (the placeholder's images are free, the fake's 2¢ each).
+  assert.equal(notification.usage?.images, 2);
+  assert.ok([0, 0.04].includes(notification.usage!.cost_usd), JSON.stringify(notification.usage));
   // Every image is listed, each link fetchable by its ticket alone.
   const links = notification.data!.images;
   assert.deepEqual(links.map((link) => link.mime_type), ["image/png", "image/jpeg"]);
