@@ -72,6 +72,16 @@ export function createApp(deps: AppDeps) {
       else log.debug("{method} {url} {status} {ms} ms", line);
     });
   });
+  if (config.CORS_ORIGINS?.length) {
+    // Image bytes read by ticket may be shown by the allowed origins' pages (<img src>): their
+    // Cross-Origin-Resource-Policy lets them, where every other answer stays same-origin.
+    app.use("/v1/jobs/:id/*", async function imagesCrossOrigin(c, next) {
+      await next();
+      if (/^\/v1\/jobs\/[^/]+\/images?(\/\d+)?$/.test(c.req.path)) {
+        c.res.headers.set("Cross-Origin-Resource-Policy", "cross-origin");
+      }
+    });
+  }
   // An API: keep the headers that matter to it, skip the legacy browser ones (each costs per response).
   app.use(secureHeaders({
     crossOriginEmbedderPolicy: false,
