@@ -11,6 +11,15 @@ export const EXIT = {
   interrupted: 130,
 } as const;
 
+/**
+ * Text from the service made safe to print: control characters (escape sequences that could move the
+ * cursor, rewrite the screen or the terminal's title, newlines that could fake lines) are dropped.
+ */
+export function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "");
+}
+
 /** A failure the CLI reports with its message and ends with its exit code. */
 export class CliError extends Error {
   override name = "CliError";

@@ -1,4 +1,5 @@
 /** The CLI's progress display: a live status line on a terminal, plain lines anywhere else. */
+import { printable } from "./errors.ts";
 
 const FRAMES = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 const CLEAR_LINE = "\r\x1b[2K";
@@ -42,7 +43,7 @@ export class Progress {
   /** Prints a line of its own (above the status line on a terminal). */
   line(text: string): void {
     this.#clear();
-    this.#write(`${text}\n`);
+    this.#write(`${printable(text)}\n`);
     this.#draw();
   }
 

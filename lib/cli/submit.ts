@@ -2,7 +2,8 @@
 import { resolve } from "node:path";
 import { ApiClient } from "./api.ts";
 import { type ParsedArgs, parseSubmitArgs, type SubmitOptions, USAGE } from "./args.ts";
-import { CliError, EXIT } from "./errors.ts";
+import { CliError, EXIT, printable } from "./errors.ts";
+import { JOB_ID } from "../queue/types.ts";
 import { followJob } from "./follow.ts";
 import { extensionOf, fetchImage } from "./image_file.ts";
 import { Progress } from "./progress.ts";
@@ -33,9 +34,9 @@ class Interrupted extends Error {
 
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 
-/** The message of anything thrown. */
+/** The message of anything thrown, safe to print (it may carry the service's text). */
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return printable(error instanceof Error ? error.message : String(error));
 }
 
 /** Submits, follows, downloads and saves; `onJob` learns the job id as soon as there is one. */
@@ -65,6 +66,13 @@ async function submitAndSave(
     n: options.n,
     images,
   });
+  // The id names files here: only an id of the contract's pattern (no slash, no control character).
+  if (typeof job.id !== "string" || !JOB_ID.test(job.id)) {
+    throw new CliError(
+      EXIT.unreachable,
+      "Cannot follow the job: the service sent an invalid job id",
+    );
+  }
   onJob(job.id);
   progress.line(`Submitted job ${job.id} to ${options.url}`);
   signal.throwIfAborted();
