@@ -147,14 +147,16 @@ export class FeedReader {
     const ids = cursor.split(",");
     if (ids.length !== this.#ctx.partitions || !ids.every((id) => STREAM_ID.test(id))) return null;
     const feeds = this.#ctx.all.map((p) => this.#ctx.keys.events(p));
+    // The range first, then what the feed trimmed: a trim between the two reads then shows (the
+    // client resets). The other order could read a range a trim had already cut, and miss the gap.
     const replies = await this.#ctx.spread(feeds.flatMap((feed, p) => [
-      ["XINFO", "STREAM", feed],
       ["XRANGE", feed, `(${ids[p]}`, "+", "COUNT", String(limit)],
+      ["XINFO", "STREAM", feed],
     ]));
     const items: FeedItem[] = [];
     for (let p = 0; p < feeds.length; p++) {
-      const info = replies[2 * p];
-      const range = replies[2 * p + 1];
+      const range = replies[2 * p];
+      const info = replies[2 * p + 1];
       if (range instanceof Error) throw range;
       if (!(info instanceof Error)) {
         // Trimmed after the cursor, or a cursor the feed never handed out: the client starts over.

@@ -37,3 +37,56 @@ for (const transport of ["tcp", "upstash"] as const) {
     },
   });
 }
+
+/** The names of the commands Redis runs while `work` runs, in order (MONITOR on its own connection). */
+async function commandOrder(port: number, work: () => Promise<unknown>): Promise<string[]> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode("MONITOR\r\n"));
+  const names: string[] = [];
+  let ready!: () => void;
+  const started = new Promise<void>((resolve) => ready = resolve);
+  const reading = (async () => {
+    let rest = "";
+    try {
+      for await (const chunk of conn.readable.pipeThrough(new TextDecoderStream())) {
+        const lines = (rest + chunk).split("\r\n");
+        rest = lines.pop() ?? "";
+        for (const line of lines) {
+          if (line === "+OK") ready();
+          const match = /^\+[\d.]+ \[\d+ [^\]]+\] "([^"]+)"/.exec(line);
+          if (match) names.push(match[1].toUpperCase());
+        }
+      }
+    } catch {
+      // closed below
+    }
+  })();
+  await started;
+  await work();
+  await redisCommand(port, ["PING"]);
+  while (!names.includes("PING")) await new Promise((resolve) => setTimeout(resolve, 5));
+  conn.close();
+  await reading;
+  return names;
+}
+
+Deno.test({
+  name:
+    "replay reads the range before the feed's trim state, so a trim between them shows as a reset",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const fixture = await redisBrokerFixture("tcp", 1);
+    const { broker, server } = fixture;
+    try {
+      await broker.init();
+      const { cursor } = await broker.tail(null, { blockMs: 0 });
+      await broker.submit(newJob());
+      const names = await commandOrder(server.port, () => broker.replay(cursor, 10));
+      const reads = names.filter((name) => name === "XRANGE" || name === "XINFO");
+      assert.deepEqual(reads, ["XRANGE", "XINFO"]);
+    } finally {
+      await fixture.cleanup();
+    }
+  },
+});
