@@ -22,8 +22,8 @@ export const CREATE = `
 -- ARGV[11] max jobs queued (0: none), [12] "1" on the second pass (the rate was counted, ids of
 -- ended jobs follow), [13] submissions per owner per minute (0: none), [14] oldest feed id to keep,
 -- [15] now (ms), [16] webhook URL ('' none), [17] webhook event types (space-separated, '' default),
--- [18] ttl seconds of the owner's job index ('0': leave its expiry as it is), [19] "1" when the id was made by the server (it cannot
--- exist: no EXISTS), [20] the partition's pace cap (see TURN), [21] the jobs stream's group,
+-- [18] ttl seconds of the owner's job index ('0': leave its expiry as it is), [19] "1" when the id
+-- was made by the server (a hint, unused: every id is checked), [20] the partition's pace cap (see TURN), [21] the jobs stream's group,
 -- [22] images per owner per day (0: none), [23] images this job asks for, [24] seconds until the
 -- day ends, [25] the owner's index drops ids older than this (ms) when its expiry is renewed,
 -- [26] k, the number of more field-value pairs of the job hash (n, resolution, quality, the
@@ -42,7 +42,9 @@ ${WEBHOOK_LUA}
 ${PACE_LUA}
 ${PARK_LUA}
 ${ENQUEUE_LUA}
-if ARGV[19] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+-- Every id is checked, a server-made one too: a CREATE run twice (a client library resending it
+-- after a reconnect) answers the job it made the first time instead of resetting it.
+if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HMGET', KEYS[1], unpack(FIELDS))}
 end
 local k = tonumber(ARGV[26])

@@ -107,8 +107,8 @@ export interface SubmitLimits {
   /** Entries the jobs stream may hold before submits are refused. */
   maxQueued?: number;
   /**
-   * Not a limit, a hint: the server made the id just now (128 random bits), so no job can have it and
-   * the broker may skip its existence check. Never set for an id a client chose.
+   * Not a limit, a hint: the server made the id just now (128 random bits). The brokers still check
+   * that no job has it, since a resent submit (after a reconnect) must answer the job it made.
    */
   freshId?: boolean;
   /** Images one owner may ask for per UTC day (0 or absent: no cap). */
