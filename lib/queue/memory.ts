@@ -220,10 +220,13 @@ export class MemoryBroker implements Broker {
   }
 
   async finish(delivery: Delivery, outcome: Outcome): Promise<boolean> {
+    // The same write again (as a resend after a reconnect runs it twice in Redis): done.
+    if (this.#endedBy(delivery, outcome.type)) return true;
     if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
     if (!job || TERMINAL_STATUSES.has(job.record.status)) return false;
+    if (delivery.entryId !== "") job.fin = `${delivery.entryId} ${outcome.type}`;
     const record = job.record;
     const usage = outcome.usage ? { usage: usageBody(outcome.usage) } : {};
     if (outcome.usage) record.usage = { ...outcome.usage };
@@ -317,11 +320,13 @@ export class MemoryBroker implements Broker {
   }
 
   async deadLetter(delivery: Delivery, reason: string): Promise<boolean> {
+    if (this.#endedBy(delivery, "failed")) return true;
     if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);
     let ended = false;
     if (job && !TERMINAL_STATUSES.has(job.record.status)) {
+      if (delivery.entryId !== "") job.fin = `${delivery.entryId} failed`;
       this.#ended(job.record, "failed");
       job.record.error = PROCESSING_ERROR;
       const event = { type: "failed", success: false, error: PROCESSING_ERROR } as const;
@@ -420,6 +425,12 @@ export class MemoryBroker implements Broker {
   /** Sizes of the per-owner maps (rate windows, active-job sets), which the sweep prunes. */
   get ownerMaps(): { rateWindows: number; activeSets: number } {
     return this.#limits.sizes;
+  }
+
+  /** True when this delivery's write with this status is the one that ended its job. */
+  #endedBy(delivery: Delivery, status: string): boolean {
+    const fin = this.#store.job(delivery.jobId)?.fin;
+    return delivery.entryId !== "" && fin === `${delivery.entryId} ${status}`;
   }
 
   /** True when the delivery names a consumer that no longer holds its entry (then nothing is written). */

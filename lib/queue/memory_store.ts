@@ -24,6 +24,8 @@ export interface StoredJob {
   expiresAt: number;
   /** The stream entry running the job (set by start), as the Redis hash's internal `entry`. */
   entry?: string;
+  /** "<entry> <status>" of the write that ended the job through a delivery (Redis: `fin`). */
+  fin?: string;
 }
 
 /** The fields a new job starts from. */

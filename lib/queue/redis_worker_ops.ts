@@ -141,7 +141,9 @@ export class RedisWorkerOps {
     ];
     const reply = await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args));
     if (!Array.isArray(reply)) return Number(reply);
-    const [seq, owner, created, asked] = reply.map(String);
+    const [seq, owner, created, asked, again] = reply.map(String);
+    // Run twice (a resend): done, and the owner's day was counted by the first run.
+    if (again === "1") return Number(seq);
     // The owner's day: counted once, right after the one write that ended the job.
     await recordUsage(this.#ctx, { owner, created, asked, type: body.type, usage: extra.usage })
       .catch((error) => this.#ctx.report(`count the usage of job ${jobId}`, error));

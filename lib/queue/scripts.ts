@@ -123,10 +123,18 @@ export const FINISH = `
 -- Fields left empty (error, mime, revised, image, usage) are not written; the references hash is
 -- deleted.
 -- Returns {seq of the new event, owner, created (ISO), images asked for ('' when not recorded)},
--- 0 when the job had already ended, -1 when it is gone, -2 when the lease is lost (nothing written)
+-- 0 when the job had already ended, -1 when it is gone, -2 when the lease is lost (nothing written);
+-- run again with the entry and status that ended the job, {seq, owner, created, asked, 1}: done,
+-- nothing written again (the job hash's fin remembers "<entry> <status>")
 ${TERMINAL_LUA}
 ${HOLDS_LUA}
 ${WEBHOOK_LUA}
+local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'created', 'nimg',
+  'fin')
+-- Run again after it ended the job (a resend after a reconnect or a failover): "done", once more.
+if ARGV[1] ~= '' and f[8] == ARGV[1] .. ' ' .. ARGV[3] then
+  return {tonumber(f[2]), f[3], f[6] or '', f[7] or '', 1}
+end
 if ARGV[1] ~= '' then
   if ARGV[15] ~= '' and not holds(KEYS[3], ARGV[2], ARGV[1], ARGV[15]) then return -2 end
   redis.call('XACK', KEYS[3], ARGV[2], ARGV[1])
@@ -135,7 +143,6 @@ end
 if ARGV[13] ~= '' then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', 'Id', ARGV[8], 'reason', ARGV[13], 'at', ARGV[5])
 end
-local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'created', 'nimg')
 if not f[1] then return -1 end
 if TERMINAL[f[1]] then return 0 end
 if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' ', 1, true) then
@@ -143,6 +150,10 @@ if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' '
 end
 local seq = tonumber(f[2]) + 1
 local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4]}
+if ARGV[1] ~= '' then
+  set[#set + 1] = 'fin'
+  set[#set + 1] = ARGV[1] .. ' ' .. ARGV[3]
+end
 for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 12}, {'uimg', 18},
     {'uticks', 19}}) do
   if ARGV[pair[2]] ~= '' then

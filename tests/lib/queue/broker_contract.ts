@@ -22,7 +22,7 @@ import { lifetimeContract } from "./broker_contract_lifetime.ts";
 import { limitsContract } from "./broker_contract_limits.ts";
 import { streamContract } from "./broker_contract_stream.ts";
 import { v11Contract } from "./broker_contract_v11.ts";
-import { turnsContract } from "./broker_contract_turns.ts";
+import { turnsContract, twiceContract } from "./broker_contract_turns.ts";
 
 /** Builds a fresh broker for one test, the function that disposes of it, and its contract hooks. */
 export type MakeBroker = () => Promise<
@@ -249,6 +249,7 @@ export function brokerContract(
   limitsContract(test);
   v11Contract(test);
   turnsContract(test);
+  twiceContract(test);
   leasesContract(test);
   lifetimeContract(test);
   imagesContract(test);

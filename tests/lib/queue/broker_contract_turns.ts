@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { partitionOf } from "../../../lib/queue/partitions.ts";
 import type { Broker, Delivery } from "../../../lib/queue/types.ts";
-import { type ContractTest, sameStreamJobs } from "./broker_contract_helpers.ts";
+import { type ContractTest, sameStreamJobs, SUCCESS } from "./broker_contract_helpers.ts";
 
 /** Claims up to `count` in `partition` until that many came (or nothing more comes). */
 async function claimIn(broker: Broker, partition: number, count: number): Promise<Delivery[]> {
@@ -65,4 +65,26 @@ export function turnsContract(test: ContractTest): void {
       assert.equal(await broker.park(seed), false);
     },
   );
+}
+
+/** Registers the tests of writes that may run twice (a client resending after a reconnect). */
+export function twiceContract(test: ContractTest): void {
+  test("finish run again with the same delivery and outcome answers done and writes nothing more", async (broker) => {
+    const owner = `twice-${crypto.randomUUID()}`;
+    const [job] = sameStreamJobs(broker, 1, { owner });
+    await broker.submit(job);
+    const p = partitionOf(job.id, broker.partitions);
+    const [delivery] = await claimIn(broker, p, 1);
+    await broker.start(delivery);
+    const usage = { images: 1, costUsdTicks: 200_000_000 };
+    const outcome = { ...SUCCESS, usage };
+    assert.equal(await broker.finish(delivery, outcome), true);
+    assert.equal(await broker.finish(delivery, outcome), true, "done, once more");
+    assert.equal(await broker.finish(delivery, { type: "failed", error: "late" }), false);
+    const types = (await broker.events(job.id)).map((e) => e.notification.type);
+    assert.deepEqual(types, ["queued", "started", "succeeded"]);
+    const day = new Date().toISOString().slice(0, 10);
+    const seen = await broker.usage(owner, day);
+    assert.deepEqual([seen.jobs.succeeded, seen.images], [1, 1], "counted once");
+  });
 }

@@ -60,6 +60,8 @@ interface MJob {
   succeeded?: boolean;
   events: Record<string, unknown>[];
   runningEntry?: number;
+  /** "<entry> <status>" of the delivery's write that ended it: that write again answers done. */
+  endedBy?: string;
   hook: Hook;
   /** Reference images, kept until the job ends. */
   refs: string[];
@@ -140,9 +142,15 @@ export class Model {
       if (!held) return "done";
       entry.state = "acked";
       this.deadLetters += 1;
-      if (job && !TERMINAL.has(job.status)) this.#end(job, "failed", PROCESSING_ERROR);
+      if (job && !TERMINAL.has(job.status)) {
+        this.#end(job, "failed", PROCESSING_ERROR);
+        job.endedBy = `${delivery.entry} failed`;
+      }
       return "done";
     }
+    // The write that ended the job, run again (a resend): done, nothing written again.
+    const status = op.kind === "finish" ? (op.outcome === "failed" ? "failed" : "succeeded") : "";
+    if (op.kind === "finish" && job?.endedBy === `${delivery.entry} ${status}`) return true;
     if (!held) return false;
     entry.state = "acked";
     if (op.kind === "giveBack") {
@@ -161,6 +169,7 @@ export class Model {
     if (!job || TERMINAL.has(job.status)) return false;
     if (op.outcome === "failed") this.#end(job, "failed", FAILED_ERROR);
     else this.#succeed(job, op.outcome === "revised", op.images ?? 1);
+    job.endedBy = `${delivery.entry} ${status}`;
     return true;
   }
 
