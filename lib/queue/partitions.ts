@@ -112,6 +112,11 @@ export class KeyLayout {
     return `${this.prefix}${this.#tags[p]}pace`;
   }
 
+  /** The intake entries partition `p` copied (sorted set of intake ids by time), each copied once. */
+  intakeMarks(p: number): string {
+    return `${this.prefix}${this.#tags[p]}intake:copied`;
+  }
+
   /** The dead-letter stream of partition `p`. */
   dead(p: number): string {
     return `${this.prefix}${this.#tags[p]}jobs:dead`;

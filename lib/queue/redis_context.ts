@@ -23,6 +23,7 @@ import {
 } from "./scripts.ts";
 import { CREATE, OWNER, PARK, RELEASE } from "./scripts_submit.ts";
 import { THROTTLE, TURN } from "../pace/lua.ts";
+import { COPY_INTAKE } from "./scripts_intake.ts";
 
 const SOURCES = {
   create: CREATE,
@@ -40,6 +41,7 @@ const SOURCES = {
   turn: TURN,
   throttle: THROTTLE,
   park: PARK,
+  copyIntake: COPY_INTAKE,
 };
 
 /** The name of one of the broker's Lua scripts. */

@@ -2,7 +2,7 @@
  * The intake mover (N > 1 partitions): entries other services add to `P jobs` are copied, fields and
  * all, to the jobs stream of their job id's partition, then acknowledged and deleted from the intake.
  */
-import type { RedisCommand, RedisReply } from "../redis/types.ts";
+import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
 import { toDelivery } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
@@ -10,6 +10,34 @@ import type { BlockOptions } from "./types.ts";
 
 /** Entries moved per read. */
 const BATCH = 100;
+
+/** How long a partition remembers the intake entries it copied (a copy run again is skipped). */
+const MARK_MS = 86_400_000;
+
+/** Copies intake entries to their partitions, each once (see COPY_INTAKE); returns the intake ids. */
+export async function copyIntake(ctx: RedisContext, entries: RedisReply[]): Promise<string[]> {
+  const byPartition = new Map<number, RedisArg[]>();
+  const ids: string[] = [];
+  for (const entry of entries) {
+    const [id, fields] = entry as [string, RedisReply[]];
+    ids.push(id);
+    // The same job id the delivery will carry, so the job's hash and its entry share a slot.
+    const p = ctx.keys.partitionOf(toDelivery(entry, "").jobId);
+    const values = (fields ?? []).map(String);
+    byPartition.set(p, [...byPartition.get(p) ?? [], id, String(values.length), ...values]);
+  }
+  const now = Date.now();
+  await Promise.all(
+    [...byPartition].map(([p, args]) =>
+      ctx.run("copyIntake", [ctx.keys.jobs(p), ctx.keys.intakeMarks(p)], [
+        String(now),
+        String(now - MARK_MS),
+        ...args,
+      ])
+    ),
+  );
+  return ids;
+}
 
 /** Spreads the intake over the partitions; one per broker, used by the workers' mover loop. */
 export class IntakeMover {
@@ -27,7 +55,7 @@ export class IntakeMover {
    * Moves up to one batch of intake entries, waiting up to `blockMs` for one; entries another mover
    * read but left unmoved for `idleMs` (it died between its two steps) are taken over first. Two
    * steps, not atomic: a crash between the copy and the acknowledgement leaves the entry pending in
-   * the intake, so it is copied again later, and the duplicate entry is fenced off by start().
+   * the intake, so it is taken over later, and the partition's marks skip the second copy.
    */
   async move(consumer: string, options: BlockOptions & { idleMs: number }): Promise<number> {
     if (!this.#ctx.keys.tagged) return 0;
@@ -64,23 +92,9 @@ export class IntakeMover {
     return await this.#copy(entries);
   }
 
-  /** Copies the entries to their partitions (one pipeline per partition), then acks and deletes them. */
+  /** Copies the entries to their partitions (one script per partition), then acks and deletes them. */
   async #copy(entries: RedisReply[]): Promise<number> {
-    const byPartition = new Map<number, RedisCommand[]>();
-    const ids: string[] = [];
-    for (const entry of entries) {
-      const [id, fields] = entry as [string, RedisReply[]];
-      ids.push(id);
-      // The same job id the delivery will carry, so the job's hash and its entry share a slot.
-      const p = this.#ctx.keys.partitionOf(toDelivery(entry, "").jobId);
-      const command = ["XADD", this.#ctx.keys.jobs(p), "*", ...(fields ?? []).map(String)];
-      byPartition.set(p, [...byPartition.get(p) ?? [], command]);
-    }
-    await Promise.all([...byPartition.values()].map(async (commands) => {
-      for (const reply of await this.#ctx.client.pipeline(commands)) {
-        if (reply instanceof Error) throw reply;
-      }
-    }));
+    const ids = await copyIntake(this.#ctx, entries);
     const intake = this.#ctx.keys.intake;
     await this.#ctx.client.pipeline([["XACK", intake, GROUP, ...ids], ["XDEL", intake, ...ids]]);
     return ids.length;
