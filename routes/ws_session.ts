@@ -42,12 +42,21 @@ export function serveSocket(
   let expiry: ReturnType<typeof setTimeout> | undefined;
   let release: (() => void) | null = null;
 
-  const send = (message: unknown) => {
-    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  };
   const close = (code: number, reason: string) => {
     if (socket.readyState <= WebSocket.OPEN) socket.close(code, reason);
   };
+  /**
+   * Every send goes through here: a client that stopped reading (more than the SSE byte bound left
+   * unsent) is cut off rather than buffered without end, whatever it subscribed to.
+   */
+  const sendText = (text: string) => {
+    if (socket.readyState !== WebSocket.OPEN) return;
+    if (socket.bufferedAmount > deps.config.SSE_MAX_BUFFERED_BYTES) {
+      return close(1013, "Cannot send: the client stopped reading");
+    }
+    socket.send(text);
+  };
+  const send = (message: unknown) => sendText(JSON.stringify(message));
   const fail = (error: unknown, id?: string) => {
     const http = toHttpError(error, deps.log);
     send({ type: "error", code: http.code, message: http.message, ...(id ? { id } : {}) });
@@ -93,11 +102,8 @@ export function serveSocket(
     const sink = {
       // The notification's JSON is made once per event and spliced in, not re-serialised per socket.
       event: (e: StoredEvent) => {
-        if (socket.readyState !== WebSocket.OPEN) return;
         const id = JSON.stringify(e.eventId);
-        socket.send(
-          `{"type":"notification","event_id":${id},"notification":${notificationJson(e)}}`,
-        );
+        sendText(`{"type":"notification","event_id":${id},"notification":${notificationJson(e)}}`);
       },
       done: (reason: string) => {
         ended = true;
@@ -136,12 +142,7 @@ export function serveSocket(
     let ended = false;
     const subscription = relay.subscribeOwner(who, {
       event: ({ cursor, event }: OwnerEvent) => {
-        if (socket.readyState !== WebSocket.OPEN) return;
-        // A client that stopped reading is cut off rather than buffered without end.
-        if (socket.bufferedAmount > deps.config.SSE_MAX_BUFFERED_BYTES) {
-          return close(1013, "Cannot send: the client stopped reading");
-        }
-        socket.send(
+        sendText(
           `{"type":"notification","event_id":${JSON.stringify(event.eventId)},` +
             `"cursor":${JSON.stringify(cursor)},"notification":${notificationJson(event)}}`,
         );
