@@ -320,7 +320,6 @@ export class MemoryBroker implements Broker {
   }
 
   async deadLetter(delivery: Delivery, reason: string): Promise<boolean> {
-    if (this.#endedBy(delivery, "failed")) return true;
     if (this.#leaseLost(delivery)) return false;
     this.#queue.remove(delivery.entryId);
     const job = this.#store.job(delivery.jobId);

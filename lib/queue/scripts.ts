@@ -132,7 +132,8 @@ ${WEBHOOK_LUA}
 local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'created', 'nimg',
   'fin')
 -- Run again after it ended the job (a resend after a reconnect or a failover): "done", once more.
-if ARGV[1] ~= '' and f[8] == ARGV[1] .. ' ' .. ARGV[3] then
+-- Not for a dead letter: its end is reported by the call that wrote it, and only by that one.
+if ARGV[1] ~= '' and ARGV[13] == '' and f[8] == ARGV[1] .. ' ' .. ARGV[3] then
   return {tonumber(f[2]), f[3], f[6] or '', f[7] or '', 1}
 end
 if ARGV[1] ~= '' then
