@@ -1,6 +1,7 @@
 /** An Upstash-REST-compatible HTTP proxy in front of a real redis-server, for tests. */
 import { z } from "zod";
 import { encodeCommand, parseReply, RespError, type RespValue } from "./redis_server.ts";
+import { PubSubEndpoints } from "./upstash_pubsub.ts";
 
 /** A running proxy. */
 export interface UpstashProxy {
@@ -10,6 +11,10 @@ export interface UpstashProxy {
   readonly commands: number;
   /** How many authorized HTTP requests it has served. */
   readonly requests: number;
+  /** Subscription streams (`/subscribe/<channel>`) open now. */
+  readonly subscribers: number;
+  /** Ends every open subscription stream, as a dropped connection would. */
+  dropSubscriptions(): void;
   /** Stops the HTTP server and the Redis connection; idempotent. */
   close(): Promise<void>;
 }
@@ -161,6 +166,10 @@ export function startUpstashProxy(
   let commands = 0;
   let requests = 0;
   let closing: Promise<void> | undefined;
+  const pubsub = new PubSubEndpoints(
+    { hostname: target.hostname, port: Number(target.port) },
+    { bill: (n) => void (commands += n) },
+  );
 
   async function forward(batch: Arg[][]): Promise<RespValue[]> {
     if (!connection || connection.closed) {
@@ -219,6 +228,11 @@ export function startUpstashProxy(
     if (request.method !== "POST") {
       return Response.json({ error: "ERR only POST is supported" }, { status: 405 });
     }
+    if (/^\/(subscribe|publish)\//.test(url.pathname)) {
+      requests += 1;
+      return await pubsub.handle(url.pathname, request) ??
+        Response.json({ error: "ERR unknown endpoint" }, { status: 404 });
+    }
     if (!["/", "/pipeline", "/multi-exec"].includes(url.pathname)) {
       return Response.json({ error: "ERR unknown endpoint" }, { status: 404 });
     }
@@ -247,8 +261,15 @@ export function startUpstashProxy(
     get requests() {
       return requests;
     },
+    get subscribers() {
+      return pubsub.subscribers;
+    },
+    dropSubscriptions() {
+      pubsub.dropAll();
+    },
     close() {
       closing ??= (async () => {
+        pubsub.close();
         await server.shutdown().catch(() => {});
         connection?.close();
         await connection?.reading;
