@@ -24,6 +24,9 @@ import type { Broker } from "./lib/queue/types.ts";
 import { createClusterClient } from "./lib/redis/cluster.ts";
 import { createTcpClient } from "./lib/redis/tcp.ts";
 import { createUpstashClient } from "./lib/redis/upstash.ts";
+import { UpstashSubscription } from "./lib/redis/upstash_subscribe.ts";
+import { Wakeups } from "./lib/live/wakeups.ts";
+import { wakeChannel } from "./lib/queue/wake_scripts.ts";
 import { WebhookDispatcher } from "./lib/webhooks/dispatcher.ts";
 import { ImageWorker } from "./workers/image_worker.ts";
 
@@ -33,6 +36,8 @@ export interface Runtime {
   deps: AppDeps;
   worker: ImageWorker | null;
   relay: Relay | null;
+  /** Push wake-ups and their safety poll (Upstash), else null. */
+  wakeups: Wakeups | null;
   /** A ready-to-use token in DEV_MODE with the random dev secret (no key configured), else null. */
   devToken: string | null;
   /** Stops taking work, drains, ends streams and closes connections; idempotent. */
@@ -43,6 +48,8 @@ export interface Runtime {
 export interface RuntimeOverrides {
   provider?: ImageProvider;
   workerOptions?: { backoffBaseMs?: number; backoffMaxMs?: number; blockMs?: number };
+  /** Longest time between the wake-ups' safety polls (Upstash); 120 s by default. */
+  safetyMs?: number;
 }
 
 function connect(config: Config, log: Logger): Broker {
@@ -74,7 +81,7 @@ function connect(config: Config, log: Logger): Broker {
       url: config.UPSTASH_REDIS_REST_URL!,
       token: config.UPSTASH_REDIS_REST_TOKEN!,
     });
-    return createRedisBroker(client, { ...shared, kind: "upstash" });
+    return createRedisBroker(client, { ...shared, kind: "upstash", wakeups: true });
   }
   return createMemoryBroker({ ttlSec, pace });
 }
@@ -93,6 +100,31 @@ async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Pro
       await new Promise((resolve) => setTimeout(resolve, Math.min(200 * attempt, 2_000)));
     }
   }
+}
+
+/** Over Upstash, one subscription to the deployment's wake-ups, and their safety poll. */
+function makeWakeups(
+  config: Config,
+  broker: Broker,
+  log: Logger,
+  safetyMs?: number,
+): Wakeups | null {
+  if (config.broker !== "upstash") return null;
+  return new Wakeups({
+    broker,
+    log,
+    leaseMs: config.JOB_LEASE_MS,
+    safetyMs,
+    subscribe: ({ onMessage, onOpen }) =>
+      new UpstashSubscription({
+        url: config.UPSTASH_REDIS_REST_URL!,
+        token: config.UPSTASH_REDIS_REST_TOKEN!,
+        channel: wakeChannel(config.REDIS_PREFIX),
+        onMessage,
+        onOpen,
+        onDrop: (reason) => log.info("Wake-ups dropped ({reason}); reopening", { reason }),
+      }),
+  });
 }
 
 function makeProvider(config: Config, log: Logger): ImageProvider {
@@ -170,7 +202,11 @@ export async function startRuntime(
       ...socketIoCounters(metrics.registry),
     })
     : null;
-  const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
+  const wakeups = makeWakeups(config, broker, log, overrides.safetyMs);
+  wakeups?.start();
+  const relay = config.ROLE === "worker"
+    ? null
+    : new Relay({ broker, log, wakeups: wakeups ?? undefined });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
   const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
@@ -207,6 +243,7 @@ export async function startRuntime(
         if (costUsd > 0) metrics.providerCost.inc(costUsd);
       },
       onPace: (pace) => metrics.providerPace.set(pace ?? -1),
+      wakeups: wakeups ?? undefined,
       onFinished: (status) => {
         metrics.finished.inc({ status });
         dispatcher?.nudge(); // a terminal event may have queued a delivery: send it now
@@ -231,10 +268,12 @@ export async function startRuntime(
     deps,
     worker,
     relay,
+    wakeups,
     devToken,
     close({ drainMs = config.DRAIN_TIMEOUT_MS } = {}) {
       closing ??= (async () => {
         await Promise.allSettled([worker?.close({ drainMs }), relay?.close(), webhooks?.close()]);
+        await wakeups?.close();
         await socketIo?.close(); // after the drain: the jobs that ended in it are emitted
         await broker.close();
       })();
@@ -254,7 +293,13 @@ async function main(): Promise<void> {
   }
   await configureLogging({ level: config.LOG_LEVEL, pretty: config.devMode });
   const log = getLogger(["imagejobs"]);
-  const runtime = await startRuntime(config, log);
+  let runtime: Runtime;
+  try {
+    runtime = await startRuntime(config, log);
+  } catch (error) {
+    started.reject(error);
+    throw error;
+  }
   const server = Deno.serve({
     port: config.PORT,
     hostname: config.HOST,
@@ -271,12 +316,7 @@ async function main(): Promise<void> {
     },
   }, runtime.app.fetch);
 
-  // On Deno Deploy, a cron keeps leases and retries moving even when no request keeps an instance awake.
-  if (typeof Deno.cron === "function" && runtime.worker) {
-    const worker = runtime.worker;
-    Deno.cron("sweep stalled leases and due retries", "* * * * *", () => worker.maintain());
-  }
-
+  started.resolve(runtime);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -291,6 +331,29 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+}
+
+/** The runtime that main() starts, for the cron's sweep. */
+const started = Promise.withResolvers<Runtime>();
+started.promise.catch(() => {});
+
+/**
+ * The sweep Deno.cron runs (Deno Deploy): over Upstash one script call (the safety poll), followed by
+ * work only when it finds some; elsewhere the worker's own sweep.
+ */
+export async function sweepOnce(runtime: Runtime): Promise<void> {
+  if (runtime.wakeups) await runtime.wakeups.probe();
+  else await runtime.worker?.maintain({ sweep: true });
+}
+
+// On Deno Deploy a cron keeps leases and retries moving while no request keeps an instance up. Deploy
+// reads Deno.cron definitions from the entry module's top level, before the server starts.
+if (import.meta.main && typeof Deno.cron === "function") {
+  Deno.cron(
+    "sweep stalled leases and due retries",
+    "*/2 * * * *",
+    async () => await sweepOnce(await started.promise),
+  );
 }
 
 if (import.meta.main) await main();

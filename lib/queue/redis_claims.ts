@@ -32,6 +32,8 @@ export class ClaimOps {
   #next = 0;
   /** The deployment's pace as the last turn saw it (null: unpaced). */
   pace: number | null = null;
+  /** Jobs left in the partition's waiting room as the last turn saw them. */
+  waiting = 0;
 
   constructor(ctx: RedisContext, blocking: boolean) {
     this.#ctx = ctx;
@@ -92,6 +94,7 @@ export class ClaimOps {
   async #turn(p: number, want: number) {
     const given = await turn(this.#ctx, p, want);
     this.pace = given.pace;
+    this.waiting = given.waiting;
     return given;
   }
 

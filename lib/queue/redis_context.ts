@@ -23,6 +23,8 @@ import {
 } from "./scripts.ts";
 import { CREATE, OWNER, PARK, RELEASE } from "./scripts_submit.ts";
 import { THROTTLE, TURN } from "../pace/lua.ts";
+import { WAKE_RULES, withWake } from "./wake_scripts.ts";
+import { PROBE } from "./scripts_probe.ts";
 
 const SOURCES = {
   create: CREATE,
@@ -38,8 +40,11 @@ const SOURCES = {
   takeWebhooks: TAKE_WEBHOOKS,
   retryWebhook: RETRY_WEBHOOK,
   turn: TURN,
+  /** TURN asked for later (kick): with wake-ups on, it tells the workers what it moved. */
+  kickTurn: TURN,
   throttle: THROTTLE,
   park: PARK,
+  probe: PROBE,
 };
 
 /** The name of one of the broker's Lua scripts. */
@@ -97,6 +102,8 @@ export class RedisContext {
       pace?: number | null;
       /** Told of a failed write that no caller waits for (default: console.error). */
       onError?: (what: string, error: unknown) => void;
+      /** Where the scripts publish wake-ups (see wake_scripts.ts); unset: they publish none. */
+      wakeChannel?: string;
     },
   ) {
     this.client = client;
@@ -111,9 +118,12 @@ export class RedisContext {
     this.paceCap = pace === null ? "-1" : String(pace / options.partitions);
     this.feedRetentionMs = options.feedRetentionMs;
     this.#scripts = (async () => {
-      const entries = Object.entries(SOURCES).map(async ([name, source]) =>
-        [name, await defineScript(source)] as const
-      );
+      const channel = options.wakeChannel;
+      const entries = Object.entries(SOURCES).map(async ([name, source]) => {
+        const rule = WAKE_RULES[name as keyof typeof WAKE_RULES];
+        const text = channel && rule ? withWake(source, rule, channel) : source;
+        return [name, await defineScript(text)] as const;
+      });
       return Object.fromEntries(await Promise.all(entries)) as Record<ScriptName, Script>;
     })();
   }
