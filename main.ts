@@ -81,7 +81,8 @@ function connect(config: Config, log: Logger): Broker {
       url: config.UPSTASH_REDIS_REST_URL!,
       token: config.UPSTASH_REDIS_REST_TOKEN!,
     });
-    return createRedisBroker(client, { ...shared, kind: "upstash", wakeups: true });
+    const wakeups = config.UPSTASH_PUSH === "1";
+    return createRedisBroker(client, { ...shared, kind: "upstash", wakeups });
   }
   return createMemoryBroker({ ttlSec, pace });
 }
@@ -109,7 +110,7 @@ function makeWakeups(
   log: Logger,
   safetyMs?: number,
 ): Wakeups | null {
-  if (config.broker !== "upstash") return null;
+  if (config.broker !== "upstash" || config.UPSTASH_PUSH !== "1") return null;
   return new Wakeups({
     broker,
     log,
