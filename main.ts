@@ -26,7 +26,7 @@ import { createTcpClient } from "./lib/redis/tcp.ts";
 import { createUpstashClient } from "./lib/redis/upstash.ts";
 import { UpstashSubscription } from "./lib/redis/upstash_subscribe.ts";
 import { Wakeups } from "./lib/live/wakeups.ts";
-import { wakeChannel } from "./lib/queue/wake_scripts.ts";
+import { wakeChannels } from "./lib/queue/wake_scripts.ts";
 import { WebhookDispatcher } from "./lib/webhooks/dispatcher.ts";
 import { ImageWorker } from "./workers/image_worker.ts";
 
@@ -120,7 +120,8 @@ function makeWakeups(
       new UpstashSubscription({
         url: config.UPSTASH_REDIS_REST_URL!,
         token: config.UPSTASH_REDIS_REST_TOKEN!,
-        channel: wakeChannel(config.REDIS_PREFIX),
+        // A worker-only process hears work and cancels only; one with a relay hears everything.
+        channel: wakeChannels(config.REDIS_PREFIX)[config.ROLE === "worker" ? "work" : "all"],
         onMessage,
         onOpen,
         onDrop: (reason) => log.info("Wake-ups dropped ({reason}); reopening", { reason }),

@@ -89,7 +89,12 @@ export class ClaimLoops {
         for (const delivery of batch) this.#d.admit(delivery);
         // Without server-side blocking, poll fast while there is work and slow down when idle.
         idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), this.#d.idlePollMaxMs);
-        if (!broker.blocking && idleMs > 0) await this.idle.sleep(this.#idleWait(idleMs), stop);
+        // Pushed: a claim that got less than it asked for emptied the stream, and the next job comes
+        // with a wake-up (unless jobs wait for a turn of the pace).
+        const drained = batch.length < count && this.#d.wakeups?.live;
+        if (!broker.blocking && (idleMs > 0 || drained)) {
+          await this.idle.sleep(this.#idleWait(idleMs || 100), stop);
+        }
       } catch (error) {
         log.warn("Cannot claim jobs: {error}", { error: String(error) });
         await pause(1_000, stop);

@@ -9,6 +9,8 @@ import type { Broker, FeedItem } from "../queue/types.ts";
 
 /** With wake-ups live, how long an idle reader waits for one (the safety poll wakes it sooner). */
 const PUSHED_IDLE_MS = 600_000;
+/** Items per feed read (the broker's COUNT): a read that brought fewer reached the end. */
+const FULL_BATCH = 1000;
 
 /** What the readers need. */
 export interface FeedTailOptions {
@@ -65,7 +67,10 @@ async function run(o: FeedTailOptions, ready: () => void, partition: number | un
       if (!o.broker.blocking) {
         idleMs = result.items.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), o.idleMaxMs);
         const pollMs = o.busy() ? Math.min(idleMs, 500) : idleMs;
-        if (idleMs > 0) await o.idle.sleep(o.pushed?.() ? PUSHED_IDLE_MS : pollMs, o.signal);
+        // Pushed: a read short of a full batch reached the end, so the next item comes with a wake-up.
+        if (o.pushed?.() && result.items.length < FULL_BATCH) {
+          await o.idle.sleep(PUSHED_IDLE_MS, o.signal);
+        } else if (idleMs > 0) await o.idle.sleep(pollMs, o.signal);
       }
     } catch (error) {
       failures++;

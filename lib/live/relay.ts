@@ -83,8 +83,12 @@ export class Relay {
     if (this.#ready) return this.#ready;
     // Jobs created here once the feed is tailed: their subscribers are served from the journal.
     this.#unwatch = this.#broker.onCreate?.((job) => this.#tailing && this.#journal.opening(job));
-    // Every wake-up but a sweep's means a feed item: read it now.
-    this.#unlisten = this.#wakeups?.listen((kind) => kind !== "s" && this.#idle.wake());
+    // A feed item: read it now when someone here listens (a cancel always: the worker stops its
+    // job); otherwise the next subscriber, or the safety poll, reads from where this reader stopped.
+    this.#unlisten = this.#wakeups?.listen((kind) => {
+      const listened = this.#jobs.active || this.#owners.size > 0 || this.#watchers.size > 0;
+      if (kind === "c" || kind === "p" || (kind !== "s" && listened)) this.#idle.wake();
+    });
     const feeds = tailFeeds({
       broker: this.#broker,
       log: this.#log,

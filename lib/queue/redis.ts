@@ -20,7 +20,7 @@ import { listJobs, queuePosition } from "./redis_listing.ts";
 import { RedisOutbox } from "./redis_webhooks.ts";
 import { kick, throttle, turn } from "./redis_turns.ts";
 import { readUsage } from "./redis_usage.ts";
-import { wakeChannel } from "./wake_scripts.ts";
+import { wakeChannels } from "./wake_scripts.ts";
 import { probe } from "./redis_probe.ts";
 import type {
   BlockOptions,
@@ -60,7 +60,7 @@ export interface RedisBrokerOptions {
   pace?: number | null;
   /** Told of a failed write that no caller waits for (default: console.error). */
   onError?: (what: string, error: unknown) => void;
-  /** True: the scripts publish wake-ups on `wakeChannel(prefix)` (see wake_scripts.ts). */
+  /** True: the scripts publish wake-ups on `wakeChannels(prefix)` (see wake_scripts.ts). */
   wakeups?: boolean;
 }
 
@@ -91,7 +91,7 @@ class RedisBroker implements Broker {
       cluster: options.cluster,
       pace: options.pace,
       onError: options.onError,
-      wakeChannel: options.wakeups ? wakeChannel(options.prefix ?? "img:") : undefined,
+      wakeChannels: options.wakeups ? wakeChannels(options.prefix ?? "img:") : undefined,
     });
     this.separateIntake = this.#ctx.keys.tagged;
     this.#ops = new RedisWorkerOps(this.#ctx, this.blocking);

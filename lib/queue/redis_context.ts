@@ -103,7 +103,7 @@ export class RedisContext {
       /** Told of a failed write that no caller waits for (default: console.error). */
       onError?: (what: string, error: unknown) => void;
       /** Where the scripts publish wake-ups (see wake_scripts.ts); unset: they publish none. */
-      wakeChannel?: string;
+      wakeChannels?: { all: string; work: string };
     },
   ) {
     this.client = client;
@@ -118,10 +118,10 @@ export class RedisContext {
     this.paceCap = pace === null ? "-1" : String(pace / options.partitions);
     this.feedRetentionMs = options.feedRetentionMs;
     this.#scripts = (async () => {
-      const channel = options.wakeChannel;
+      const channels = options.wakeChannels;
       const entries = Object.entries(SOURCES).map(async ([name, source]) => {
         const rule = WAKE_RULES[name as keyof typeof WAKE_RULES];
-        const text = channel && rule ? withWake(source, rule, channel) : source;
+        const text = channels && rule ? withWake(source, rule, channels) : source;
         return [name, await defineScript(text)] as const;
       });
       return Object.fromEntries(await Promise.all(entries)) as Record<ScriptName, Script>;

@@ -8,9 +8,13 @@
 /** A wake-up's payload: work to claim, a feed item to read, or a cancel to act on. */
 export type Wake = "j" | "f" | "c";
 
-/** The wake-ups' channel of the deployment whose keys start with `prefix`. */
-export function wakeChannel(prefix: string): string {
-  return `${prefix}wake`;
+/**
+ * The wake-ups' channels of the deployment whose keys start with `prefix`: `all` (every wake-up, for
+ * processes with a relay) and `work` ("j" and "c" only, for ROLE=worker processes, which would pay for
+ * feed wake-ups they never use: Upstash bills each message a subscription delivers).
+ */
+export function wakeChannels(prefix: string): { all: string; work: string } {
+  return { all: `${prefix}wake`, work: `${prefix}wake:work` };
 }
 
 /**
@@ -39,18 +43,26 @@ function luaString(text: string): string {
 }
 
 /**
- * Wraps `source` so that, after it ran, it publishes on `channel` what `rule` gives. Its KEYS, ARGV and
- * return value stay those of `source` (the channel is written into the source, not passed), and it is
- * as safe to run twice as `source` is: a second run that writes nothing publishes nothing.
+ * Wraps `source` so that, after it ran, it publishes what `rule` gives on `channels.all` and, but for
+ * "f", on `channels.work`. Its KEYS, ARGV and return value stay those of `source` (the channels are
+ * written into the source, not passed), and it is as safe to run twice as `source` is: a second run
+ * that writes nothing publishes nothing.
  */
-export function withWake(source: string, rule: string, channel: string): string {
-  return `-- ${channel}: a wake-up after the script below (see wake_scripts.ts)
+export function withWake(
+  source: string,
+  rule: string,
+  channels: { all: string; work: string },
+): string {
+  return `-- wake-ups on ${channels.all} after the script below (see wake_scripts.ts)
 local function body()
 ${source}
 end
 local r = body()
 local wake = ${rule}
-if wake then redis.call('PUBLISH', ${luaString(channel)}, wake) end
+if wake then
+  redis.call('PUBLISH', ${luaString(channels.all)}, wake)
+  if wake ~= 'f' then redis.call('PUBLISH', ${luaString(channels.work)}, wake) end
+end
 return r
 `;
 }

@@ -11,6 +11,8 @@ export interface UpstashProxy {
   readonly commands: number;
   /** How many authorized HTTP requests it has served. */
   readonly requests: number;
+  /** Billed commands by name (EVALSHA by the script's first 8 SHA characters; "message" per delivery). */
+  readonly byName: Map<string, number>;
   /** Subscription streams (`/subscribe/<channel>`) open now. */
   readonly subscribers: number;
   /** Ends every open subscription stream, as a dropped connection would. */
@@ -165,10 +167,23 @@ export function startUpstashProxy(
   let connection: RespConnection | undefined;
   let commands = 0;
   let requests = 0;
+  const byName = new Map<string, number>();
+  const tally = (batch: string[][]) => {
+    for (const command of batch) {
+      const name = command[0].toUpperCase();
+      const key = name === "EVALSHA" ? `EVALSHA ${command[1].slice(0, 8)}` : name;
+      byName.set(key, (byName.get(key) ?? 0) + 1);
+    }
+  };
   let closing: Promise<void> | undefined;
   const pubsub = new PubSubEndpoints(
     { hostname: target.hostname, port: Number(target.port) },
-    { bill: (n) => void (commands += n) },
+    {
+      bill: (n, name) => {
+        commands += n;
+        byName.set(name, (byName.get(name) ?? 0) + n);
+      },
+    },
   );
 
   async function forward(batch: Arg[][]): Promise<RespValue[]> {
@@ -189,6 +204,7 @@ export function startUpstashProxy(
       const refused = refusal(command);
       if (refused) return Response.json({ error: refused }, { status: 400 });
       commands += 1;
+      tally([command]);
       const [reply] = await forward([command]);
       return Response.json(slot(reply, base64), { status: reply instanceof RespError ? 400 : 200 });
     }
@@ -202,6 +218,7 @@ export function startUpstashProxy(
       const refused = refusals.find((r) => r !== undefined);
       if (refused) return Response.json({ error: refused }, { status: 400 });
       commands += batch.length;
+      tally(batch);
       const replies = await forward([["MULTI"], ...batch, ["EXEC"]]);
       const exec = replies[replies.length - 1];
       if (Array.isArray(exec)) return Response.json(exec.map((reply) => slot(reply, base64)));
@@ -213,6 +230,7 @@ export function startUpstashProxy(
     }
     const allowed = batch.filter((_, i) => refusals[i] === undefined);
     commands += allowed.length;
+    tally(allowed);
     const replies = allowed.length > 0 ? await forward(allowed) : [];
     let next = 0;
     return Response.json(
@@ -261,6 +279,7 @@ export function startUpstashProxy(
     get requests() {
       return requests;
     },
+    byName,
     get subscribers() {
       return pubsub.subscribers;
     },

@@ -9,8 +9,8 @@ import { encodeCommand, parseReply, type RespValue } from "./redis_server.ts";
 
 /** What the pub/sub endpoints report to the proxy. */
 export interface PubSubCounters {
-  /** Adds billed commands. */
-  bill(n: number): void;
+  /** Adds billed commands, under a name ("SUBSCRIBE", "message", "PUBLISH"). */
+  bill(n: number, name: string): void;
 }
 
 const decoder = new TextDecoder();
@@ -47,7 +47,7 @@ export class PubSubEndpoints {
     if (verb === "subscribe" && channel && rest.length === 0) return await this.#subscribe(channel);
     if (verb === "publish" && channel) {
       const message = rest.length > 0 ? rest.join("/") : await request.text();
-      this.#counters.bill(1);
+      this.#counters.bill(1, "PUBLISH");
       const reply = await this.#once(["PUBLISH", channel, message]);
       return Response.json({ result: reply });
     }
@@ -69,7 +69,7 @@ export class PubSubEndpoints {
 
   async #subscribe(channel: string): Promise<Response> {
     const conn = await Deno.connect(this.#redis);
-    this.#counters.bill(1);
+    this.#counters.bill(1, "SUBSCRIBE");
     let ended = false;
     const entry = { conn, end: () => {} };
     const counters = this.#counters;
@@ -108,7 +108,7 @@ export class PubSubEndpoints {
             for (let parsed = parseReply(buf, 0, buf.length); parsed;) {
               at = parsed[1];
               const [kind, name, payload] = (parsed[0] as RespValue[]).map(text);
-              if (kind === "message") counters.bill(1);
+              if (kind === "message") counters.bill(1, "message");
               controller.enqueue(encoder.encode(`data: ${kind},${name},${payload}\n\n`));
               parsed = parseReply(buf, at, buf.length);
             }

@@ -115,6 +115,7 @@ Deno.test("Over Upstash the relay hears a job's end from its wake-up, with a liv
     }
     await reader.cancel();
     assert.match(seen, /succeeded/);
+    if (Deno.env.get("PUSH_DEBUG")) console.log(Object.fromEntries(d.proxy.byName));
     // With a subscriber, polling would read every 500 ms; push reads once per wake-up.
     const before = d.proxy.commands;
     await delay(1_500);
