@@ -36,7 +36,15 @@ Deno.test("Upstash proxy streams /subscribe as Server-Sent Events and bills as U
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
     let seen = "";
     const read = async (want: string) => {
-      while (!seen.includes(want)) seen += (await reader.read()).value ?? "";
+      const deadline = Date.now() + 3_000;
+      while (!seen.includes(want)) {
+        const next = await Promise.race([
+          reader.read(),
+          new Promise<null>((resolve) => setTimeout(() => resolve(null), deadline - Date.now())),
+        ]);
+        if (!next || next.done) throw new Error(`Cannot read ${JSON.stringify(want)}: saw ${seen}`);
+        seen += next.value;
+      }
     };
     await read("data: subscribe,ch,1\n\n");
     assert.equal(proxy.commands, 1, "one command per subscribe");
