@@ -6,6 +6,7 @@
  * Redis (a wake-up or a poll), never in memory.
  */
 import { startFakeXai } from "../tests/support/fake_xai.ts";
+import { redisCommand } from "../tests/support/redis_server.ts";
 import { startUpstashProxy, type UpstashProxy } from "../tests/support/upstash_proxy.ts";
 import { serviceEnv, startServices } from "./processes.ts";
 import type { Bench } from "./report.ts";
@@ -60,16 +61,29 @@ interface Side {
   jobs: number;
 }
 
-/** One deployment (push on or off): idle gaps, then jobs after quiet, then a steady trickle. */
-async function side(bench: Bench, proxy: UpstashProxy, push: boolean): Promise<Side> {
+/** Commands Redis has processed (INFO stats), for the TCP side, which has no proxy to count them. */
+async function processed(port: number): Promise<number> {
+  const info = String(await redisCommand(port, ["INFO", "stats"]));
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN);
+}
+
+type Mode = "push" | "poll" | "tcp";
+
+/** One deployment (Upstash with push on or off, or TCP): idle gaps, jobs after quiet, a trickle. */
+async function side(bench: Bench, proxy: UpstashProxy, mode: Mode): Promise<Side> {
   const xai = await startFakeXai();
+  const port = bench.redis.port;
+  const count = mode === "tcp" ? () => processed(port) : () => Promise.resolve(proxy.commands);
+  const transport: Record<string, string> = mode === "tcp" ? {} : {
+    REDIS_URL: "",
+    UPSTASH_REDIS_REST_URL: proxy.url,
+    UPSTASH_REDIS_REST_TOKEN: "bench-push-token",
+    UPSTASH_PUSH: mode === "push" ? "1" : "0",
+  };
   const env = (role: string) =>
     serviceEnv(bench.redis, xai, {
-      REDIS_URL: "",
-      UPSTASH_REDIS_REST_URL: proxy.url,
-      UPSTASH_REDIS_REST_TOKEN: "bench-push-token",
-      REDIS_PREFIX: `bench-push-${push ? 1 : 0}:`,
-      UPSTASH_PUSH: push ? "1" : "0",
+      ...transport,
+      REDIS_PREFIX: `bench-push-${mode}:`,
       WORKER_CONCURRENCY: "8",
       ROLE: role,
     });
@@ -87,9 +101,9 @@ async function side(bench: Bench, proxy: UpstashProxy, push: boolean): Promise<S
     const heard: number[] = [];
     for (let i = 0; i < samples; i++) {
       await sleep(2_000); // the job's own reads end
-      const from = proxy.commands;
+      const from = await count();
       await sleep(quietMs - 2_000);
-      idleCommands += proxy.commands - from;
+      idleCommands += (await count()) - from;
       idleMs += quietMs - 2_000;
       const job = await oneJob(api.url, token);
       starts.push(job.startMs);
@@ -98,7 +112,7 @@ async function side(bench: Bench, proxy: UpstashProxy, push: boolean): Promise<S
     // Commands per job: one job every 500 ms with its SSE subscriber (as a front end would).
     const trickle = bench.quick ? 10 : 40;
     await sleep(2_000);
-    const from = proxy.commands;
+    const from = await count();
     const runs: Promise<{ heardMs: number }>[] = [];
     for (let i = 0; i < trickle; i++) {
       runs.push(oneJob(api.url, bench.tokens[i % bench.tokens.length]));
@@ -106,7 +120,7 @@ async function side(bench: Bench, proxy: UpstashProxy, push: boolean): Promise<S
     }
     for (const run of await Promise.all(runs)) heard.push(run.heardMs);
     await sleep(1_000);
-    const perJob = (proxy.commands - from) / trickle;
+    const perJob = ((await count()) - from) / trickle;
     return {
       idlePerSec: (idleCommands * 1000) / idleMs,
       idleSec: idleMs / 1000,
@@ -125,11 +139,13 @@ async function side(bench: Bench, proxy: UpstashProxy, push: boolean): Promise<S
 export async function pushScenario(bench: Bench): Promise<void> {
   const proxy = await startUpstashProxy({ redisUrl: bench.redis.url, token: "bench-push-token" });
   try {
-    const on = await side(bench, proxy, true);
+    const on = await side(bench, proxy, "push");
     bench.log(`${SCENARIO}: push ${JSON.stringify(on)}`);
-    const off = await side(bench, proxy, false);
+    const off = await side(bench, proxy, "poll");
     bench.log(`${SCENARIO}: poll ${JSON.stringify(off)}`);
-    bench.raw.upstashPush = { push: on, poll: off };
+    const tcp = await side(bench, proxy, "tcp");
+    bench.log(`${SCENARIO}: tcp ${JSON.stringify(tcp)}`);
+    bench.raw.upstashPush = { push: on, poll: off, tcp };
     const perInstance = on.idlePerSec / 2;
     bench.rows.push(
       {
@@ -185,6 +201,24 @@ export async function pushScenario(bench: Bench): Promise<void> {
         figure: "commands per job (2 jobs/s, SSE each), polling (before)",
         value: off.perJob,
         unit: "",
+      },
+      {
+        scenario: SCENARIO,
+        figure: "TCP Redis, blocking reads, no pub/sub: job start after quiet, p95",
+        value: tcp.start.p95,
+        unit: "ms",
+      },
+      {
+        scenario: SCENARIO,
+        figure: "TCP Redis, blocking reads, no pub/sub: subscriber hears the end, p95",
+        value: tcp.heard.p95,
+        unit: "ms",
+      },
+      {
+        scenario: SCENARIO,
+        figure: "TCP Redis: idle commands/s per process (blocking reads renewing)",
+        value: tcp.idlePerSec / 2,
+        unit: "cmd/s",
       },
     );
   } finally {
