@@ -353,7 +353,7 @@ export async function sweepOnce(runtime: Runtime): Promise<void> {
 if (import.meta.main && typeof Deno.cron === "function") {
   Deno.cron(
     "sweep stalled leases and due retries",
-    "*/2 * * * *",
+    "*/10 * * * *",
     async () => await sweepOnce(await started.promise),
   );
 }
