@@ -167,3 +167,23 @@ Deno.test("Over Upstash the cron's sweep is one script call, whatever the partit
     assert.equal(d.proxy.commands - before, 1);
   }, { env: { JOB_PARTITIONS: "4" } });
 });
+
+Deno.test("Over Upstash a subscriber connection costs its log read and one feed read", async () => {
+  await withDeployment(async (d) => {
+    const id = await submit(d);
+    await waitStatus(d, id, "succeeded", 3_000);
+    await delay(300);
+    const before = d.proxy.commands;
+    const n = 20;
+    for (let i = 0; i < n; i++) {
+      const response = await d.api.app.request(`/v1/jobs/${id}/events`, {
+        headers: bearer(d.token, { accept: "text/event-stream" }),
+      });
+      const text = await response.text(); // an ended job's stream replays its log and closes
+      assert.match(text, /succeeded/);
+    }
+    const perConnection = (d.proxy.commands - before) / n;
+    if (Deno.env.get("PUSH_DEBUG")) console.log({ perConnection });
+    assert.ok(perConnection <= 2, `commands per connection: ${perConnection}`);
+  });
+});
