@@ -4,7 +4,7 @@ import type { RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
 import { toDelivery } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
-import { turn } from "./redis_turns.ts";
+import { turn, turnOf } from "./redis_turns.ts";
 import type { BlockOptions, Delivery } from "./types.ts";
 
 /** How often a claim over every partition looks again while it waits (it cannot block on N keys). */
@@ -72,6 +72,7 @@ export class ClaimOps {
    * pace's next turn while jobs wait for one (or the pace is busy), and turns again after it.
    */
   async #claimOne(p: number, consumer: string, count: number, options: BlockOptions) {
+    if (!this.#blocking) return await this.#turnAndRead(p, consumer, count);
     const deadline = Date.now() + Math.max(0, options.blockMs);
     while (true) {
       const given = await this.#turn(p, count);
@@ -91,6 +92,20 @@ export class ClaimOps {
     }
   }
 
+  /** Over a broker that cannot block: the turns and the read in one script call. */
+  async #turnAndRead(p: number, consumer: string, count: number): Promise<Delivery[]> {
+    const k = this.#ctx.keys;
+    const keys = [k.room(p), k.clock(p), k.jobs(p), k.pace(p)];
+    const args = [String(count), this.#ctx.paceCap, k.jobPrefix(p), GROUP, consumer, String(count)];
+    const reply = await this.#ctx.grouped(() =>
+      this.#ctx.run("turnClaim", keys, args)
+    ) as RedisReply[];
+    const given = turnOf(this.#ctx, reply[0]);
+    this.pace = given.pace;
+    this.waiting = given.waiting;
+    return deliveriesOf(reply[1], consumer);
+  }
+
   async #turn(p: number, want: number) {
     const given = await turn(this.#ctx, p, want);
     this.pace = given.pace;
@@ -103,6 +118,10 @@ export class ClaimOps {
     const out: Delivery[] = [];
     for (const p of this.#rotation()) {
       if (out.length >= count) break;
+      if (!this.#blocking) {
+        out.push(...await this.#turnAndRead(p, consumer, count - out.length));
+        continue;
+      }
       await this.#turn(p, count - out.length);
       const reply = await this.#ctx.grouped(() =>
         this.#ctx.client.send([

@@ -25,6 +25,7 @@ import { CREATE, OWNER, PARK, RELEASE } from "./scripts_submit.ts";
 import { THROTTLE, TURN } from "../pace/lua.ts";
 import { WAKE_RULES, withWake } from "./wake_scripts.ts";
 import { PROBE } from "./scripts_probe.ts";
+import { TURN_CLAIM } from "./scripts_claim.ts";
 
 const SOURCES = {
   create: CREATE,
@@ -45,6 +46,7 @@ const SOURCES = {
   throttle: THROTTLE,
   park: PARK,
   probe: PROBE,
+  turnClaim: TURN_CLAIM,
 };
 
 /** The name of one of the broker's Lua scripts. */

@@ -23,8 +23,12 @@ export async function turn(
   const k = ctx.keys;
   const keys = [k.room(p), k.clock(p), k.jobs(p), k.pace(p)];
   const args = [String(Math.max(0, want)), ctx.paceCap, k.jobPrefix(p)];
-  const reply = await ctx.run(script, keys, args) as RedisReply[];
-  const [moved, waiting, waitMs, pace] = reply.map(Number);
+  return turnOf(ctx, await ctx.run(script, keys, args));
+}
+
+/** A turn from TURN's reply. */
+export function turnOf(ctx: RedisContext, reply: RedisReply): Turn {
+  const [moved, waiting, waitMs, pace] = (reply as RedisReply[]).map(Number);
   return { moved, waiting, waitMs, pace: deploymentPace(ctx, pace) };
 }
 
