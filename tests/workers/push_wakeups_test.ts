@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { loadConfig } from "../../lib/config.ts";
+import { RetryableError } from "../../lib/errors.ts";
 import { createRedisBroker } from "../../lib/queue/redis.ts";
 import { createUpstashClient } from "../../lib/redis/upstash.ts";
 import { type Runtime, startRuntime, sweepOnce } from "../../main.ts";
@@ -24,10 +25,11 @@ interface Deployment {
 
 async function withDeployment(
   run: (d: Deployment) => Promise<void>,
-  { safetyMs = 3_600_000, env = {}, gate }: {
+  { safetyMs = 3_600_000, env = {}, gate, fail }: {
     safetyMs?: number;
     env?: Record<string, string>;
     gate?: Promise<void>;
+    fail?: (call: number) => Error | undefined;
   } = {},
 ): Promise<void> {
   const server: RedisServer = await startRedis();
@@ -41,10 +43,11 @@ async function withDeployment(
     ...env,
   };
   const log = getLogger(["imagejobs", "test"]);
-  const provider = countingProvider({ gate });
+  const provider = countingProvider({ gate, fail });
   const worker = await startRuntime(loadConfig({ ...base, ROLE: "worker" }), log, {
     provider,
     safetyMs,
+    workerOptions: { backoffBaseMs: 200, backoffMaxMs: 200 },
   });
   const api = await startRuntime(loadConfig({ ...base, ROLE: "api" }), log, { safetyMs });
   try {
@@ -186,4 +189,13 @@ Deno.test("Over Upstash a subscriber connection costs its log read and one feed 
     if (Deno.env.get("PUSH_DEBUG")) console.log({ perConnection });
     assert.ok(perConnection <= 2, `commands per connection: ${perConnection}`);
   });
+});
+
+Deno.test("Over Upstash a retry's due time publishes the wake-up that runs it again", async () => {
+  await withDeployment(async (d) => {
+    const id = await submit(d);
+    // No safety poll within the hour: only the promotion's wake-up ends the idle claim loop's wait.
+    await waitStatus(d, id, "succeeded", 3_000);
+    assert.equal(d.provider.calls, 2);
+  }, { fail: (call) => call === 1 ? new RetryableError("xAI answered 500") : undefined });
 });
