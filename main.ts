@@ -206,9 +206,14 @@ export async function startRuntime(
     : null;
   const wakeups = makeWakeups(config, broker, log, overrides.safetyMs);
   wakeups?.start();
-  const relay = config.ROLE === "worker"
-    ? null
-    : new Relay({ broker, log, wakeups: wakeups ?? undefined });
+  // Pushed, the relay's resync (a safety net for a feed item it never saw) runs as seldom as the
+  // safety poll: each one reads every watched job's log, a billed command each over Upstash.
+  const relay = config.ROLE === "worker" ? null : new Relay({
+    broker,
+    log,
+    wakeups: wakeups ?? undefined,
+    resyncMs: wakeups ? 120_000 : undefined,
+  });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
   const deps: AppDeps = { config, broker, auth, tickets, relay, log, metrics, streams };
