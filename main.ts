@@ -204,7 +204,8 @@ export async function startRuntime(
       ...socketIoCounters(metrics.registry),
     })
     : null;
-  const wakeups = makeWakeups(config, broker, log, overrides.safetyMs);
+  const safetyMs = overrides.safetyMs ?? config.UPSTASH_SAFETY_POLL_MS;
+  const wakeups = makeWakeups(config, broker, log, safetyMs);
   wakeups?.start();
   // Pushed, the relay's resync (a safety net for a feed item it never saw) runs as seldom as the
   // safety poll: each one reads every watched job's log, a billed command each over Upstash.

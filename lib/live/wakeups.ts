@@ -84,10 +84,22 @@ export class Wakeups {
     }
   }
 
-  #schedule(): void {
+  #schedule(inMs = this.#o.safetyMs!): void {
     clearTimeout(this.#timer);
     if (this.#closed) return;
-    this.#timer = setTimeout(() => void this.probe(), this.#o.safetyMs);
+    this.#timer = setTimeout(() => void this.probe(), Math.min(inMs, this.#o.safetyMs!));
+  }
+
+  /**
+   * When the next poll is due: sooner than the safety interval while something could need it that no
+   * wake-up announces (a running job whose worker may die: a lease away; a retry whose timer was in a
+   * process that may be gone: at its due time).
+   */
+  #nextPollMs(found: ProbeResult): number {
+    let ms = this.#o.safetyMs!;
+    if (found.taken > 0 || found.waiting > 0) ms = Math.min(ms, this.#o.leaseMs);
+    if (found.nextDueMs >= 0) ms = Math.min(ms, found.nextDueMs + 50);
+    return Math.max(50, ms);
   }
 
   /**
@@ -105,6 +117,7 @@ export class Wakeups {
     try {
       this.probes++;
       const found = await this.#o.broker.probe(this.#o.leaseMs);
+      this.#schedule(this.#nextPollMs(found));
       if (found.unclaimed > 0 || found.waiting > 0) this.#emit("j");
       if (found.due > 0 || found.stalled > 0) this.#emit("s");
       const feeds = found.feeds.join(",");

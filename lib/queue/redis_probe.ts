@@ -18,6 +18,7 @@ export async function probe(
   if (k.tagged) keys.push(k.intake);
   const args = [String(now), GROUP, String(leaseMs), k.tagged ? "1" : "0", String(ctx.partitions)];
   const reply = await ctx.run("probe", keys, args) as RedisReply[];
-  const [unclaimed, waiting, due, stalled] = reply.slice(0, 4).map(Number);
-  return { unclaimed, waiting, due, stalled, feeds: reply.slice(4).map(String) };
+  const [unclaimed, waiting, due, stalled, taken, nextDueMs] = reply.slice(0, 6).map(Number);
+  const feeds = reply.slice(6).map(String);
+  return { unclaimed, waiting, due, stalled, taken, nextDueMs, feeds };
 }

@@ -238,6 +238,10 @@ export interface ProbeResult {
   due: number;
   /** Taken entries idle for a lease or longer (their worker stopped). */
   stalled: number;
+  /** Entries taken and not acknowledged yet: jobs running somewhere (one could stall). */
+  taken: number;
+  /** Milliseconds until the next delayed retry is due; -1 when none waits. */
+  nextDueMs: number;
   /** The newest id of each partition's feed. */
   feeds: string[];
 }

@@ -28,6 +28,8 @@ export const WAKE_RULES = {
   start: `type(r) == 'table' and 'f'`,
   // {seq, …}: a terminal feed item; a cancel also tells the worker running it
   finish: `type(r) == 'table' and (ARGV[3] == 'canceled' and 'c' or 'f')`,
+  // 1: a job given back after a 429 waits in the room again (a later retry is promote's to announce)
+  retry: `r == 1 and ARGV[7] == '1' and 'j'`,
   // how many due retries moved back to the waiting rooms
   promote: `tonumber(r) > 0 and 'j'`,
   // a turn asked for later (kick): {moved, waiting, waitMs, pace}
