@@ -24,6 +24,9 @@ import type { Broker } from "./lib/queue/types.ts";
 import { createClusterClient } from "./lib/redis/cluster.ts";
 import { createTcpClient } from "./lib/redis/tcp.ts";
 import { createUpstashClient } from "./lib/redis/upstash.ts";
+import { UpstashSubscription } from "./lib/redis/upstash_subscribe.ts";
+import { Wakeups } from "./lib/live/wakeups.ts";
+import { wakeChannels } from "./lib/queue/wake_scripts.ts";
 import { WebhookDispatcher } from "./lib/webhooks/dispatcher.ts";
 import { ImageWorker } from "./workers/image_worker.ts";
 
@@ -33,6 +36,8 @@ export interface Runtime {
   deps: AppDeps;
   worker: ImageWorker | null;
   relay: Relay | null;
+  /** Push wake-ups and their safety poll (Upstash), else null. */
+  wakeups: Wakeups | null;
   /** A ready-to-use token in DEV_MODE with the random dev secret (no key configured), else null. */
   devToken: string | null;
   /**
@@ -48,6 +53,8 @@ export interface Runtime {
 export interface RuntimeOverrides {
   provider?: ImageProvider;
   workerOptions?: { backoffBaseMs?: number; backoffMaxMs?: number; blockMs?: number };
+  /** Longest time between the wake-ups' safety polls (Upstash); 120 s by default. */
+  safetyMs?: number;
 }
 
 function connect(config: Config, log: Logger): Broker {
@@ -79,7 +86,8 @@ function connect(config: Config, log: Logger): Broker {
       url: config.UPSTASH_REDIS_REST_URL!,
       token: config.UPSTASH_REDIS_REST_TOKEN!,
     });
-    return createRedisBroker(client, { ...shared, kind: "upstash" });
+    const wakeups = config.UPSTASH_PUSH === "1";
+    return createRedisBroker(client, { ...shared, kind: "upstash", wakeups });
   }
   return createMemoryBroker({ ttlSec, pace });
 }
@@ -98,6 +106,32 @@ async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Pro
       await new Promise((resolve) => setTimeout(resolve, Math.min(200 * attempt, 2_000)));
     }
   }
+}
+
+/** Over Upstash, one subscription to the deployment's wake-ups, and their safety poll. */
+function makeWakeups(
+  config: Config,
+  broker: Broker,
+  log: Logger,
+  safetyMs?: number,
+): Wakeups | null {
+  if (config.broker !== "upstash" || config.UPSTASH_PUSH !== "1") return null;
+  return new Wakeups({
+    broker,
+    log,
+    leaseMs: config.JOB_LEASE_MS,
+    safetyMs,
+    subscribe: ({ onMessage, onOpen }) =>
+      new UpstashSubscription({
+        url: config.UPSTASH_REDIS_REST_URL!,
+        token: config.UPSTASH_REDIS_REST_TOKEN!,
+        // A worker-only process hears work and cancels only; one with a relay hears everything.
+        channel: wakeChannels(config.REDIS_PREFIX)[config.ROLE === "worker" ? "work" : "all"],
+        onMessage,
+        onOpen,
+        onDrop: (reason) => log.info("Wake-ups dropped ({reason}); reopening", { reason }),
+      }),
+  });
 }
 
 function makeProvider(config: Config, log: Logger): ImageProvider {
@@ -183,7 +217,17 @@ export async function startRuntime(
       ...socketIoCounters(metrics.registry),
     })
     : null;
-  const relay = config.ROLE === "worker" ? null : new Relay({ broker, log });
+  const safetyMs = overrides.safetyMs ?? config.UPSTASH_SAFETY_POLL_MS;
+  const wakeups = makeWakeups(config, broker, log, safetyMs);
+  wakeups?.start();
+  // Pushed, the relay's resync (a safety net for a feed item it never saw) runs as seldom as the
+  // safety poll: each one reads every watched job's log, a billed command each over Upstash.
+  const relay = config.ROLE === "worker" ? null : new Relay({
+    broker,
+    log,
+    wakeups: wakeups ?? undefined,
+    resyncMs: wakeups ? 120_000 : undefined,
+  });
   if (relay) await relay.start();
   const streams = new StreamSlots(config.MAX_STREAMS_PER_OWNER);
   const drain = new AbortController();
@@ -232,6 +276,7 @@ export async function startRuntime(
       },
       onPace: (pace) => metrics.providerPace.set(pace ?? -1),
       tickets,
+      wakeups: wakeups ?? undefined,
       onFinished: (status) => {
         metrics.finished.inc({ status });
         dispatcher?.nudge(); // a terminal event may have queued a delivery: send it now
@@ -256,6 +301,7 @@ export async function startRuntime(
     deps,
     worker,
     relay,
+    wakeups,
     devToken,
     drain() {
       drain.abort();
@@ -265,6 +311,7 @@ export async function startRuntime(
       closing ??= (async () => {
         drain.abort();
         await Promise.allSettled([worker?.close({ drainMs }), relay?.close(), webhooks?.close()]);
+        await wakeups?.close();
         await socketIo?.close(); // after the drain: the jobs that ended in it are emitted
         await broker.close();
       })();
@@ -284,7 +331,13 @@ async function main(): Promise<void> {
   }
   await configureLogging({ level: config.LOG_LEVEL, pretty: config.devMode });
   const log = getLogger(["imagejobs"]);
-  const runtime = await startRuntime(config, log);
+  let runtime: Runtime;
+  try {
+    runtime = await startRuntime(config, log);
+  } catch (error) {
+    started.reject(error);
+    throw error;
+  }
   const server = Deno.serve({
     port: config.PORT,
     hostname: config.HOST,
@@ -301,12 +354,7 @@ async function main(): Promise<void> {
     },
   }, runtime.app.fetch);
 
-  // On Deno Deploy, a cron keeps leases and retries moving even when no request keeps an instance awake.
-  if (typeof Deno.cron === "function" && runtime.worker) {
-    const worker = runtime.worker;
-    Deno.cron("sweep stalled leases and due retries", "* * * * *", () => worker.maintain());
-  }
-
+  started.resolve(runtime);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -324,6 +372,29 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+}
+
+/** The runtime that main() starts, for the cron's sweep. */
+const started = Promise.withResolvers<Runtime>();
+started.promise.catch(() => {});
+
+/**
+ * The sweep Deno.cron runs (Deno Deploy): over Upstash one script call (the safety poll), followed by
+ * work only when it finds some; elsewhere the worker's own sweep.
+ */
+export async function sweepOnce(runtime: Runtime): Promise<void> {
+  if (runtime.wakeups) await runtime.wakeups.probe();
+  else await runtime.worker?.maintain({ sweep: true });
+}
+
+// On Deno Deploy a cron keeps leases and retries moving while no request keeps an instance up. Deploy
+// reads Deno.cron definitions from the entry module's top level, before the server starts.
+if (import.meta.main && typeof Deno.cron === "function") {
+  Deno.cron(
+    "sweep stalled leases and due retries",
+    "*/10 * * * *",
+    async () => await sweepOnce(await started.promise),
+  );
 }
 
 if (import.meta.main) await main();

@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--backlog] [--provider | --provider-quick]`: starts its own redis-server,
+ * `deno task bench [--quick] [--backlog] [--provider | --provider-quick] [--upstash-push]`: starts its own redis-server,
  * fake xAI servers, the service (and the Node peer) as subprocesses, drives them from separate load
  * processes, prints a Markdown table and writes `bench/results/<timestamp>.json` (and, for a full run,
  * `bench/results/latest.md`).
@@ -15,6 +15,7 @@ import { limitRows, measureLimits, submitScenario } from "./scenarios_http.ts";
 import { startUpstashScenario } from "./scenarios_redis.ts";
 import { backlogScenario } from "./scenarios_backlog.ts";
 import { providerScenario } from "./scenarios_provider.ts";
+import { pushScenario } from "./scenarios_push.ts";
 
 const NOTES = `Notes:
 - All processes share the machine: redis-server, the service, the load processes, the fake xAI (in the
@@ -46,7 +47,12 @@ const NOTES = `Notes:
   Ours: 2 processes (WORKER_CONCURRENCY 16, GROK_MAX_RPS = limit) over WebSockets; the seed: server.js
   (Bull concurrency 32, the same slots) and its Socket.IO relay, against the same fake. Utilization:
   accepted calls/s from the first accepted call to the last, ÷ the limit. \`--provider\` runs it alone
-  (\`--provider-quick\`: the 180-job workload only).`;
+  (\`--provider-quick\`: the 180-job workload only).
+- Scenario 11 (\`--upstash-push\`, alone): Upstash through the REST proxy (which bills a subscribe, each
+  message a subscription delivers, and each command), a ROLE=api and a ROLE=worker process, push wake-ups
+  on (UPSTASH_PUSH=1) then off (polling, as before): idle commands/s over the quiet gaps, the start of a
+  job submitted after 20 s of quiet (started \`at\` minus the POST), a subscriber hearing the end
+  (arrival minus \`at\`), and commands per job at 2 jobs/s with an SSE subscriber each.`;
 
 async function fileLimit(): Promise<number> {
   const output = await new Deno.Command("bash", { args: ["-c", "ulimit -n"] }).output();
@@ -123,7 +129,8 @@ async function main(): Promise<void> {
   const providerQuick = Deno.args.includes("--provider-quick");
   const provider = providerQuick || Deno.args.includes("--provider");
   const quick = Deno.args.includes("--quick") || providerQuick;
-  const only = Deno.args.includes("--backlog") || provider;
+  const push = Deno.args.includes("--upstash-push");
+  const only = Deno.args.includes("--backlog") || provider || push;
   const profile = Deno.args.includes("--profile");
   const repeat = Number(Deno.args.find((a) => a.startsWith("--repeat="))?.slice(9) ?? 1);
   const startedAt = new Date().toISOString();
@@ -142,8 +149,10 @@ async function main(): Promise<void> {
     if (only) {
       const limits = { helloRps: 0, helloP50Ms: 0, helloP99Ms: 0, xaddOps: 0, submitScriptOps: 0 };
       bench = { quick, redis, tokens, limits, rows: [], raw: {}, log, profile, repeat };
-      if (provider) await scenario(bench, "10. Provider-limited", () => providerScenario(bench));
-      else await backlogOnly(bench);
+      if (push) await scenario(bench, "11. Upstash push", () => pushScenario(bench));
+      else if (provider) {
+        await scenario(bench, "10. Provider-limited", () => providerScenario(bench));
+      } else await backlogOnly(bench);
     } else {
       log("1. Limits");
       const measured = await measureLimits({ quick, redis, log });
@@ -161,7 +170,13 @@ async function main(): Promise<void> {
   const durationSec = Math.round((performance.now() - t0) / 1000);
   const machine = `${navigator.hardwareConcurrency} cores, Deno ${Deno.version.deno}, ` +
     `Node ${await version("node", ["--version"])}, ${await version("redis-server", ["--version"])}`;
-  const alone = provider ? ", provider-limited only" : only ? ", backlog only" : "";
+  const alone = push
+    ? ", Upstash push only"
+    : provider
+    ? ", provider-limited only"
+    : only
+    ? ", backlog only"
+    : "";
   const mode = `${quick ? "quick" : "full"}${alone}`;
   const meta = { mode, startedAt, durationSec, machine, notes: NOTES };
   const path = await save(bench, meta, table);

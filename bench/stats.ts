@@ -5,6 +5,7 @@ export interface LatencySummary {
   count: number;
   p50: number | null;
   p90: number | null;
+  p95: number | null;
   p99: number | null;
   max: number | null;
 }
@@ -24,6 +25,7 @@ export function summarize(samples: readonly number[]): LatencySummary {
     count: sorted.length,
     p50: round(percentile(sorted, 50)),
     p90: round(percentile(sorted, 90)),
+    p95: round(percentile(sorted, 95)),
     p99: round(percentile(sorted, 99)),
     max: round(sorted.at(-1) ?? null),
   };

@@ -61,6 +61,13 @@ const envSchema = z.object({
   JOB_PARTITIONS: int(1, MAX_PARTITIONS, 1),
   UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/ }).optional(),
   UPSTASH_REDIS_REST_TOKEN: optionalString,
+  /** Over Upstash: "1" push wake-ups (a subscription, scripts publish), "0" poll as before v1.2. */
+  UPSTASH_PUSH: z.enum(["0", "1"]).default("1"),
+  /**
+   * Over Upstash with push: the longest time between safety polls (one command each), which also find
+   * entries other services add to the jobs stream without a wake-up.
+   */
+  UPSTASH_SAFETY_POLL_MS: int(100, 3_600_000, 120_000),
   REDIS_PREFIX: z.string().max(64).default("img:"),
   ROLE: z.enum(["api", "worker", "all"]).default("all"),
   WORKER_CONCURRENCY: int(1, 4096, 8),

@@ -17,9 +17,15 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
 /** A pause that something else can end early (a submit, a new subscriber), besides the stop signal. */
 export class Wakeable {
   #wake: AbortController | null = null;
+  /** A wake() that came while nothing slept: the next sleep ends at once, so it is not lost. */
+  #pending = false;
 
-  /** Waits `ms`, ending early on `stop` or on `wake()`. */
+  /** Waits `ms`, ending early on `stop` or on `wake()` (also one that came since the last sleep). */
   async sleep(ms: number, stop: AbortSignal): Promise<void> {
+    if (this.#pending) {
+      this.#pending = false;
+      return;
+    }
     const wake = new AbortController();
     this.#wake = wake;
     try {
@@ -29,8 +35,9 @@ export class Wakeable {
     }
   }
 
-  /** Ends the current sleep, if any. */
+  /** Ends the current sleep, or else the next one. */
   wake(): void {
-    this.#wake?.abort();
+    if (this.#wake) this.#wake.abort();
+    else this.#pending = true;
   }
 }

@@ -5,6 +5,10 @@
 import type { Logger } from "@logtape/logtape";
 import { pause, Wakeable } from "../lib/pause.ts";
 import type { Broker, Delivery } from "../lib/queue/types.ts";
+import type { Wakeups } from "../lib/live/wakeups.ts";
+
+/** With wake-ups live, how long an idle claim loop waits for one (the safety poll wakes it sooner). */
+const PUSHED_IDLE_MS = 600_000;
 
 /** What the loops need from their worker. */
 export interface ClaimLoopDeps {
@@ -19,6 +23,8 @@ export interface ClaimLoopDeps {
   free(): number;
   /** Takes a claimed delivery: runs it, or keeps it until a slot frees. */
   admit(delivery: Delivery): void;
+  /** Push wake-ups (Upstash): an idle loop then waits for one instead of polling. */
+  wakeups?: Wakeups;
 }
 
 /**
@@ -56,6 +62,15 @@ export class ClaimLoops {
     for (const wake of waiters) wake();
   }
 
+  /**
+   * How long a non-blocking loop pauses after finding nothing: its backoff, or, with wake-ups live and
+   * no job waiting for a provider turn, until a wake-up (a submit, a due retry, the safety poll).
+   */
+  #idleWait(backoffMs: number): number {
+    const { wakeups, broker } = this.#d;
+    return wakeups?.live && !((broker.waiting ?? 0) > 0) ? PUSHED_IDLE_MS : backoffMs;
+  }
+
   async #claimLoop(partition: number | undefined, loops: number): Promise<void> {
     const { broker, log, consumer, stop } = this.#d;
     let idleMs = 0;
@@ -74,7 +89,12 @@ export class ClaimLoops {
         for (const delivery of batch) this.#d.admit(delivery);
         // Without server-side blocking, poll fast while there is work and slow down when idle.
         idleMs = batch.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), this.#d.idlePollMaxMs);
-        if (!broker.blocking && idleMs > 0) await this.idle.sleep(idleMs, stop);
+        // Pushed: a claim that got less than it asked for emptied the stream, and the next job comes
+        // with a wake-up (unless jobs wait for a turn of the pace).
+        const drained = batch.length < count && this.#d.wakeups?.live;
+        if (!broker.blocking && (idleMs > 0 || drained)) {
+          await this.idle.sleep(this.#idleWait(idleMs || 100), stop);
+        }
       } catch (error) {
         log.warn("Cannot claim jobs: {error}", { error: String(error) });
         await pause(1_000, stop);
@@ -91,7 +111,7 @@ export class ClaimLoops {
         const options = { blockMs: this.#d.blockMs, signal: stop, idleMs: this.#d.leaseMs };
         const moved = await broker.moveIntake(consumer, options);
         idleMs = moved > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), this.#d.idlePollMaxMs);
-        if (!broker.blocking && idleMs > 0) await this.idle.sleep(idleMs, stop);
+        if (!broker.blocking && idleMs > 0) await this.idle.sleep(this.#idleWait(idleMs), stop);
       } catch (error) {
         log.warn("Cannot move intake entries: {error}", { error: String(error) });
         await pause(1_000, stop);

@@ -11,6 +11,7 @@ import {
 } from "./job_run.ts";
 import { intake } from "./seed.ts";
 import { ClaimLoops } from "./claim_loops.ts";
+import type { Wakeups } from "../lib/live/wakeups.ts";
 
 /** Dependencies and settings of a worker. */
 export interface ImageWorkerOptions {
@@ -42,6 +43,11 @@ export interface ImageWorkerOptions {
   onPace?: (pace: number | null) => void;
   /** Issues the read tickets of the image URLs in `succeeded` notifications. */
   tickets?: RunDeps["tickets"];
+  /**
+   * Push wake-ups (Upstash): idle claims wait for one instead of polling, a cancel renews at once, and
+   * an idle worker sweeps only when the safety poll finds something to sweep.
+   */
+  wakeups?: Wakeups;
 }
 
 /** Consumers idle this long with nothing pending are removed, at least (a live one claims every few seconds). */
@@ -61,6 +67,7 @@ export class ImageWorker {
         | "onProvider"
         | "onPace"
         | "tickets"
+        | "wakeups"
       >
     >
     & ImageWorkerOptions;
@@ -77,6 +84,7 @@ export class ImageWorker {
   #closing: Promise<void> | null = null;
   #timers = new Set<ReturnType<typeof setTimeout>>();
   #runDeps: RunDeps;
+  #unlisten: (() => void) | undefined;
 
   constructor(options: ImageWorkerOptions) {
     if (options.concurrency < 1) throw new RangeError("Cannot create worker: concurrency < 1");
@@ -134,6 +142,11 @@ export class ImageWorker {
   start(): void {
     if (this.#loop) return;
     this.#loop = this.#claims.run();
+    this.#unlisten = this.#o.wakeups?.listen((kind) => {
+      if (kind === "j") this.#claims.idle.wake();
+      else if (kind === "c" && this.active > 0) void this.maintain();
+      else if (kind === "s") void this.maintain({ sweep: true });
+    });
     const every = Math.max(100, Math.floor(this.#o.leaseMs / 3));
     this.#maintenance = setInterval(() => void this.maintain(), every);
   }
@@ -173,7 +186,7 @@ export class ImageWorker {
   }
 
   /** Renews leases, aborts canceled and lost jobs, takes over stalled ones and promotes due retries. */
-  async maintain(): Promise<void> {
+  async maintain({ sweep = false }: { sweep?: boolean } = {}): Promise<void> {
     const { broker, log } = this.#o;
     try {
       const flights = [...this.#inflight.values(), ...this.#waiting];
@@ -182,7 +195,9 @@ export class ImageWorker {
       statuses.forEach((status, i) => this.#check(flights[i], status));
       // Over REST every command is billed: an idle worker sweeps less often than it renews.
       const idle = !broker.blocking && flights.length === 0;
-      if (idle && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
+      // With wake-ups live, the safety poll finds what an idle sweep would (and asks for one).
+      if (idle && !sweep && this.#o.wakeups?.live) return;
+      if (idle && !sweep && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
       this.#lastSweep = Date.now();
       await broker.promoteDue();
       const free = this.#free();
@@ -239,6 +254,7 @@ export class ImageWorker {
   close({ drainMs = 10_000 }: { drainMs?: number } = {}): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
+      this.#unlisten?.();
       clearInterval(this.#maintenance);
       for (const timer of this.#timers) clearTimeout(timer);
       this.#claims.slotFreed();

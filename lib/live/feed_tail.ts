@@ -7,6 +7,11 @@ import type { Logger } from "@logtape/logtape";
 import type { Wakeable } from "../pause.ts";
 import type { Broker, FeedItem } from "../queue/types.ts";
 
+/** With wake-ups live, how long an idle reader waits for one (the safety poll wakes it sooner). */
+const PUSHED_IDLE_MS = 600_000;
+/** Items per feed read (the broker's COUNT): a read that brought fewer reached the end. */
+const FULL_BATCH = 1000;
+
 /** What the readers need. */
 export interface FeedTailOptions {
   broker: Broker;
@@ -20,6 +25,8 @@ export interface FeedTailOptions {
   idle: Wakeable;
   /** True while someone here listens: polls are then at most 500 ms apart. */
   busy(): boolean;
+  /** True while push wake-ups are live: an idle reader then waits for one (`idle.wake()`), not polls. */
+  pushed?(): boolean;
   /**
    * Called with each batch read, in order, and the reader's cursor after it: one partition's feed id
    * (`partition` set), or with one reader over N > 1 feeds their ids joined by commas.
@@ -59,7 +66,11 @@ async function run(o: FeedTailOptions, ready: () => void, partition: number | un
       o.onItems(result.items, cursor, partition);
       if (!o.broker.blocking) {
         idleMs = result.items.length > 0 ? 0 : Math.min(Math.max(100, idleMs * 2), o.idleMaxMs);
-        if (idleMs > 0) await o.idle.sleep(o.busy() ? Math.min(idleMs, 500) : idleMs, o.signal);
+        const pollMs = o.busy() ? Math.min(idleMs, 500) : idleMs;
+        // Pushed: a read short of a full batch reached the end, so the next item comes with a wake-up.
+        if (o.pushed?.() && result.items.length < FULL_BATCH) {
+          await o.idle.sleep(PUSHED_IDLE_MS, o.signal);
+        } else if (idleMs > 0) await o.idle.sleep(pollMs, o.signal);
       }
     } catch (error) {
       failures++;

@@ -10,6 +10,7 @@ import { Journal } from "./journal.ts";
 import { OwnerFeeds, type OwnerSubscriber } from "./owner_feed.ts";
 import type { Subscriber, Subscription } from "./relay_types.ts";
 import type { Broker, FeedItem } from "../queue/types.ts";
+import type { Wakeups } from "./wakeups.ts";
 
 export type { EndReason, Subscriber, Subscription } from "./relay_types.ts";
 export type { OwnerEvent, OwnerSubscriber } from "./owner_feed.ts";
@@ -38,11 +39,15 @@ export class Relay {
   /** Streams of all of an owner's jobs, and this reader's position on each partition's feed. */
   #owners: OwnerFeeds;
   #positions: string[];
+  #wakeups: Wakeups | undefined;
+  #unlisten: (() => void) | undefined;
 
   constructor(
-    { broker, log, blockMs = 5_000, idleMaxMs = 8_000, resyncMs = 30_000 }: {
+    { broker, log, blockMs = 5_000, idleMaxMs = 8_000, resyncMs = 30_000, wakeups }: {
       broker: Broker;
       log: Logger;
+      /** Push wake-ups (Upstash): the reader waits for one instead of polling. */
+      wakeups?: Wakeups;
       blockMs?: number;
       /** Longest pause between polls of a non-blocking broker with no subscribers here. */
       idleMaxMs?: number;
@@ -55,6 +60,7 @@ export class Relay {
     },
   ) {
     this.#resyncMs = resyncMs;
+    this.#wakeups = wakeups;
     this.#broker = broker;
     this.#log = log;
     this.#blockMs = blockMs;
@@ -77,6 +83,12 @@ export class Relay {
     if (this.#ready) return this.#ready;
     // Jobs created here once the feed is tailed: their subscribers are served from the journal.
     this.#unwatch = this.#broker.onCreate?.((job) => this.#tailing && this.#journal.opening(job));
+    // A feed item: read it now when someone here listens (a cancel always: the worker stops its
+    // job); otherwise the next subscriber, or the safety poll, reads from where this reader stopped.
+    this.#unlisten = this.#wakeups?.listen((kind) => {
+      const listened = this.#jobs.active || this.#owners.size > 0 || this.#watchers.size > 0;
+      if (kind === "c" || kind === "p" || (kind !== "s" && listened)) this.#idle.wake();
+    });
     const feeds = tailFeeds({
       broker: this.#broker,
       log: this.#log,
@@ -85,6 +97,7 @@ export class Relay {
       signal: this.#stop.signal,
       idle: this.#idle,
       busy: () => this.#jobs.active || this.#owners.size > 0,
+      pushed: () => this.#wakeups?.live ?? false,
       onItems: (items, cursor, partition) => {
         this.#dispatch(items);
         this.#advance(cursor, partition);
@@ -171,6 +184,7 @@ export class Relay {
       this.#stop.abort();
       this.#tailing = false;
       this.#unwatch?.();
+      this.#unlisten?.();
       this.#journal.clear();
       clearInterval(this.#resync);
       this.#jobs.closeAll();

@@ -21,6 +21,8 @@ import { listJobs, queuePosition } from "./redis_listing.ts";
 import { RedisOutbox } from "./redis_webhooks.ts";
 import { kick, throttle, turn } from "./redis_turns.ts";
 import { readUsage } from "./redis_usage.ts";
+import { wakeChannels } from "./wake_scripts.ts";
+import { probe } from "./redis_probe.ts";
 import type {
   BlockOptions,
   Broker,
@@ -35,6 +37,7 @@ import type {
   LocalJob,
   NewJob,
   Outcome,
+  ProbeResult,
   SeedAdoption,
   SubmitLimits,
   SubmitResult,
@@ -58,6 +61,8 @@ export interface RedisBrokerOptions {
   pace?: number | null;
   /** Told of a failed write that no caller waits for (default: console.error). */
   onError?: (what: string, error: unknown) => void;
+  /** True: the scripts publish wake-ups on `wakeChannels(prefix)` (see wake_scripts.ts). */
+  wakeups?: boolean;
 }
 
 class RedisBroker implements Broker {
@@ -87,6 +92,7 @@ class RedisBroker implements Broker {
       cluster: options.cluster,
       pace: options.pace,
       onError: options.onError,
+      wakeChannels: options.wakeups ? wakeChannels(options.prefix ?? "img:") : undefined,
     });
     this.separateIntake = this.#ctx.keys.tagged;
     this.#ops = new RedisWorkerOps(this.#ctx, this.blocking);
@@ -209,6 +215,14 @@ class RedisBroker implements Broker {
 
   get pace(): number | null {
     return this.#ops.pace;
+  }
+
+  get waiting(): number {
+    return this.#ops.waiting;
+  }
+
+  probe(leaseMs: number): Promise<ProbeResult> {
+    return probe(this.#ctx, leaseMs);
   }
 
   turn(partition: number, want: number): Promise<Turn> {

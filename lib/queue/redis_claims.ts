@@ -4,7 +4,7 @@ import type { RedisReply } from "../redis/types.ts";
 import { BlockingReader } from "./blocking_reader.ts";
 import { toDelivery } from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
-import { turn } from "./redis_turns.ts";
+import { turn, turnOf } from "./redis_turns.ts";
 import type { BlockOptions, Delivery } from "./types.ts";
 
 /** How often a claim over every partition looks again while it waits (it cannot block on N keys). */
@@ -32,6 +32,8 @@ export class ClaimOps {
   #next = 0;
   /** The deployment's pace as the last turn saw it (null: unpaced). */
   pace: number | null = null;
+  /** Jobs left in the partition's waiting room as the last turn saw them. */
+  waiting = 0;
 
   constructor(ctx: RedisContext, blocking: boolean) {
     this.#ctx = ctx;
@@ -71,6 +73,20 @@ export class ClaimOps {
    */
   async #claimOne(p: number, consumer: string, count: number, options: BlockOptions) {
     const deadline = Date.now() + Math.max(0, options.blockMs);
+    if (!this.#blocking) {
+      // Over REST nothing blocks: while jobs wait for the pace's next turn, wait for it here (the
+      // caller's poll would back off for seconds, and no wake-up comes for a turn coming due).
+      while (true) {
+        const { found, given } = await this.#turnAndRead(p, consumer, count);
+        const soon = given.moved === 0 && given.waiting > 0 && given.waitMs > 0;
+        const left = deadline - Date.now();
+        if (found.length > 0 || !soon || left <= 0 || options.signal?.aborted) return found;
+        await pause(
+          Math.min(left, Math.max(MIN_TURN_WAIT_MS, given.waitMs)),
+          options.signal ?? NEVER,
+        );
+      }
+    }
     while (true) {
       const given = await this.#turn(p, count);
       const soon = given.moved === 0 && (given.waiting > 0 || given.waitMs > 0);
@@ -86,17 +102,27 @@ export class ClaimOps {
       const found = deliveriesOf(reply, consumer);
       const again = soon && Date.now() < deadline && !options.signal?.aborted;
       if (found.length > 0 || !again) return found;
-      // Over REST the read did not wait: wait here for the pace's next turn (the caller's poll
-      // would back off for seconds while jobs wait for a turn due in milliseconds).
-      if (!this.#blocking) {
-        await pause(Math.min(blockMs, deadline - Date.now()), options.signal ?? NEVER);
-      }
     }
+  }
+
+  /** Over a broker that cannot block: the turns and the read in one script call. */
+  async #turnAndRead(p: number, consumer: string, count: number) {
+    const k = this.#ctx.keys;
+    const keys = [k.room(p), k.clock(p), k.jobs(p), k.pace(p)];
+    const args = [String(count), this.#ctx.paceCap, k.jobPrefix(p), GROUP, consumer, String(count)];
+    const reply = await this.#ctx.grouped(() =>
+      this.#ctx.run("turnClaim", keys, args)
+    ) as RedisReply[];
+    const given = turnOf(this.#ctx, reply[0]);
+    this.pace = given.pace;
+    this.waiting = given.waiting;
+    return { found: deliveriesOf(reply[1], consumer), given };
   }
 
   async #turn(p: number, want: number) {
     const given = await turn(this.#ctx, p, want);
     this.pace = given.pace;
+    this.waiting = given.waiting;
     return given;
   }
 
@@ -105,6 +131,10 @@ export class ClaimOps {
     const out: Delivery[] = [];
     for (const p of this.#rotation()) {
       if (out.length >= count) break;
+      if (!this.#blocking) {
+        out.push(...(await this.#turnAndRead(p, consumer, count - out.length)).found);
+        continue;
+      }
       await this.#turn(p, count - out.length);
       const reply = await this.#ctx.grouped(() =>
         this.#ctx.client.send([

@@ -24,6 +24,9 @@ import {
 import { CREATE, OWNER, PARK, RELEASE } from "./scripts_submit.ts";
 import { THROTTLE, TURN } from "../pace/lua.ts";
 import { COPY_INTAKE } from "./scripts_intake.ts";
+import { WAKE_RULES, withWake } from "./wake_scripts.ts";
+import { PROBE } from "./scripts_probe.ts";
+import { TURN_CLAIM } from "./scripts_claim.ts";
 
 const SOURCES = {
   create: CREATE,
@@ -39,9 +42,13 @@ const SOURCES = {
   takeWebhooks: TAKE_WEBHOOKS,
   retryWebhook: RETRY_WEBHOOK,
   turn: TURN,
+  /** TURN asked for later (kick): with wake-ups on, it tells the workers what it moved. */
+  kickTurn: TURN,
   throttle: THROTTLE,
   park: PARK,
   copyIntake: COPY_INTAKE,
+  probe: PROBE,
+  turnClaim: TURN_CLAIM,
 };
 
 /** The name of one of the broker's Lua scripts. */
@@ -99,6 +106,8 @@ export class RedisContext {
       pace?: number | null;
       /** Told of a failed write that no caller waits for (default: console.error). */
       onError?: (what: string, error: unknown) => void;
+      /** Where the scripts publish wake-ups (see wake_scripts.ts); unset: they publish none. */
+      wakeChannels?: { all: string; work: string };
     },
   ) {
     this.client = client;
@@ -113,9 +122,12 @@ export class RedisContext {
     this.paceCap = pace === null ? "-1" : String(pace / options.partitions);
     this.feedRetentionMs = options.feedRetentionMs;
     this.#scripts = (async () => {
-      const entries = Object.entries(SOURCES).map(async ([name, source]) =>
-        [name, await defineScript(source)] as const
-      );
+      const channels = options.wakeChannels;
+      const entries = Object.entries(SOURCES).map(async ([name, source]) => {
+        const rule = WAKE_RULES[name as keyof typeof WAKE_RULES];
+        const text = channels && rule ? withWake(source, rule, channels) : source;
+        return [name, await defineScript(text)] as const;
+      });
       return Object.fromEntries(await Promise.all(entries)) as Record<ScriptName, Script>;
     })();
   }

@@ -14,12 +14,21 @@ function deploymentPace(ctx: RedisContext, milli: number): number | null {
 }
 
 /** Moves up to `want` waiting jobs of partition `p` onto its stream, owners taking turns. */
-export async function turn(ctx: RedisContext, p: number, want: number): Promise<Turn> {
+export async function turn(
+  ctx: RedisContext,
+  p: number,
+  want: number,
+  script: "turn" | "kickTurn" = "turn",
+): Promise<Turn> {
   const k = ctx.keys;
   const keys = [k.room(p), k.clock(p), k.jobs(p), k.pace(p)];
   const args = [String(Math.max(0, want)), ctx.paceCap, k.jobPrefix(p)];
-  const reply = await ctx.run("turn", keys, args) as RedisReply[];
-  const [moved, waiting, waitMs, pace] = reply.map(Number);
+  return turnOf(ctx, await ctx.run(script, keys, args));
+}
+
+/** A turn from TURN's reply. */
+export function turnOf(ctx: RedisContext, reply: RedisReply): Turn {
+  const [moved, waiting, waitMs, pace] = (reply as RedisReply[]).map(Number);
   return { moved, waiting, waitMs, pace: deploymentPace(ctx, pace) };
 }
 
@@ -42,7 +51,7 @@ export function kick(ctx: RedisContext, p: number, waitMs: number, tries = 3): v
   const timer = setTimeout(async () => {
     ctx.timers.delete(timer);
     try {
-      const done = await turn(ctx, p, 1);
+      const done = await turn(ctx, p, 1, "kickTurn");
       if (done.moved === 0 && done.waiting > 0) kick(ctx, p, Math.max(10, done.waitMs), tries - 1);
     } catch (error) {
       ctx.report("give a waiting job its turn", error);

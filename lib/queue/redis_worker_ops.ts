@@ -47,6 +47,11 @@ export class RedisWorkerOps {
     return this.#claims.pace;
   }
 
+  /** Jobs left in the waiting rooms as the last claim's turn saw them. */
+  get waiting(): number {
+    return this.#claims.waiting;
+  }
+
   /** Takes over idle entries of every partition, resuming where the previous scans stopped. */
   reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
     return this.#claims.reclaim(consumer, idleMs, count);

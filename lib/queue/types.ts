@@ -263,6 +263,24 @@ export interface BlockOptions {
   partition?: number;
 }
 
+/** What the safety poll found. */
+export interface ProbeResult {
+  /** Entries on the jobs streams (and intake) that no consumer took yet. */
+  unclaimed: number;
+  /** Jobs in the waiting rooms, waiting for a provider turn. */
+  waiting: number;
+  /** Retries due now, still in the delayed sets. */
+  due: number;
+  /** Taken entries idle for a lease or longer (their worker stopped). */
+  stalled: number;
+  /** Entries taken and not acknowledged yet: jobs running somewhere (one could stall). */
+  taken: number;
+  /** Milliseconds until the next delayed retry is due; -1 when none waits. */
+  nextDueMs: number;
+  /** The newest id of each partition's feed. */
+  feeds: string[];
+}
+
 /** The broker every other module talks to; Redis Streams and in-memory implement it. */
 export interface Broker {
   readonly kind: "redis" | "upstash" | "memory";
@@ -372,6 +390,13 @@ export interface Broker {
   turn(partition: number, want: number): Promise<Turn>;
   /** The deployment's provider pace in requests/s as this process last saw it (null: unpaced). */
   readonly pace: number | null;
+  /** Jobs left in the waiting rooms as this process's last claim saw them (absent: unknown). */
+  readonly waiting?: number;
+  /**
+   * The safety poll of a push-woken broker (Upstash), one script call: what waits that a missed
+   * wake-up would leave waiting; absent where claims and the feed block instead.
+   */
+  probe?(leaseMs: number): Promise<ProbeResult>;
   /** Tells every process that the provider answered 429: no turn for `retryAfterMs`, and a slower pace. */
   throttle(retryAfterMs: number): Promise<void>;
   /**

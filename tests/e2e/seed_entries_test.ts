@@ -13,7 +13,11 @@ transportTest(
   async (t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai();
-    const service = await startService(await baseEnv(via, redis, xai));
+    // Over Upstash, entries added without a wake-up wait for the safety poll: a deployment that
+    // relies on them sets it short (README, "A month on Upstash").
+    const service = await startService(
+      await baseEnv(via, redis, xai, { UPSTASH_SAFETY_POLL_MS: "500" }),
+    );
     const carol = await signToken("carol");
     /** Adds a job the way another service does: XADD with the seed's fields. */
     const addSeedEntry = (Token: string, Prompt: string, Id: string) =>

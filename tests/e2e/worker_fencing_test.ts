@@ -114,7 +114,11 @@ transportTest(
   async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai({ latencyMs: 500 });
-    const e = await env(via, redis, xai, { WORKER_CONCURRENCY: "4" });
+    // Over Upstash, entries added without a wake-up wait for the safety poll: set it short here.
+    const e = await env(via, redis, xai, {
+      WORKER_CONCURRENCY: "4",
+      UPSTASH_SAFETY_POLL_MS: "500",
+    });
     const service = await startTestService({ env: e });
     try {
       const token = await signToken("sam");

@@ -1,6 +1,7 @@
 /** An Upstash-REST-compatible HTTP proxy in front of a real redis-server, for tests. */
 import { z } from "zod";
 import { encodeCommand, parseReply, RespError, type RespValue } from "./redis_server.ts";
+import { PubSubEndpoints } from "./upstash_pubsub.ts";
 
 /** A running proxy. */
 export interface UpstashProxy {
@@ -10,6 +11,12 @@ export interface UpstashProxy {
   readonly commands: number;
   /** How many authorized HTTP requests it has served. */
   readonly requests: number;
+  /** Billed commands by name (EVALSHA by the script's first 8 SHA characters; "message" per delivery). */
+  readonly byName: Map<string, number>;
+  /** Subscription streams (`/subscribe/<channel>`) open now. */
+  readonly subscribers: number;
+  /** Ends every open subscription stream, as a dropped connection would. */
+  dropSubscriptions(): void;
   /** Stops the HTTP server and the Redis connection; idempotent. */
   close(): Promise<void>;
 }
@@ -160,7 +167,24 @@ export function startUpstashProxy(
   let connection: RespConnection | undefined;
   let commands = 0;
   let requests = 0;
+  const byName = new Map<string, number>();
+  const tally = (batch: string[][]) => {
+    for (const command of batch) {
+      const name = command[0].toUpperCase();
+      const key = name === "EVALSHA" ? `EVALSHA ${command[1].slice(0, 8)}` : name;
+      byName.set(key, (byName.get(key) ?? 0) + 1);
+    }
+  };
   let closing: Promise<void> | undefined;
+  const pubsub = new PubSubEndpoints(
+    { hostname: target.hostname, port: Number(target.port) },
+    {
+      bill: (n, name) => {
+        commands += n;
+        byName.set(name, (byName.get(name) ?? 0) + n);
+      },
+    },
+  );
 
   async function forward(batch: Arg[][]): Promise<RespValue[]> {
     if (!connection || connection.closed) {
@@ -180,6 +204,7 @@ export function startUpstashProxy(
       const refused = refusal(command);
       if (refused) return Response.json({ error: refused }, { status: 400 });
       commands += 1;
+      tally([command]);
       const [reply] = await forward([command]);
       return Response.json(slot(reply, base64), { status: reply instanceof RespError ? 400 : 200 });
     }
@@ -193,6 +218,7 @@ export function startUpstashProxy(
       const refused = refusals.find((r) => r !== undefined);
       if (refused) return Response.json({ error: refused }, { status: 400 });
       commands += batch.length;
+      tally(batch);
       const replies = await forward([["MULTI"], ...batch, ["EXEC"]]);
       const exec = replies[replies.length - 1];
       if (Array.isArray(exec)) return Response.json(exec.map((reply) => slot(reply, base64)));
@@ -204,6 +230,7 @@ export function startUpstashProxy(
     }
     const allowed = batch.filter((_, i) => refusals[i] === undefined);
     commands += allowed.length;
+    tally(allowed);
     const replies = allowed.length > 0 ? await forward(allowed) : [];
     let next = 0;
     return Response.json(
@@ -218,6 +245,11 @@ export function startUpstashProxy(
     if (token !== options.token) return Response.json({ error: "Unauthorized" }, { status: 401 });
     if (request.method !== "POST") {
       return Response.json({ error: "ERR only POST is supported" }, { status: 405 });
+    }
+    if (/^\/(subscribe|publish)\//.test(url.pathname)) {
+      requests += 1;
+      return await pubsub.handle(url.pathname, request) ??
+        Response.json({ error: "ERR unknown endpoint" }, { status: 404 });
     }
     if (!["/", "/pipeline", "/multi-exec"].includes(url.pathname)) {
       return Response.json({ error: "ERR unknown endpoint" }, { status: 404 });
@@ -247,8 +279,16 @@ export function startUpstashProxy(
     get requests() {
       return requests;
     },
+    byName,
+    get subscribers() {
+      return pubsub.subscribers;
+    },
+    dropSubscriptions() {
+      pubsub.dropAll();
+    },
     close() {
       closing ??= (async () => {
+        pubsub.close();
         await server.shutdown().catch(() => {});
         connection?.close();
         await connection?.reading;
