@@ -70,6 +70,8 @@ function connect(config: Config, log: Logger): Broker {
     ttlSec,
     partitions,
     pace,
+    // Redis refuses to store an image bigger than any the provider client accepts.
+    maxImageBytes: config.DOWNLOAD_MAX_BYTES,
     onError: (what: string, error: unknown) =>
       log.error("Cannot {what}: {error}", { what, error: String(error) }),
   };

@@ -63,6 +63,8 @@ export interface RedisBrokerOptions {
   onError?: (what: string, error: unknown) => void;
   /** True: the scripts publish wake-ups on `wakeChannels(prefix)` (see wake_scripts.ts). */
   wakeups?: boolean;
+  /** The most bytes one stored image may have, checked in Redis (0 or absent: no cap). */
+  maxImageBytes?: number;
 }
 
 class RedisBroker implements Broker {
@@ -92,6 +94,7 @@ class RedisBroker implements Broker {
       cluster: options.cluster,
       pace: options.pace,
       onError: options.onError,
+      maxImageBytes: options.maxImageBytes,
       wakeChannels: options.wakeups ? wakeChannels(options.prefix ?? "img:") : undefined,
     });
     this.separateIntake = this.#ctx.keys.tagged;

@@ -82,6 +82,8 @@ export class RedisContext {
   readonly paceCap: string;
   /** Timers of turns asked for later (cleared on close). */
   readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  /** The most bytes one stored image may have (0: no cap). */
+  readonly maxImageBytes: number;
   /** Reports a failed write that no caller waits for. */
   readonly report: (what: string, error: unknown) => void;
   /** True when one pipeline may hold keys of different slots (not so on a Cluster). */
@@ -106,6 +108,8 @@ export class RedisContext {
       pace?: number | null;
       /** Told of a failed write that no caller waits for (default: console.error). */
       onError?: (what: string, error: unknown) => void;
+      /** The most bytes one stored image may have, checked in Redis by FINISH (0: no cap). */
+      maxImageBytes?: number;
       /** Where the scripts publish wake-ups (see wake_scripts.ts); unset: they publish none. */
       wakeChannels?: { all: string; work: string };
     },
@@ -117,6 +121,7 @@ export class RedisContext {
     this.multiSlotPipelines = options.multiSlotPipelines;
     this.ttl = String(options.ttlSec);
     const pace = options.pace === undefined ? null : options.pace;
+    this.maxImageBytes = options.maxImageBytes ?? 0;
     this.report = options.onError ??
       ((what, error) => console.error(`Cannot ${what}: ${String(error)}`));
     this.paceCap = pace === null ? "-1" : String(pace / options.partitions);

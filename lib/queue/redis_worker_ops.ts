@@ -1,4 +1,5 @@
 /** The worker's side of the Redis broker: claims, fenced leases, terminal writes and group upkeep. */
+import { PermanentError } from "../errors.ts";
 import { imageLinks, type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
 import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { ClaimOps } from "./redis_claims.ts";
@@ -23,6 +24,9 @@ export interface EndExtra {
   /** More field-value pairs to write (the images after the first, an error code). */
   fields?: RedisArg[];
 }
+
+/** What the FINISH script answers when an image is over the Redis-side cap (nothing written). */
+const IMAGE_OVER_CAP = -3;
 
 /** What the FINISH script answers when the delivery's consumer no longer holds the entry. */
 export const LEASE_LOST = -2;
@@ -142,9 +146,15 @@ export class RedisWorkerOps {
       String(Date.now()),
       extra.usage ? String(extra.usage.images) : "",
       extra.usage ? String(extra.usage.costUsdTicks) : "",
+      String(this.#imageCap()),
       ...extra.fields ?? [],
     ];
     const reply = await this.#ctx.grouped(() => this.#ctx.run("finish", keys, args));
+    if (reply === IMAGE_OVER_CAP) {
+      throw new PermanentError(
+        `Cannot store the image of job ${jobId}: it is over the store's cap`,
+      );
+    }
     if (!Array.isArray(reply)) return Number(reply);
     const [seq, owner, created, asked, again] = reply.map(String);
     // Run twice (a resend): done, and the owner's day was counted by the first run.
@@ -153,6 +163,13 @@ export class RedisWorkerOps {
     await recordUsage(this.#ctx, { owner, created, asked, type: body.type, usage: extra.usage })
       .catch((error) => this.#ctx.report(`count the usage of job ${jobId}`, error));
     return Number(seq);
+  }
+
+  /** The most bytes one stored image may have, as FINISH sees it (base64 text is 4/3 longer). */
+  #imageCap(): number {
+    const max = this.#ctx.maxImageBytes;
+    if (!(max > 0)) return 0;
+    return this.#ctx.client.binary ? max : Math.ceil(max / 3) * 4;
   }
 
   /** The image as FINISH takes it: raw bytes where the transport is binary, else base64 text. */

@@ -118,12 +118,14 @@ export const FINISH = `
 -- ARGV[14] only when the status is one of these (space-separated, '' for any),
 -- ARGV[15] consumer that must hold the entry ('' to skip the check), [16] the image's field,
 -- ARGV[17] now (ms), [18] images the provider made ('' none), [19] their cost in USD ticks,
--- [20..] more field-value pairs to write (the images after the first, their count and media types,
+-- [20] the most bytes one stored value may have (0: no cap; the images' Redis-side cap),
+-- [21..] more field-value pairs to write (the images after the first, their count and media types,
 -- an error code)
 -- Fields left empty (error, mime, revised, image, usage) are not written; the references hash is
 -- deleted.
 -- Returns {seq of the new event, owner, created (ISO), images asked for ('' when not recorded)},
--- 0 when the job had already ended, -1 when it is gone, -2 when the lease is lost (nothing written);
+-- 0 when the job had already ended, -1 when it is gone, -2 when the lease is lost, -3 when an image
+-- is over the cap (nothing written for any of these);
 -- run again with the entry and status that ended the job, {seq, owner, created, asked, 1}: done,
 -- nothing written again (the job hash's fin remembers "<entry> <status>")
 ${TERMINAL_LUA}
@@ -135,6 +137,13 @@ local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'c
 -- Not for a dead letter: its end is reported by the call that wrote it, and only by that one.
 if ARGV[1] ~= '' and ARGV[13] == '' and f[8] == ARGV[1] .. ' ' .. ARGV[3] then
   return {tonumber(f[2]), f[3], f[6] or '', f[7] or '', 1}
+end
+local cap = tonumber(ARGV[20])
+if cap > 0 then
+  if string.len(ARGV[12]) > cap then return -3 end
+  for i = 22, #ARGV, 2 do
+    if string.len(ARGV[i]) > cap then return -3 end
+  end
 end
 if ARGV[1] ~= '' then
   if ARGV[15] ~= '' and not holds(KEYS[3], ARGV[2], ARGV[1], ARGV[15]) then return -2 end
@@ -162,7 +171,7 @@ for _, pair in ipairs({{'error', 9}, {'mime', 10}, {'revised', 11}, {ARGV[16], 1
     set[#set + 1] = ARGV[pair[2]]
   end
 end
-for i = 20, #ARGV do set[#set + 1] = ARGV[i] end
+for i = 21, #ARGV do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('DEL', KEYS[7])
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
