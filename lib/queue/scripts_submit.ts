@@ -9,6 +9,21 @@ import { FIELDS_LUA, WEBHOOK_LUA } from "./scripts.ts";
 export const INDEX_MAX = 100_000;
 
 /**
+ * Lua `reserve(day, quota, images)`: reserves `images` of the owner's day (its hash `day`) against
+ * `quota`; false when they would exceed it. Images made count too, should the cap have been set after
+ * some were made today.
+ */
+const RESERVE_LUA = `local function reserve(day, quota, images)
+  local seen = redis.call('HMGET', day, 'reserved', 'images')
+  if math.max(tonumber(seen[1] or '0'), tonumber(seen[2] or '0')) + images > quota then
+    return false
+  end
+  redis.call('HINCRBY', day, 'reserved', images)
+  redis.call('EXPIRE', day, 35 * 86400)
+  return true
+end`;
+
+/**
  * Creates a job unless its id exists or a limit refuses it; with ARGV[9] = "1" also enqueues it. With
  * one partition it also checks the owner's limits (KEYS[3], KEYS[4]); with more, OWNER does that first.
  */
@@ -42,6 +57,7 @@ ${WEBHOOK_LUA}
 ${PACE_LUA}
 ${PARK_LUA}
 ${ENQUEUE_LUA}
+${RESERVE_LUA}
 -- Every id is checked, a server-made one too: a CREATE run twice (a client library resending it
 -- after a reconnect) answers the job it made the first time instead of resetting it.
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -72,15 +88,8 @@ if owned and maxActive > 0 then
   end
 end
 local quota = tonumber(ARGV[22])
-if nkeys >= 11 and quota > 0 then
-  local images = tonumber(ARGV[23])
-  -- Images made count too, should the cap have been set after some were made today.
-  local day = redis.call('HMGET', KEYS[11], 'reserved', 'images')
-  if math.max(tonumber(day[1] or '0'), tonumber(day[2] or '0')) + images > quota then
-    return {-5, tonumber(ARGV[24])}
-  end
-  redis.call('HINCRBY', KEYS[11], 'reserved', images)
-  redis.call('EXPIRE', KEYS[11], 35 * 86400)
+if nkeys >= 11 and quota > 0 and not reserve(KEYS[11], quota, tonumber(ARGV[23])) then
+  return {-5, tonumber(ARGV[24])}
 end
 local entry, wait = '', -1
 if ARGV[9] == '1' then
@@ -142,6 +151,7 @@ export const OWNER = `
 -- Returns {1, added, reserved} (added: 1 when the id joined the set; reserved: images reserved),
 -- {-3, seconds to wait}, {-1} at the cap, {-4, <active ids>} at the cap on the first pass,
 -- {-5, seconds to wait} when the owner's images of the day are used up
+${RESERVE_LUA}
 local rate = tonumber(ARGV[2])
 if rate > 0 and ARGV[5] ~= '1' then
   local count = redis.call('INCR', KEYS[2])
@@ -158,16 +168,10 @@ if maxActive > 0 then
   end
 end
 local quota, images = tonumber(ARGV[6]), tonumber(ARGV[7])
-if quota > 0 then
-  -- Images made count too, should the cap have been set after some were made today.
-  local day = redis.call('HMGET', KEYS[3], 'reserved', 'images')
-  if math.max(tonumber(day[1] or '0'), tonumber(day[2] or '0')) + images > quota then
-    return {-5, tonumber(ARGV[8])}
-  end
-  redis.call('HINCRBY', KEYS[3], 'reserved', images)
-  redis.call('EXPIRE', KEYS[3], 35 * 86400)
-else
+if quota <= 0 then
   images = 0
+elseif not reserve(KEYS[3], quota, images) then
+  return {-5, tonumber(ARGV[8])}
 end
 if maxActive > 0 then
   added = redis.call('SADD', KEYS[1], ARGV[1])
