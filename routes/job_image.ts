@@ -25,6 +25,29 @@ export const cacheHeaders = {
   },
 };
 
+/** What both image routes take besides the path: the job's ticket, and the ETags the caller has. */
+export const imageRequest = {
+  query: z.object({
+    ticket: z.string().optional().openapi({ description: "The job's read-only ticket" }),
+  }),
+  headers: z.object({
+    "If-None-Match": z.string().optional().openapi({ description: "ETags the caller has" }),
+  }),
+};
+
+/** How both image routes answer when there is an image: its bytes, or 304 for a current copy. */
+export const imageAnswers = {
+  200: {
+    description: "The image",
+    headers: cacheHeaders,
+    content: {
+      "image/*": { schema: z.string().openapi({ format: "binary" }) },
+      "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+    },
+  },
+  304: { description: "The caller's copy (`If-None-Match`) is current", headers: cacheHeaders },
+} as const;
+
 /** The route definition of `GET /v1/jobs/{id}/image`. */
 export const jobImageRoute = createRoute({
   method: "get",
@@ -38,23 +61,10 @@ export const jobImageRoute = createRoute({
   security: [{ bearer: [] }, { ticket: [] }] as Record<string, string[]>[],
   request: {
     params: jobParams,
-    query: z.object({
-      ticket: z.string().optional().openapi({ description: "The job's read-only ticket" }),
-    }),
-    headers: z.object({
-      "If-None-Match": z.string().optional().openapi({ description: "ETags the caller has" }),
-    }),
+    ...imageRequest,
   },
   responses: {
-    200: {
-      description: "The image",
-      headers: cacheHeaders,
-      content: {
-        "image/*": { schema: z.string().openapi({ format: "binary" }) },
-        "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
-      },
-    },
-    304: { description: "The caller's copy (`If-None-Match`) is current", headers: cacheHeaders },
+    ...imageAnswers,
     ...errors({
       401: "Cannot authenticate: no valid bearer token or ticket",
       404: NO_IMAGE,

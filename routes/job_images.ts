@@ -4,7 +4,14 @@ import { type AppDeps, router } from "./deps.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
 import { rejectAfter } from "./errors.ts";
 import { authenticateReader, ownedJob } from "./http.ts";
-import { cacheHeaders, etagOf, mediaType, notModified, SANDBOX } from "./job_image.ts";
+import {
+  etagOf,
+  imageAnswers,
+  imageRequest,
+  mediaType,
+  notModified,
+  SANDBOX,
+} from "./job_image.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
 import { jobId } from "./schemas.ts";
 
@@ -29,23 +36,10 @@ export const jobImagesRoute = createRoute({
       id: jobId,
       index: z.string().openapi({ description: "0 to 9", example: "1" }),
     }),
-    query: z.object({
-      ticket: z.string().optional().openapi({ description: "The job's read-only ticket" }),
-    }),
-    headers: z.object({
-      "If-None-Match": z.string().optional().openapi({ description: "ETags the caller has" }),
-    }),
+    ...imageRequest,
   },
   responses: {
-    200: {
-      description: "The image",
-      headers: cacheHeaders,
-      content: {
-        "image/*": { schema: z.string().openapi({ format: "binary" }) },
-        "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
-      },
-    },
-    304: { description: "The caller's copy (`If-None-Match`) is current", headers: cacheHeaders },
+    ...imageAnswers,
     ...errors({
       401: "Cannot authenticate: no valid bearer token or ticket",
       404: NO_IMAGE,
