@@ -10,11 +10,6 @@ import type { EndReason, Entry, JobSubs, Subscriber, Subscription } from "./rela
 import { compareEventIds, isTerminal, type StoredEvent, withImage } from "./notifications.ts";
 import type { Broker, FeedItem } from "../queue/types.ts";
 
-function nextId(id: string): string | null {
-  if (!/^\d+$/.test(id)) return null;
-  return id.length < 16 ? String(Number(id) + 1) : String(BigInt(id) + 1n);
-}
-
 /** The subscribers of single jobs in one process. */
 export class JobFeeds {
   #jobs = new Map<string, JobSubs>();
@@ -91,7 +86,7 @@ export class JobFeeds {
     for (const entry of job.entries) {
       if (!entry.ready) return "stale";
       if (compareEventIds(item.eventId, entry.lastSent) <= 0) continue;
-      if (nextId(entry.lastSent) !== item.eventId) return "stale";
+      if (item.previousId !== entry.lastSent) return "stale";
       next.push(entry);
     }
     return next;
@@ -120,7 +115,7 @@ export class JobFeeds {
     const event = withImage(item, image);
     let complete = true;
     for (const entry of [...job.entries]) {
-      if (entry.ready && nextId(entry.lastSent) === item.eventId) {
+      if (entry.ready && item.previousId === entry.lastSent) {
         this.#deliver(entry, event, jobId);
       } else if (!entry.ready || compareEventIds(item.eventId, entry.lastSent) > 0) {
         complete = false;

@@ -18,10 +18,6 @@ interface Log {
   at: number;
 }
 
-function following(id: string): string {
-  return String(Number(id) + 1);
-}
-
 /** Bounded in jobs and in age; the oldest are dropped first (their subscribers read the log). */
 export class Journal {
   #logs = new Map<string, Log>();
@@ -60,7 +56,7 @@ export class Journal {
     if (!log) return;
     const last = log.events.at(-1)!.eventId;
     if (compareEventIds(item.eventId, last) <= 0) return;
-    if (item.eventId !== following(last) || isTerminal(item.notification.type)) {
+    if (item.previousId !== last || isTerminal(item.notification.type)) {
       this.#logs.delete(item.jobId);
       return;
     }

@@ -162,20 +162,21 @@ export class MemoryStore {
   }
 
   /**
-   * Appends an event to the job's log (event ids count 1, 2, 3… per job, as in Redis), a pointer to
-   * the feed, and a webhook delivery when the job asked for this event type; wakes readers.
+   * Appends an event to the job's log (its id `max(previous + 1, now in ms)`, as in Redis), a pointer
+   * to the feed, and a webhook delivery when the job asked for this event type; wakes readers.
    */
   append(job: StoredJob, event: NotificationBody): void {
     const now = this.#clock();
     const notification = { id: job.record.id, ...event, at: this.iso() } as Notification;
-    const eventId = String(job.events.length + 1);
+    const previousId = job.events.at(-1)?.eventId ?? "0";
+    const eventId = String(Math.max(Number(previousId) + 1, Math.floor(now)));
     job.events.push({ eventId, notification });
     const { id: jobId, owner } = job.record;
     const id = this.nextId();
     this.#feed.push({
       id,
       at: now,
-      item: { jobId, owner, cursor: id, partition: 0, eventId, notification },
+      item: { jobId, owner, cursor: id, partition: 0, eventId, previousId, notification },
     });
     this.#trimFeed(now);
     if (wantsWebhook(job.record, event.type)) {

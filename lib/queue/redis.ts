@@ -1,6 +1,11 @@
 /** The Redis Streams broker, written once over the small RedisClient seam (TCP or Upstash REST). */
 import { BrokerUnavailableError } from "../errors.ts";
-import { JOB_CANCELED, type StoredEvent, withImage } from "../live/notifications.ts";
+import {
+  compareEventIds,
+  JOB_CANCELED,
+  type StoredEvent,
+  withImage,
+} from "../live/notifications.ts";
 import { type RedisClient, type RedisReply, replyText } from "../redis/types.ts";
 import { RECORD_FIELDS, REFERENCE_FIELDS } from "./scripts.ts";
 import {
@@ -282,12 +287,15 @@ class RedisBroker implements Broker {
   #decodeEvents(fields: Record<string, string>, image: string | null, after?: string) {
     const last = Number(fields.seq ?? 0);
     const out: StoredEvent[] = [];
-    for (let seq = Number(after ?? 0) + 1; seq <= last; seq++) {
+    for (let seq = 1; seq <= last; seq++) {
+      // Hashes written before event ids were times have none: their ids are the sequence.
+      const eventId = fields[`i${seq}`] ?? String(seq);
+      if (after !== undefined && compareEventIds(eventId, after) <= 0) continue;
       const json = fields[`e${seq}`];
       const n = json ? parseNotification(json) : null;
       if (!n) continue;
       // The stored JSON goes along, so that no subscriber serialises the event again.
-      const event: StoredEvent = { eventId: String(seq), notification: n, json };
+      const event: StoredEvent = { eventId, notification: n, json };
       out.push(image ? withImage(event, image) : event);
     }
     return out;

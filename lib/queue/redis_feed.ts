@@ -30,7 +30,18 @@ function itemsOf(
     const n = f.n ? parseNotification(f.n) : null;
     if (!n || !f.j || !f.e) continue;
     const owner = f.o ?? "";
-    items.push({ jobId: f.j, owner, cursor, partition, eventId: f.e, notification: n, json: f.n });
+    // Items written before event ids were times have no `p`: their ids were the sequence.
+    const previousId = f.p ?? String(Number(f.e) - 1);
+    items.push({
+      jobId: f.j,
+      owner,
+      cursor,
+      partition,
+      eventId: f.e,
+      previousId,
+      notification: n,
+      json: f.n,
+    });
   }
   return { cursor, items };
 }

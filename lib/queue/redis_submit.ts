@@ -80,7 +80,12 @@ export async function createJob(
 ): Promise<SubmitResult> {
   const now = new Date().toISOString();
   const notification = { id: job.id, type: "queued" as const, success: true as const, at: now };
-  const queued = { eventId: "1", notification, json: JSON.stringify(notification) };
+  // The first event's id is the submit's time in ms, as CREATE writes it (see scripts.ts).
+  const queued = {
+    eventId: String(Date.parse(now)),
+    notification,
+    json: JSON.stringify(notification),
+  };
   if (!announce) return await submit(ctx, job, enqueue, limits, now, queued.json);
   const created = Promise.withResolvers<boolean>();
   announce({ id: job.id, owner: job.owner, queued, created: created.promise });

@@ -1,9 +1,15 @@
 /**
  * Lua scripts of the Redis broker, one per concern. A job is one hash: its fields, its image (`img`, the
  * raw bytes; `image`, base64 text, where the transport cannot send bytes, and in jobs stored before), its
- * events (`e<seq>`, the notification JSON; the event id is `seq`) and the internal `entry` (the stream
- * entry that runs it), so each step touches one key plus a stream. A job hash gets an expiry only once
- * the job ended.
+ * events (`e<seq>`, the notification JSON, and `i<seq>`, its event id; `lid`, the last event's id) and
+ * the internal `entry` (the stream entry that runs it), so each step touches one key plus a stream. A job
+ * hash gets an expiry only once the job ended.
+ *
+ * Event ids are not the sequence: each is `max(previous id + 1, now in ms)`. They increase within a job,
+ * and a Redis that comes back without its last writes (a restart without fsync, a failover to a replica
+ * that lagged) cannot hand out an id again for another event: the ids made after it are later in time
+ * than every id it lost, so a client resuming from a lost id misses nothing and a `webhook-id` names one
+ * event only, across reused job ids too. The sequence (`seq`) only numbers the hash's fields.
  */
 
 import { PARK_LUA } from "../pace/lua.ts";
@@ -33,6 +39,7 @@ export const RECORD_FIELDS = [
   "count",
   "mimes",
   "ecode",
+  "lid",
 ] as const;
 
 /**
@@ -47,16 +54,27 @@ export const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).
 const TERMINAL_LUA = `local TERMINAL = {succeeded = true, failed = true, canceled = true}`;
 
 /**
- * Lua `webhook(outbox, url, events, type, id, seq, nowMs)`: adds a delivery to the partition's outbox
- * when the job has a webhook that asks for this event type (no events listed: the terminal ones).
- * A member is "<job id> <type> <event seq> <event ms> <attempts>", scored by its due time.
+ * Lua `nextEventId(last, nowMs)`: the id of a job's next event, after its last one (`lid`, or `seq` in
+ * hashes written before event ids were times), as text.
  */
-export const WEBHOOK_LUA = `local function webhook(outbox, url, events, etype, id, seq, nowMs)
+export const EVENT_ID_LUA = `local function nextEventId(last, nowMs)
+  local id = tonumber(nowMs)
+  local prev = tonumber(last) or 0
+  if id <= prev then id = prev + 1 end
+  return string.format('%.0f', id)
+end`;
+
+/**
+ * Lua `webhook(outbox, url, events, type, id, eventId, nowMs)`: adds a delivery to the partition's
+ * outbox when the job has a webhook that asks for this event type (no events listed: the terminal ones).
+ * A member is "<job id> <type> <event id> <event ms> <attempts>", scored by its due time.
+ */
+export const WEBHOOK_LUA = `local function webhook(outbox, url, events, etype, id, eventId, nowMs)
   if not url or url == '' then return end
   local wanted = events
   if not wanted or wanted == '' then wanted = 'succeeded failed canceled' end
   if not string.find(' ' .. wanted .. ' ', ' ' .. etype .. ' ', 1, true) then return end
-  redis.call('ZADD', outbox, nowMs, id .. ' ' .. etype .. ' ' .. seq .. ' ' .. nowMs .. ' 0')
+  redis.call('ZADD', outbox, nowMs, id .. ' ' .. etype .. ' ' .. eventId .. ' ' .. nowMs .. ' 0')
 end`;
 
 /** Lua `holds(stream, group, entry, consumer)`: true when the entry is pending and that consumer owns it. */
@@ -79,6 +97,7 @@ export const START = `
 ${FIELDS_LUA}
 ${HOLDS_LUA}
 ${WEBHOOK_LUA}
+${EVENT_ID_LUA}
 if ARGV[7] ~= '' and not holds(KEYS[3], ARGV[6], ARGV[5], ARGV[7]) then return false end
 local r = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local status = r[2]
@@ -91,14 +110,17 @@ local attempts = tonumber(r[8]) + 1
 r[8] = tostring(attempts)
 if status == 'queued' then
   local seq = tonumber(r[12]) + 1
+  local prev = r[24] or r[12]
+  local id = nextEventId(prev, ARGV[8])
   redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1], 'attempts', attempts,
-    'seq', seq, 'e' .. seq, ARGV[2], 'entry', ARGV[5])
-  redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'j', ARGV[4], 'e', seq, 'n', ARGV[2],
-    'o', r[1])
-  webhook(KEYS[4], r[13], r[14], 'started', ARGV[4], seq, ARGV[8])
+    'seq', seq, 'e' .. seq, ARGV[2], 'i' .. seq, id, 'lid', id, 'entry', ARGV[5])
+  redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'j', ARGV[4], 'e', id, 'p', prev,
+    'n', ARGV[2], 'o', r[1])
+  webhook(KEYS[4], r[13], r[14], 'started', ARGV[4], id, ARGV[8])
   r[2] = 'running'
   r[6] = ARGV[1]
   r[12] = tostring(seq)
+  r[24] = id
 else
   redis.call('HSET', KEYS[1], 'attempts', attempts, 'entry', ARGV[5])
 end
@@ -131,8 +153,9 @@ export const FINISH = `
 ${TERMINAL_LUA}
 ${HOLDS_LUA}
 ${WEBHOOK_LUA}
+${EVENT_ID_LUA}
 local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'created', 'nimg',
-  'fin')
+  'fin', 'lid')
 -- Run again after it ended the job (a resend after a reconnect or a failover): "done", once more.
 -- Not for a dead letter: its end is reported by the call that wrote it, and only by that one.
 if ARGV[1] ~= '' and ARGV[13] == '' and f[8] == ARGV[1] .. ' ' .. ARGV[3] then
@@ -159,7 +182,10 @@ if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' '
   return 0
 end
 local seq = tonumber(f[2]) + 1
-local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4]}
+local prev = f[9] or f[2]
+local id = nextEventId(prev, ARGV[17])
+local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4], 'i' .. seq, id,
+  'lid', id}
 if ARGV[1] ~= '' then
   set[#set + 1] = 'fin'
   set[#set + 1] = ARGV[1] .. ' ' .. ARGV[3]
@@ -174,9 +200,9 @@ end
 for i = 21, #ARGV do set[#set + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('DEL', KEYS[7])
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', seq, 'n', ARGV[4],
-  'o', f[3])
-webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], seq, ARGV[17])
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', id, 'p', prev,
+  'n', ARGV[4], 'o', f[3])
+webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], id, ARGV[17])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 if f[1] == 'queued' then redis.call('ZREM', KEYS[6], ARGV[8] .. ' ' .. f[3]) end
 return {seq, f[3], f[6] or '', f[7] or ''}

@@ -98,7 +98,7 @@ if ARGV[9] == '1' then
 end
 local set = {'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3], 'model', ARGV[4],
   'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6], 'attempts', 0, 'seq', 1,
-  'e1', ARGV[8], 'qe', entry}
+  'e1', ARGV[8], 'i1', ARGV[15], 'lid', ARGV[15], 'qe', entry}
 if ARGV[16] ~= '' then
   set[#set + 1] = 'wh'
   set[#set + 1] = ARGV[16]
@@ -119,9 +119,9 @@ if r > 0 then
   end
   redis.call('HSET', KEYS[#KEYS], unpack(refs))
 end
-redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', 1, 'n', ARGV[8],
-  'o', ARGV[2])
-webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], 1, ARGV[15])
+redis.call('XADD', KEYS[3], 'MINID', '~', ARGV[14], '*', 'j', ARGV[1], 'e', ARGV[15], 'p', '0',
+  'n', ARGV[8], 'o', ARGV[2])
+webhook(KEYS[4], ARGV[16], ARGV[17], 'queued', ARGV[1], ARGV[15], ARGV[15])
 if nkeys >= 8 then
   redis.call('ZADD', KEYS[8], ARGV[15], ARGV[1])
   if ARGV[18] ~= '0' then

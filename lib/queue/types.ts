@@ -189,7 +189,11 @@ export interface FeedItem {
   cursor: string;
   /** The partition whose feed carried the item (0 with one partition). */
   partition: number;
+  /** The event's id within its job. */
   eventId: string;
+  /** The id of the job's event before this one ("0" for the first): a subscriber that got that one
+   * can take this one straight from the feed; any other sees a gap and reads the job's log. */
+  previousId: string;
   notification: Notification;
   /** The notification's JSON as stored, when the broker has it (spares serialising it again). */
   json?: string;

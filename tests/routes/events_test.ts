@@ -108,7 +108,7 @@ Deno.test("GET /v1/jobs/:id/events resumes after a given event id", async (t) =>
       assert.deepEqual(events.map((e) => e.id), [all[2].id]);
     });
     await t.step("at or past the terminal event: 204, so EventSource stops retrying", async () => {
-      for (const last of [all[2].id!, "99"]) {
+      for (const last of [all[2].id!, String(Number(all[2].id) + 99)]) {
         const headers = bearer(token, { "Last-Event-ID": last });
         const response = await service.request(`/v1/jobs/${id}/events`, { headers });
         assert.equal(response.status, 204, `Last-Event-ID ${last}`);

@@ -215,7 +215,7 @@ Deno.test("a replay that cannot reach back resets, a failing store ends the stre
 /** A feed item of `owner`'s job `jobId` on `partition` at feed id `cursor`. */
 function feedItem(owner: string, jobId: string, partition: number, cursor: string): FeedItem {
   const notification = { id: jobId, type: "queued" as const, success: true as const, at: "x" };
-  return { jobId, owner, cursor, partition, eventId: "1", notification };
+  return { jobId, owner, cursor, partition, eventId: "1", previousId: "0", notification };
 }
 
 /** A two-partition broker stub that answers replays from a fixed list of feed items. */

@@ -10,8 +10,47 @@ import type { EventShape, JobShape, Snapshot } from "./broker_model.ts";
 import { JOB_IDS } from "./broker_model_ops.ts";
 import { compare, TAKE_LIMIT, TAKE_UNIT_MS, takeTime, taskKey } from "./broker_model_outbox.ts";
 
+/**
+ * Event ids are times (lib/queue/scripts.ts), where the model numbers each job's events 1, 2, 3…: the
+ * checks compare an event's place in its job's log, learnt whenever a job's events are read (a task or
+ * a feed item names an event read at or before its step). Each log's ids must increase.
+ */
+export class EventOrdinals {
+  #known = new Map<string, string>();
+  #byId = new Map<string, string>();
+
+  /** Learns the places of a job's events, checking that their ids increase. */
+  record(jobId: string, events: { eventId: string; notification: { type: string } }[]): void {
+    events.forEach((event, i) => {
+      assert.match(event.eventId, /^\d{1,16}$/, `${jobId}: event id ${event.eventId}`);
+      if (i > 0) {
+        assert.ok(
+          Number(event.eventId) > Number(events[i - 1].eventId),
+          `${jobId}: event ids do not increase: ${events.map((e) => e.eventId)}`,
+        );
+      }
+      this.#known.set(`${jobId} ${event.notification.type} ${event.eventId}`, String(i + 1));
+      this.#byId.set(`${jobId} ${event.eventId}`, String(i + 1));
+    });
+  }
+
+  /** Learns the places of the events of these jobs, as the broker has them now. */
+  async learn(broker: Broker, jobIds: Iterable<string>): Promise<void> {
+    for (const id of new Set(jobIds)) this.record(id, await broker.events(id));
+  }
+
+  /** The event's place in its job's log ("?<id>" when never seen; any type with "?"). */
+  of(jobId: string, type: string, eventId: string): string {
+    const place = type === "?"
+      ? this.#byId.get(`${jobId} ${eventId}`)
+      : this.#known.get(`${jobId} ${type} ${eventId}`);
+    return place ?? `?${eventId}`;
+  }
+}
+
 /** The webhook tasks a runner took, in the model's handle order, and its take clock. */
 export class TakenTasks {
+  readonly ordinals = new EventOrdinals();
   handles: WebhookTask[] = [];
   clock = 0;
 
@@ -32,7 +71,9 @@ export class TakenTasks {
     );
     assert.ok(tasks.length < TAKE_LIMIT, `${expect.where}: a take hit its limit`);
     const byKey = new Map<string, WebhookTask[]>();
-    for (const task of tasks) byKey.set(taskKey(task), [...byKey.get(taskKey(task)) ?? [], task]);
+    const keyOf = (task: WebhookTask) =>
+      taskKey({ ...task, eventId: this.ordinals.of(task.jobId, task.type, task.eventId) });
+    for (const task of tasks) byKey.set(keyOf(task), [...byKey.get(keyOf(task)) ?? [], task]);
     const answer: string[] = [];
     for (const key of [...byKey.keys()].sort(compare)) {
       // Of equal keys, the newest task is the live one (a ghost is an earlier job of that id).
@@ -44,7 +85,7 @@ export class TakenTasks {
         extra <= allowed,
         `${expect.where}: take returned ${key} ${extra}x beyond the model`,
       );
-      answer.push(...found.slice(0, live).map(taskKey));
+      answer.push(...found.slice(0, live).map(keyOf));
       this.handles.push(...found.slice(0, live));
     }
     return answer;
@@ -98,12 +139,28 @@ export class FeedWatch {
   }
 
   /** The items since the last check must be the model's events since then, with owner and partition. */
-  async check(broker: Broker, events: readonly string[], where: string): Promise<void> {
+  async check(
+    broker: Broker,
+    events: readonly string[],
+    where: string,
+    ordinals: EventOrdinals,
+  ): Promise<void> {
     const replayed = await broker.replay(this.#cursor, 1000);
     assert.ok(replayed, `${where}: replay refused its own cursor ${this.#cursor}`);
-    const items = replayed.items.map((item) =>
-      `${item.jobId} ${item.eventId} ${item.notification.type} ${item.owner} ${item.partition}`
-    );
+    await ordinals.learn(broker, replayed.items.map((item) => item.jobId));
+    const items = replayed.items.map((item) => {
+      const { jobId, eventId, notification: { type } } = item;
+      const place = ordinals.of(jobId, type, eventId);
+      // Each item names the event before it in its job's log, so the relay can tell a gap.
+      const before = Number(place) > 1 ? `${Number(place) - 1}` : "0";
+      const previous = item.previousId === "0" ? "0" : ordinals.of(jobId, "?", item.previousId);
+      assert.equal(
+        previous,
+        before,
+        `${where}: ${jobId}'s item ${place} names ${previous} before it`,
+      );
+      return `${jobId} ${place} ${type} ${item.owner} ${item.partition}`;
+    });
     const expected = events.slice(this.#seen);
     assert.deepEqual(
       items.sort(compare),
@@ -127,7 +184,7 @@ function jobShape(view: Record<string, unknown> | null): JobShape | null {
 }
 
 /** Every job's get() and events(), comparable with the model's snapshot. */
-export async function snapshot(broker: Broker): Promise<Snapshot> {
+export async function snapshot(broker: Broker, ordinals: EventOrdinals): Promise<Snapshot> {
   const out: Snapshot = {};
   for (const id of JOB_IDS) {
     const view = await broker.get(id, { image: true });
@@ -140,9 +197,11 @@ export async function snapshot(broker: Broker): Promise<Snapshot> {
       for (let k = 0; k <= count; k++) stored.push(await broker.imageAt(id, k));
       shape.stored = stored;
     }
-    const events: EventShape[] = (await broker.events(id)).map(({ eventId, notification }) => {
+    const log = await broker.events(id);
+    ordinals.record(id, log);
+    const events: EventShape[] = log.map(({ eventId, notification }) => {
       const { at: _at, ...rest } = notification;
-      return { eventId, notification: rest };
+      return { eventId: ordinals.of(id, notification.type, eventId), notification: rest };
     });
     out[id] = { job: shape, events };
   }

@@ -218,8 +218,8 @@ export async function runAgainstModel(target: Target, ops: Op[]): Promise<Trace>
     else assert.deepEqual(stranded, [], `${where}: the model itself strands a running job`);
     const answer = await step(target, op, index, state);
     assert.deepEqual(answer, expected, `${where}: the answer differs from the model`);
-    await feed.check(target.broker, model.feed, where);
-    const snap = await snapshot(target.broker);
+    await feed.check(target.broker, model.feed, where, state.taken.ordinals);
+    const snap = await snapshot(target.broker, state.taken.ordinals);
     assert.deepEqual(snap, model.snapshot(), `${where}: the jobs differ from the model`);
     assertInvariants(snap, seenOpen, where);
     const statuses = Object.fromEntries(

@@ -82,15 +82,19 @@ Deno.test("memory broker keeps unfinished jobs past ttlSec and drops ended ones 
   }, { ttlSec: 60, now: () => clock });
 });
 
-Deno.test("memory broker numbers each job's events 1, 2, 3 like the Redis broker", async () => {
+Deno.test("memory broker gives each job's events ids as Redis does: max(previous + 1, now in ms)", async () => {
+  let clock = 5_000;
   await withBroker(async (broker) => {
     await broker.submit({ id: "a", owner: "alice", prompt: "a fox" });
     await broker.submit({ id: "b", owner: "alice", prompt: "a fox" });
     await broker.cancel("a");
-    assert.deepEqual((await broker.events("a")).map((event) => event.eventId), ["1", "2"]);
-    assert.deepEqual((await broker.events("b")).map((event) => event.eventId), ["1"]);
-    assert.deepEqual((await broker.events("a", { after: "1" })).map((e) => e.eventId), ["2"]);
-  });
+    assert.deepEqual((await broker.events("a")).map((event) => event.eventId), ["5000", "5001"]);
+    assert.deepEqual((await broker.events("b")).map((event) => event.eventId), ["5000"]);
+    assert.deepEqual((await broker.events("a", { after: "5000" })).map((e) => e.eventId), ["5001"]);
+    clock = 9_000;
+    await broker.cancel("b");
+    assert.deepEqual((await broker.events("b")).map((event) => event.eventId), ["5000", "9000"]);
+  }, { now: () => clock });
 });
 
 Deno.test("memory broker close wakes blocked readers and later reads return at once", async () => {
