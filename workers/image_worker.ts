@@ -185,41 +185,56 @@ export class ImageWorker {
     this.#claims.slotFreed();
   }
 
-  /** Renews leases, aborts canceled and lost jobs, takes over stalled ones and promotes due retries. */
+  /**
+   * Renews leases, aborts canceled and lost jobs, takes over stalled ones and promotes due retries:
+   * each step on its own, so that one that fails (its partition's master is down) skips no other.
+   */
   async maintain({ sweep = false }: { sweep?: boolean } = {}): Promise<void> {
     const { broker, log } = this.#o;
-    try {
-      const flights = [...this.#inflight.values(), ...this.#waiting];
-      this.#o.onPace?.(broker.pace);
+    const flights = [...this.#inflight.values(), ...this.#waiting];
+    this.#o.onPace?.(broker.pace);
+    await this.#step("renew leases", async () => {
       const statuses = await broker.renew(this.consumer, flights.map((f) => f.delivery));
       statuses.forEach((status, i) => this.#check(flights[i], status));
-      // Over REST every command is billed: an idle worker sweeps less often than it renews.
-      const idle = !broker.blocking && flights.length === 0;
-      // With wake-ups live, the safety poll finds what an idle sweep would (and asks for one).
-      if (idle && !sweep && this.#o.wakeups?.live) return;
-      if (idle && !sweep && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
-      this.#lastSweep = Date.now();
-      await broker.promoteDue();
-      const free = this.#free();
-      if (free > 0 && !this.#stop.signal.aborted) {
+    });
+    // Over REST every command is billed: an idle worker sweeps less often than it renews.
+    const idle = !broker.blocking && flights.length === 0;
+    // With wake-ups live, the safety poll finds what an idle sweep would (and asks for one).
+    if (idle && !sweep && this.#o.wakeups?.live) return;
+    if (idle && !sweep && Date.now() - this.#lastSweep < (this.#o.idleSweepMs ?? 0)) return;
+    this.#lastSweep = Date.now();
+    await this.#step("promote due retries", () => broker.promoteDue());
+    const free = this.#free();
+    if (free > 0 && !this.#stop.signal.aborted) {
+      await this.#step("take over stalled jobs", async () => {
         const stalled = await broker.reclaim(this.consumer, this.#o.leaseMs, free);
         for (const delivery of stalled) this.#admit(delivery);
-      }
-      const pruneIdleMs = Math.max(10 * this.#o.leaseMs, PRUNE_IDLE_MIN_MS);
-      if (Date.now() - this.#lastPrune >= 10 * this.#o.leaseMs) {
-        this.#lastPrune = Date.now();
+      });
+    }
+    const pruneIdleMs = Math.max(10 * this.#o.leaseMs, PRUNE_IDLE_MIN_MS);
+    if (Date.now() - this.#lastPrune >= 10 * this.#o.leaseMs) {
+      this.#lastPrune = Date.now();
+      await this.#step("prune idle consumers", async () => {
         const removed = await broker.pruneConsumers(pruneIdleMs);
         if (removed > 0) log.info("Removed {removed} idle consumers", { removed });
-      }
+      });
+    }
+  }
+
+  /** Runs one maintenance step; a failure is logged and skips nothing else. */
+  async #step(what: string, step: () => Promise<unknown>): Promise<void> {
+    try {
+      await step();
     } catch (error) {
-      log.warn("Cannot maintain leases: {error}", { error: String(error) });
+      this.#o.log.warn("Cannot {what}: {error}", { what, error: String(error) });
     }
   }
 
   /** Acts on what a renewal found: another consumer holds the entry, or the job was canceled or is gone. */
   #check(flight: InFlight, status: LeaseStatus): void {
     const { controller, delivery, phase } = flight;
-    if (controller.signal.aborted || phase === "ending") return;
+    // Its partition did not answer: nothing is known, and the job runs on.
+    if (controller.signal.aborted || phase === "ending" || status === "unknown") return;
     // Before start() a seed's job may not exist yet: only "lost" counts then.
     if (status === "lost" || (status === null && phase === "running")) {
       this.#o.log.warn("Lost the lease of job {id} (entry {entry}): {why}; abandoning it here", {

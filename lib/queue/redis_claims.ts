@@ -157,10 +157,19 @@ export class ClaimOps {
   /** Takes over idle entries, partition by partition in turn, each scan resuming where it stopped. */
   async reclaim(consumer: string, idleMs: number, count: number): Promise<Delivery[]> {
     const out: Delivery[] = [];
-    for (const p of this.#rotation()) {
+    const failures: unknown[] = [];
+    const order = this.#rotation();
+    for (const p of order) {
       if (out.length >= count) break;
-      out.push(...await this.#reclaimOne(p, consumer, idleMs, count - out.length));
+      // A partition whose master is down is skipped: the others' stalled jobs are still taken over.
+      try {
+        out.push(...await this.#reclaimOne(p, consumer, idleMs, count - out.length));
+      } catch (error) {
+        failures.push(error);
+        this.#ctx.report(`take over stalled jobs of partition ${p}`, error);
+      }
     }
+    if (failures.length === order.length) throw failures[0];
     return out;
   }
 

@@ -166,6 +166,25 @@ export class RedisContext {
   }
 
   /**
+   * Runs one step per partition, concurrently, so that a partition whose master is down pauses only
+   * its own work: its failure is reported and its result left undefined. Throws only when every
+   * partition failed (then nothing was done, as with one partition).
+   */
+  async perPartition<T>(
+    what: string,
+    parts: number[],
+    step: (p: number) => Promise<T>,
+  ): Promise<(T | undefined)[]> {
+    const settled = await Promise.allSettled(parts.map(step));
+    const failed = settled.filter((s) => s.status === "rejected");
+    if (failed.length > 0 && failed.length === settled.length) throw failed[0].reason;
+    settled.forEach((s, i) => {
+      if (s.status === "rejected") this.report(`${what} of partition ${parts[i]}`, s.reason);
+    });
+    return settled.map((s) => s.status === "fulfilled" ? s.value : undefined);
+  }
+
+  /**
    * Sends commands whose keys may live in different slots in one round trip: one pipeline where the
    * transport allows it (REST), else concurrent sends (auto-pipelined per node); errors stay in place.
    */

@@ -70,8 +70,11 @@ export class RedisWorkerOps {
       const p = this.#ctx.keys.partitionOf(d.jobId);
       byPartition.set(p, [...byPartition.get(p) ?? [], i]);
     });
-    // One RENEW per partition (its stream and its jobs share a slot), all in one round trip.
-    await Promise.all([...byPartition].map(async ([p, indexes]) => {
+    // One RENEW per partition (its stream and its jobs share a slot), all in one round trip; a
+    // partition that cannot answer leaves its leases "unknown" (kept as they are) and holds no other.
+    out.fill("unknown");
+    await this.#ctx.perPartition("renew the leases", [...byPartition.keys()], async (p) => {
+      const indexes = byPartition.get(p)!;
       const mine = indexes.map((i) => deliveries[i]);
       const keys = [this.#ctx.keys.jobs(p), ...mine.map((d) => this.#ctx.job(d.jobId))];
       const args = [GROUP, consumer, ...mine.map((d) => d.entryId)];
@@ -79,7 +82,7 @@ export class RedisWorkerOps {
       (reply as RedisReply[]).forEach((status, k) => {
         out[indexes[k]] = (status === null ? null : String(status)) as LeaseStatus;
       });
-    }));
+    });
     return out;
   }
 
@@ -88,10 +91,12 @@ export class RedisWorkerOps {
     const streams = this.#ctx.all.map((p) => this.#ctx.keys.jobs(p));
     if (this.#ctx.keys.tagged) streams.push(this.#ctx.keys.intake);
     const args = [GROUP, String(Math.max(0, Math.floor(idleMs)))];
-    const removed = await Promise.all(
-      streams.map((stream) => this.#ctx.grouped(() => this.#ctx.run("prune", [stream], args))),
+    const removed = await this.#ctx.perPartition(
+      "prune the consumers",
+      streams.map((_, i) => i),
+      (i) => this.#ctx.grouped(() => this.#ctx.run("prune", [streams[i]], args)),
     );
-    return removed.reduce((sum: number, n) => sum + Number(n), 0);
+    return removed.reduce((sum: number, n) => sum + Number(n ?? 0), 0);
   }
 
   /**
@@ -258,14 +263,16 @@ export class RedisWorkerOps {
         p,
       ) => ["ZRANGEBYSCORE", k.delayed(p), "-inf", String(now), "LIMIT", "0", "500"]),
     );
-    const moved = await Promise.all(due.map((ids, p) => {
+    // Each partition on its own: one whose master is down holds back only its own retries.
+    const moved = await this.#ctx.perPartition("promote due retries", this.#ctx.all, async (p) => {
+      const ids = due[p];
       if (ids instanceof Error) throw ids;
       if (!Array.isArray(ids) || ids.length === 0) return 0;
       const names = ids.map(String);
       const keys = [k.delayed(p), k.room(p), k.clock(p), ...names.map((id) => k.job(id))];
-      return this.#ctx.run("promote", keys, [String(now), ...names]);
-    }));
-    return moved.reduce((sum: number, n) => sum + Number(n), 0);
+      return await this.#ctx.run("promote", keys, [String(now), ...names]);
+    });
+    return moved.reduce((sum: number, n) => sum + Number(n ?? 0), 0);
   }
 
   /** Hands an adopted seed entry's job to its partition's waiting room; false when there was none. */

@@ -253,8 +253,9 @@ export interface WebhookOutbox {
 export type CancelResult = "canceled" | "ended" | "missing";
 
 /** What a lease renewal found per delivery: the job's status, "lost" (another consumer holds the
- * entry, or it is no longer pending), or null (the job is gone). */
-export type LeaseStatus = JobStatus | "lost" | null;
+ * entry, or it is no longer pending), null (the job is gone), or "unknown" (its partition did not
+ * answer: the lease is kept as it is). */
+export type LeaseStatus = JobStatus | "lost" | "unknown" | null;
 
 /** Options for calls that may block. */
 export interface BlockOptions {
