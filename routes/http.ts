@@ -99,7 +99,7 @@ export async function jobUrls(
 export async function describeJob(
   deps: AppDeps,
   job: JobView,
-  { listed = false }: { listed?: boolean } = {},
+  { listed = false, position = true }: { listed?: boolean; position?: boolean } = {},
 ): Promise<Job> {
   const issued = await deps.tickets.issue(job.owner, job.id);
   const urls = await jobUrls(deps, job, { image: job.status === "succeeded", issued });
@@ -108,9 +108,9 @@ export async function describeJob(
     // A listing's item: the job document whose result leaves the inline image out (`ListedJob`).
     return { ...shown, result: listedResult(job, issued) } as Job;
   }
-  if (shown.status !== "queued") return shown;
-  const position = await deps.broker.queuePosition(job.id);
-  return position === null ? shown : { ...shown, queue_position: position };
+  if (shown.status !== "queued" || !position) return shown;
+  const ahead = await deps.broker.queuePosition(job.id);
+  return ahead === null ? shown : { ...shown, queue_position: ahead };
 }
 
 /** The fields every job document has, in the contract's order. */

@@ -191,13 +191,20 @@ export function imageRoutes(deps: AppDeps) {
     deps.metrics.submitted.inc({ result: created ? "created" : "existing" });
     if (created) deps.nudge?.();
     const location = { Location: `/v1/jobs/${encodeURIComponent(job.id)}` };
-    if (typeof wait === "number" && deps.relay) {
+    // An open wait holds one of the owner's stream slots (MAX_STREAMS_PER_OWNER): past them, the
+    // usual answer at once.
+    const slot = typeof wait === "number" && deps.relay ? deps.streams.acquire(owner) : null;
+    if (typeof wait === "number" && deps.relay && slot) {
       // A drain answers the wait at once (the usual 202), before the relay and the broker close.
       const signal = deps.draining
         ? AbortSignal.any([c.req.raw.signal, deps.draining])
         : c.req.raw.signal;
-      const ended = isTerminal(job.status) ||
-        await waitForEnd(deps.relay, job, { ms: wait * 1000, signal });
+      let ended = isTerminal(job.status);
+      try {
+        ended ||= await waitForEnd(deps.relay, job, { ms: wait * 1000, signal });
+      } finally {
+        slot();
+      }
       const view = ended ? await deps.broker.get(job.id, { image: true }) : null;
       if (view && isTerminal(view.status)) {
         const applied = { ...location, "Preference-Applied": `wait=${wait}` };

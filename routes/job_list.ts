@@ -12,6 +12,12 @@ import { listQuery } from "./schemas.ts";
 /** Jobs per page when `limit` is absent. */
 export const DEFAULT_PAGE_SIZE = 20;
 
+/**
+ * Queued jobs of one page that get a `queue_position` (each costs the broker a few reads): the newest
+ * ones; the others leave the field out, and `GET /v1/jobs/{id}` always has it.
+ */
+export const LISTED_POSITIONS = 10;
+
 /** The route definition of `GET /v1/jobs`. */
 export const listJobsRoute = createRoute({
   method: "get",
@@ -22,7 +28,7 @@ export const listJobsRoute = createRoute({
   description:
     "Only the caller's jobs, ever, newest first, `limit` (1 to 100, default 20) per page. " +
     "Each item is the job document of `GET /v1/jobs/{id}` without `result.image` (see " +
-    "`urls.image`). `next_cursor` continues the listing with the same `status`; a cursor that was " +
+    "`urls.image`; `queue_position` only on the page's newest 10 queued jobs). `next_cursor` continues the listing with the same `status`; a cursor that was " +
     "changed, or made for another caller or another `status`, answers 422.",
   security: [{ bearer: [] }],
   request: { query: listQuery },
@@ -37,8 +43,8 @@ export const listJobsRoute = createRoute({
 });
 
 /** A job as a listing shows it: the job document, its result without the image. */
-async function listed(deps: AppDeps, job: JobRecord) {
-  return await describeJob(deps, job, { listed: true });
+async function listed(deps: AppDeps, job: JobRecord, position: boolean) {
+  return await describeJob(deps, job, { listed: true, position });
 }
 
 /** The listing route. */
@@ -63,7 +69,11 @@ export function jobListRoutes(deps: AppDeps) {
     const page = await deps.broker.list(owner, { limit, status, cursor: after });
     // The broker's index is per owner; checking again costs nothing and can only hide a bug.
     const jobs = page.jobs.filter((job) => job.owner === owner);
-    const data = await Promise.all(jobs.map((job) => listed(deps, job)));
+    let positions = 0;
+    const data = await Promise.all(jobs.map((job) => {
+      const position = job.status === "queued" && positions++ < LISTED_POSITIONS;
+      return listed(deps, job, position);
+    }));
     const next = page.next === null ? null : await seal.seal(owner, filter, page.next);
     return c.json({ data, next_cursor: next }, 200);
   }, (result, c) => rejected(result, c));

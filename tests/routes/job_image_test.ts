@@ -163,3 +163,30 @@ Deno.test("GET /v1/jobs/:id shows fresh urls, the image URL once succeeded, and 
     open();
   }
 });
+
+Deno.test("GET /v1/jobs gives queue_position to the newest 10 queued jobs of a page, and asks for no more", async () => {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => open = resolve);
+  try {
+    await withService(async (service) => {
+      const token = await service.token("alice");
+      const running = (await submitJob(service, token, { prompt: "first" })).body.id;
+      await waitForStatus(service, token, running, ["running"]);
+      for (let i = 0; i < 14; i++) await submitJob(service, token, { prompt: `queued ${i}` });
+      const broker = service.runtime.deps.broker;
+      const asked = broker.queuePosition.bind(broker);
+      let calls = 0;
+      broker.queuePosition = (id: string) => (calls++, asked(id));
+      const page = await (await service.request("/v1/jobs?limit=50", { headers: bearer(token) }))
+        .json();
+      assert.equal(page.data.length, 15);
+      const positions = page.data.map((job: { queue_position?: number }) => job.queue_position);
+      assert.deepEqual(positions.slice(0, 10), [13, 12, 11, 10, 9, 8, 7, 6, 5, 4], "newest first");
+      assert.deepEqual(positions.slice(10), Array(5).fill(undefined));
+      assert.equal(calls, 10, "one position read per job that shows one");
+      open();
+    }, { provider: countingProvider({ gate }), env: { WORKER_CONCURRENCY: "1" } });
+  } finally {
+    open();
+  }
+});

@@ -188,3 +188,34 @@ Deno.test("POST /v1/images answers 422 for a malformed Prefer: wait, 401 before 
     });
   }, { provider: countingProvider({ latencyMs: 50 }) });
 });
+
+Deno.test("POST /v1/images with Prefer: wait holds one of the owner's stream slots: past them, 202 at once", async () => {
+  const { provider, open } = heldProvider();
+  try {
+    await withService(async (service) => {
+      const alice = await service.token("alice");
+      const bob = await service.token("bob");
+      const relay = service.runtime.relay!;
+      const waits = [
+        submitWaiting(service, alice, "wait=60"),
+        submitWaiting(service, alice, "wait=60"),
+      ];
+      await until(() => relay.size === 2, "alice's two waits to subscribe");
+      const third = await submitWaiting(service, alice, "wait=60");
+      assert.equal(third.response.status, 202, "no slot left: the usual answer, at once");
+      assert.equal(third.response.headers.get("Preference-Applied"), null);
+      assert.equal(relay.size, 2, "the third submit opened no wait");
+      const other = submitWaiting(service, bob, "wait=60");
+      await until(() => relay.size === 3, "another owner still waits");
+      open();
+      for (const { response } of await Promise.all([...waits, other])) {
+        assert.equal(response.status, 200);
+      }
+      // The slots came back: a wait works again.
+      const again = await submitWaiting(service, alice, "wait=30");
+      assert.equal(again.response.status, 200);
+    }, { provider, env: { MAX_STREAMS_PER_OWNER: "2" } });
+  } finally {
+    open();
+  }
+});
