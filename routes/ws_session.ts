@@ -8,6 +8,7 @@ import { JOB_ID } from "./http.ts";
 import { notificationJson, type StoredEvent } from "../lib/live/notifications.ts";
 import type { OwnerEvent, Subscription } from "../lib/live/relay.ts";
 import { wsMessage } from "./schemas.ts";
+import { pause } from "../lib/pause.ts";
 
 /** Time a socket has to send its `auth` message. */
 export const AUTH_DEADLINE_MS = 5_000;
@@ -15,6 +16,13 @@ export const AUTH_DEADLINE_MS = 5_000;
 export const MAX_MESSAGE_BYTES = 16 * 1024;
 /** Messages that may wait their turn beyond the subscription cap before the socket is closed. */
 export const MAX_PENDING_EXTRA = 64;
+/**
+ * How long a socket may leave more than half the byte bound unread before its next subscription is
+ * refused and it is closed: replays wait for the client to read what it was sent, this long at most.
+ */
+export const READ_WAIT_MS = 5_000;
+/** How often a paced replay looks whether the client has read enough. */
+const READ_POLL_MS = 20;
 
 type Message = z.infer<typeof wsMessage>;
 /** A queued message: a parsed one, a repeated `auth` (its token dropped), or one that did not parse. */
@@ -190,9 +198,32 @@ export function serveSocket(
     subscription?.close();
   }
 
+  /**
+   * Waits until the client has read all but half the byte bound of what it was sent (true), so that
+   * each subscription's replay goes out only as fast as the client reads; false, and the socket
+   * closes, when it has not within READ_WAIT_MS.
+   */
+  async function caughtUp(): Promise<boolean> {
+    const limit = deps.config.SSE_MAX_BUFFERED_BYTES / 2;
+    const deadline = Date.now() + READ_WAIT_MS;
+    const gone = new AbortController();
+    while (socket.readyState === WebSocket.OPEN && socket.bufferedAmount > limit) {
+      if (Date.now() >= deadline) {
+        close(1013, "Cannot send: the client stopped reading");
+        return false;
+      }
+      await pause(READ_POLL_MS, gone.signal);
+    }
+    return socket.readyState === WebSocket.OPEN;
+  }
+
   async function drain(): Promise<void> {
     draining = true;
     while (queue.length > 0 && !closed) {
+      const next = queue[0];
+      if ((next.type === "subscribe" || next.type === "subscribe_all") && !(await caughtUp())) {
+        break;
+      }
       try {
         await handle(queue.shift()!);
       } catch (error) {
