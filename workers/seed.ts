@@ -8,6 +8,7 @@ import type { Logger } from "@logtape/logtape";
 import { PROCESSING_ERROR, SESSION_EXPIRED } from "../lib/live/notifications.ts";
 import { type Broker, type Delivery, JOB_ID, type JobRecord } from "../lib/queue/types.ts";
 import { reportTerminal, type TerminalHook } from "./job_run.ts";
+import { persist } from "./retry.ts";
 
 /** What adopting a seed entry needs. */
 export interface SeedDeps {
@@ -115,7 +116,13 @@ export async function intake(
     return null;
   }
   if (signal.aborted) return null; // lost during the intake: the consumer holding the entry runs it
-  const job = await broker.start(delivery);
+  // Retried while Redis is away (START run twice counts one more attempt, nothing else): dropping
+  // the delivery would leave its entry to a takeover a whole lease later.
+  const job = await persist(() => broker.start(delivery), {
+    what: `start job ${delivery.jobId}`,
+    log,
+    stopping: signal,
+  });
   if (!job) {
     log.info("Acknowledging entry {entry}: job {id} is ended or run by another entry", {
       entry: delivery.entryId,

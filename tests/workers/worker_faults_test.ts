@@ -275,3 +275,49 @@ test("maintenance prunes consumers idle for ten leases, and never one idle under
     assert.ok(idles.every((ms) => ms >= 60_000), `${idles}`);
   });
 });
+
+test("a start that meets Redis away is retried, not left for a takeover a lease later", async () => {
+  const memory = createMemoryBroker();
+  let refusals = 2;
+  const { broker, calls } = intercept(memory, {
+    start: (delivery) =>
+      refusals-- > 0
+        ? Promise.reject(new BrokerUnavailableError("Cannot reach Redis: connection refused"))
+        : memory.start(delivery),
+  });
+  await memory.submit({ id: "start-away", owner: "ann", prompt: "p" });
+  // The lease is a minute and nothing takes over: only the retried start can run the job.
+  await withWorker(broker, {}, async (_worker, ended) => {
+    await waitFor(
+      "the job succeeded",
+      async () => (await memory.get("start-away"))?.status === "succeeded",
+    );
+    assert.equal(calls("start"), 3);
+    assert.equal(calls("reclaim"), 0);
+    assert.deepEqual(ended, ["succeeded"]);
+  });
+});
+
+test("a renewal whose partition did not answer keeps the job running, and the other steps still run", async () => {
+  const memory = createMemoryBroker();
+  let gate!: () => void;
+  const held = new Promise<void>((resolve) => gate = resolve);
+  const provider = countingProvider({ gate: held });
+  const { broker, calls } = intercept(memory, {
+    renew: (_consumer, deliveries) => Promise.resolve(deliveries.map((): LeaseStatus => "unknown")),
+    promoteDue: () => Promise.reject(new BrokerUnavailableError("Cannot reach Redis: down")),
+  });
+  await memory.submit({ id: "kept", owner: "ann", prompt: "p" });
+  await withWorker(broker, { provider }, async (worker, ended) => {
+    await waitFor("the job running", async () => (await memory.get("kept"))?.status === "running");
+    await worker.maintain({ sweep: true });
+    assert.ok(calls("reclaim") > 0, "a failed promotion skipped no takeover");
+    gate();
+    await waitFor(
+      "the job succeeded",
+      async () => (await memory.get("kept"))?.status === "succeeded",
+    );
+    assert.deepEqual(ended, ["succeeded"]);
+    assert.equal(provider.calls, 1);
+  });
+});
