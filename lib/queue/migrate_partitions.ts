@@ -38,7 +38,7 @@ export interface MigrateOptions {
   /** How long to wait for the workers to go idle before giving up (default 2 leases + 5 s). */
   quietTimeoutMs?: number;
   /** Told of each step; a test seam too (throwing from it stops the migration there). */
-  onStep?: (what: string) => void;
+  onStep?: (what: string) => void | Promise<void>;
 }
 
 /** What a migration moved. */
@@ -83,7 +83,7 @@ export async function migratePartitions(
     const counts = { hashes: 0, entries: 0, delayed: 0, parked: 0, webhooks: 0, owners: 0 };
     if (from === to) return { from, to, migrated: false, ...counts };
     const step = async (what: string) => {
-      options.onStep?.(what);
+      await options.onStep?.(what);
       if (await client.eval(hold, [lock], [token, String(LOCK_MS)]) !== 1) {
         throw new MigrationError(`Cannot migrate partitions: the lock ${lock} was lost`);
       }
@@ -97,6 +97,7 @@ export async function migratePartitions(
       step,
     };
     await waitForIdle(mc, options);
+    await step("mark");
     // From here nothing starts (the record names a migration); one started just before is caught here.
     await client.send(["SET", layoutKey(prefix), `${from}>${to}`]);
     const busy = await busiest(mc, options.leaseMs);

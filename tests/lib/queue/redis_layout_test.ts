@@ -140,6 +140,17 @@ test(
       );
       assert.equal(await redisCommand(redis.port, ["GET", layoutKey(prefix)]), "2");
       assert.equal((await old.get("busy-1"))?.status, "queued");
+      // A worker that starts just after the wait (before the record says "2>3") is caught too.
+      await old.submit({ id: "busy-2", owner: "ann", prompt: "p" });
+      const starting = async (what: string) => {
+        if (what !== "mark") return;
+        await old.claim("late-worker", 1, { blockMs: 0, partition: partitionOf("busy-2", 2) });
+      };
+      await assert.rejects(
+        migratePartitions(client, { prefix, to: 3, leaseMs: 300, onStep: starting }),
+        /worker late-worker read/,
+      );
+      assert.equal(await redisCommand(redis.port, ["GET", layoutKey(prefix)]), "2");
     } finally {
       await client.close();
       await old.close();

@@ -71,9 +71,9 @@ async function jobsOnTwoPartitions(redis: RedisServer, env: Record<string, strin
   const dying = createRedisBroker(createTcpClient({ url: redis.url }), { prefix, partitions: 2 });
   try {
     await dying.init();
-    const [running] = await dying.claim("dead-worker", 1, { blockMs: 0, partition: 0 });
+    // Both from partition 0, whose tag changes from 2 to 3 partitions (partition 1's does not).
+    const [running, later] = await dying.claim("dead-worker", 2, { blockMs: 0, partition: 0 });
     assert.equal((await dying.start(running))?.status, "running");
-    const [later] = await dying.claim("dead-worker", 1, { blockMs: 0, partition: 1 });
     assert.ok(await dying.start(later));
     assert.equal(await dying.retryLater(later, 1, "provider busy"), true);
     return { ids, running: running.jobId, delayed: later.jobId };
@@ -138,8 +138,16 @@ async function scenario(via: Via, crashAt?: string) {
     assert.equal(report.migrated, true);
     assert.equal(await redisCommand(redis.port, ["GET", layoutKey(prefix)]), "3");
     // Nothing lost and nothing doubled: the same work, laid out for 3.
-    const after = await workOf(redis, new KeyLayout(prefix, 3));
+    const layout = new KeyLayout(prefix, 3);
+    const after = await workOf(redis, layout);
     assert.deepEqual(after, before);
+    // Each where its id's partition has it: the delayed job's retry, the running job's entry.
+    const due = ["ZSCORE", layout.delayed(layout.partitionOf(delayed)), delayed];
+    assert.notEqual(await redisCommand(redis.port, due), null);
+    const entry = String(await redisCommand(redis.port, ["HGET", layout.job(running), "entry"]));
+    const stream = layout.jobs(layout.partitionOf(running));
+    const found = await redisCommand(redis.port, ["XRANGE", stream, entry, entry]) as unknown[];
+    assert.equal(found.length, 1, "the running job's entry is in its new partition's stream");
 
     const service = await startTestService({ env: envOf(redisEnv, prefix, xai, 3) });
     try {
