@@ -15,6 +15,8 @@ export interface MoveContext {
   from: KeyLayout;
   to: KeyLayout;
   scripts: Record<"scan" | "put" | "entries" | "room", Script>;
+  /** True on a Redis Cluster: a SCAN is then sent to the node of the slot it looks at. */
+  cluster: boolean;
   /** Called between batches: renews the migration's lock (throws when it is lost). */
   step(what: string): Promise<void>;
 }
@@ -42,7 +44,7 @@ function checked(replies: (RedisReply | Error)[]): RedisReply[] {
   return replies as RedisReply[];
 }
 
-/** Calls `each` with every page of keys that start with `start`, scanning the slot of `route`. */
+/** Calls `each` with every page of keys that start with `start` (on a Cluster: in `route`'s slot). */
 async function scanKeys(
   mc: MoveContext,
   route: string,
@@ -52,7 +54,16 @@ async function scanKeys(
   let cursor = "0";
   do {
     const args = [cursor, `${glob(start)}*`, String(PAGE)];
-    const reply = await mc.client.eval(mc.scripts.scan, [route], args) as RedisReply[];
+    // A plain SCAN elsewhere (over Upstash REST too, where a script need not be allowed to scan).
+    const reply =
+      (mc.cluster ? await mc.client.eval(mc.scripts.scan, [route], args) : await mc.client.send([
+        "SCAN",
+        cursor,
+        "MATCH",
+        args[1],
+        "COUNT",
+        args[2],
+      ])) as RedisReply[];
     cursor = String(reply[0]);
     const keys = (reply[1] as RedisReply[]).map(String).filter((key) => key.startsWith(start));
     if (keys.length > 0) await each(keys);

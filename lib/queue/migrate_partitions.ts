@@ -94,6 +94,7 @@ export async function migratePartitions(
       from: new KeyLayout(prefix, from, { tagged: tagged(from) }),
       to: new KeyLayout(prefix, to, { tagged: tagged(to) }),
       scripts: await moveScripts(defineScript),
+      cluster: options.cluster === true,
       step,
     };
     await waitForIdle(mc, options);
