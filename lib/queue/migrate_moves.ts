@@ -71,14 +71,28 @@ async function scanKeys(
   } while (cursor !== "0");
 }
 
-/** Moves one page of hashes to `target(key)` (skipping those already there); returns how many. */
+/**
+ * Moves one page of hashes to `target(key)` (skipping those already there); returns how many. Off a
+ * Cluster one RENAME each (atomic, the expiry and the image's bytes kept, whatever the transport); on
+ * a Cluster, where the two keys are in different slots, a copy (bytes as bytes over TCP), then DEL.
+ */
 async function moveHashPage(mc: MoveContext, keys: string[], target: (key: string) => string) {
   const moving = keys.filter((key) => target(key) !== key);
-  const read = mc.client.binary
-    ? (key: string) => mc.client.sendBytes(["HGETALL", key])
-    : (key: string) => mc.client.send(["HGETALL", key]);
+  if (!mc.cluster) {
+    await Promise.all(
+      moving.map((key) =>
+        mc.client.send(["RENAME", key, target(key)]).catch((error: Error) => {
+          if (!/no such key/i.test(error.message)) throw error; // moved by a run that died
+        })
+      ),
+    );
+    return moving.length;
+  }
   await Promise.all(moving.map(async (key) => {
-    const [fields, ttl] = await Promise.all([read(key), mc.client.send(["PTTL", key])]);
+    const [fields, ttl] = await Promise.all([
+      mc.client.sendBytes(["HGETALL", key]),
+      mc.client.send(["PTTL", key]),
+    ]);
     if (!Array.isArray(fields) || fields.length === 0 || Number(ttl) === -2) return;
     const args = [String(Math.max(0, Number(ttl))), ...fields as RedisArg[]];
     await mc.client.eval(mc.scripts.put, [target(key)], args);

@@ -1,9 +1,9 @@
 /**
  * The owners' keys in a partition migration between one untagged partition and tagged ones (only
  * then do their names change: `P owner:<o>:jobs` and `P{o:<o>}jobs`; never on a Cluster, which is
- * always tagged): their job index, active set, rate counter and usage days, copied by type.
+ * always tagged, so one RENAME each): their job index, active set, rate counter and usage days.
  */
-import type { RedisCommand, RedisReply } from "../redis/types.ts";
+import type { RedisReply } from "../redis/types.ts";
 import type { KeyLayout } from "./partitions.ts";
 import type { MoveContext } from "./migrate_moves.ts";
 
@@ -26,38 +26,11 @@ function ownerKeyIn(layout: KeyLayout, owner: string, kind: string): string {
   return layout.ownerUsage(owner, kind.slice("usage:".length));
 }
 
-/** The commands that write `value` (as read by `readCommand`) of a key of `type` at `target`. */
-function writeCommands(type: string, target: string, value: RedisReply[]): RedisCommand[] {
-  if (value.length === 0) return [];
-  if (type === "set") return [["SADD", target, ...value.map(String)]];
-  if (type === "hash") return [["HSET", target, ...value.map(String)]];
-  const pairs: string[] = [];
-  for (let i = 0; i < value.length; i += 2) pairs.push(String(value[i + 1]), String(value[i]));
-  return [["ZADD", target, ...pairs]];
-}
-
-/** The command that reads a key of `type` whole. */
-function readCommand(type: string, key: string): RedisCommand | null {
-  if (type === "set") return ["SMEMBERS", key];
-  if (type === "hash") return ["HGETALL", key];
-  if (type === "zset") return ["ZRANGE", key, "0", "-1", "WITHSCORES"];
-  if (type === "string") return ["GET", key];
-  return null;
-}
-
-/** Copies one owner key to its name in the new layout (merging into what is there), then deletes it. */
+/** Renames one owner key to its name in the new layout (nothing when a run that died moved it). */
 async function moveOwnerKey(mc: MoveContext, key: string, target: string): Promise<void> {
-  const type = String(await mc.client.send(["TYPE", key]));
-  const read = readCommand(type, key);
-  if (!read) return;
-  const [value, ttl] = await Promise.all([mc.client.send(read), mc.client.send(["PTTL", key])]);
-  if (value === null || Number(ttl) === -2) return;
-  const writes = type === "string"
-    ? [["SET", target, String(value)]]
-    : writeCommands(type, target, value as RedisReply[]);
-  if (Number(ttl) > 0) writes.push(["PEXPIRE", target, String(ttl)]);
-  for (const write of writes) await mc.client.send(write);
-  await mc.client.send(["DEL", key]);
+  await mc.client.send(["RENAME", key, target]).catch((error: Error) => {
+    if (!/no such key/i.test(error.message)) throw error;
+  });
 }
 
 /** Moves every owner key when the layouts name them differently; returns how many moved. */

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { layoutKey, PartitionsChangedError } from "../../../lib/queue/layout_record.ts";
 import { migratePartitions } from "../../../lib/queue/migrate_partitions.ts";
+import { KeyLayout } from "../../../lib/queue/partitions.ts";
 import { createRedisBroker } from "../../../lib/queue/redis.ts";
 import { createClusterClient } from "../../../lib/redis/cluster.ts";
 import type { Broker } from "../../../lib/queue/types.ts";
@@ -38,19 +39,25 @@ Deno.test({
       const old = await brokerOf(2);
       const webhook = { webhook: "https://hooks.example/in", webhookEvents: ["queued" as const] };
       for (const id of ids) await old.submit({ id, owner: "ann", prompt: id, ...webhook });
-      const [running, later] = await old.claim("dead-worker", 2, { blockMs: 0, partition: 0 });
+      const [running, later, done] = await old.claim("dead-worker", 3, {
+        blockMs: 0,
+        partition: 0,
+      });
+      assert.ok(await old.start(done));
+      assert.ok(await old.finish(done, SUCCESS));
       assert.ok(await old.start(running));
       assert.ok(await old.start(later));
       assert.equal(await old.retryLater(later, 1, "busy"), true);
       await old.close();
 
       await assert.rejects(brokerOf(3), PartitionsChangedError);
-      const report = await migratePartitions(admin, {
-        prefix,
-        to: 3,
-        cluster: true,
-        leaseMs: 1000,
-      });
+      // A first run dies with the first page of job hashes copied but not yet deleted.
+      const dies = (what: string) => {
+        if (what === "hashes copied") throw new Error("died");
+      };
+      const options = { prefix, to: 3, cluster: true, leaseMs: 1000 };
+      await assert.rejects(migratePartitions(admin, { ...options, onStep: dies }), /died/);
+      const report = await migratePartitions(admin, options);
       assert.equal(report.migrated, true);
       assert.equal(report.delayed, 1);
       assert.equal(report.webhooks > 0, true);
@@ -59,9 +66,14 @@ Deno.test({
       const now = await brokerOf(3);
       try {
         for (const id of ids) assert.ok(await now.get(id), `job ${id} is found`);
+        // The job that had ended keeps its image, byte for byte.
+        const image = (await now.get(done.jobId, { image: true }))?.image;
+        assert.equal(image, SUCCESS.image.toBase64());
+        const key = new KeyLayout(prefix, 3, { tagged: true }).job(done.jobId);
+        assert.ok(Number(await admin.send(["TTL", key])) > 0, "and its expiry");
+        const finished = new Map<string, number>([[done.jobId, 1]]);
         const tasks = await now.webhooks.take(Date.now() + 1000, 100, 60_000);
         assert.deepEqual(tasks.map((task) => task.jobId).sort(), [...ids].sort());
-        const finished = new Map<string, number>();
         const deadline = Date.now() + 20_000;
         while (finished.size < ids.length && Date.now() < deadline) {
           await now.promoteDue(Date.now() + 10_000);
