@@ -54,6 +54,7 @@ export async function runMigration(deps: MigrateDeps): Promise<number> {
     );
     return 1;
   }
+  const told = new Set<string>();
   try {
     const report = await migratePartitions(client, {
       prefix: config.REDIS_PREFIX,
@@ -61,7 +62,10 @@ export async function runMigration(deps: MigrateDeps): Promise<number> {
       from,
       cluster: config.broker === "cluster",
       leaseMs: config.JOB_LEASE_MS,
-      onStep: (what) => deps.stdout(`migrate-partitions: ${what}`),
+      onStep: (what) => {
+        if (!told.has(what)) deps.stdout(`migrate-partitions: ${what}`); // each step once
+        told.add(what);
+      },
     });
     deps.stdout(
       report.migrated

@@ -180,7 +180,7 @@ test("a delivery is acknowledged and renewed on the stream it came from", async 
 });
 
 test(
-  "one untagged partition to two and back: owners' listings and webhook deliveries follow",
+  "one untagged partition to three, to two and back: owners' listings and webhook deliveries follow",
   async (redis, prefix) => {
     const webhook = "https://hooks.example/in";
     const ids = Array.from({ length: 8 }, (_, i) => `own-${i}`);
@@ -190,7 +190,7 @@ test(
     }
     await one.close();
     const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, JOB_LEASE_MS: "1000" };
-    for (const [to, from] of [[2, 1], [1, 2]]) {
+    for (const [to, from] of [[3, 1], [2, 3], [1, 2]]) {
       const out: string[] = [];
       const code = await runMigration({
         env: { ...env, JOB_PARTITIONS: String(to) },
