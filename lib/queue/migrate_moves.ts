@@ -53,17 +53,12 @@ async function scanKeys(
 ): Promise<void> {
   let cursor = "0";
   do {
-    const args = [cursor, `${glob(start)}*`, String(PAGE)];
+    const [pattern, count] = [`${glob(start)}*`, String(PAGE)];
     // A plain SCAN elsewhere (over Upstash REST too, where a script need not be allowed to scan).
     const reply =
-      (mc.cluster ? await mc.client.eval(mc.scripts.scan, [route], args) : await mc.client.send([
-        "SCAN",
-        cursor,
-        "MATCH",
-        args[1],
-        "COUNT",
-        args[2],
-      ])) as RedisReply[];
+      (mc.cluster
+        ? await mc.client.eval(mc.scripts.scan, [route], [cursor, pattern, count])
+        : await mc.client.send(["SCAN", cursor, "MATCH", pattern, "COUNT", count])) as RedisReply[];
     cursor = String(reply[0]);
     const keys = (reply[1] as RedisReply[]).map(String).filter((key) => key.startsWith(start));
     if (keys.length > 0) await each(keys);
