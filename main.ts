@@ -99,7 +99,7 @@ async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Pro
     try {
       return await fn();
     } catch (error) {
-      if (attempt >= 30) throw error;
+      if (attempt >= 30 || error instanceof ConfigError) throw error;
       log.warn("Cannot {what} yet (attempt {attempt}): {error}", {
         what,
         attempt,
@@ -191,7 +191,12 @@ export async function startRuntime(
       "No REDIS_URL, REDIS_CLUSTER_URLS or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
     );
   }
-  await retrying("initialise the broker", log, () => broker.init());
+  try {
+    await retrying("initialise the broker", log, () => broker.init());
+  } catch (error) {
+    await broker.close(); // refused (JOB_PARTITIONS changed) or unreachable: nothing else started
+    throw error;
+  }
   const evicting = await broker.evictionPolicy?.();
   if (evicting) {
     log.error(
@@ -338,7 +343,9 @@ async function main(): Promise<void> {
     runtime = await startRuntime(config, log);
   } catch (error) {
     started.reject(error);
-    throw error;
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message); // e.g. JOB_PARTITIONS differs from the one the jobs are laid out for
+    Deno.exit(1);
   }
   const server = Deno.serve({
     port: config.PORT,

@@ -28,6 +28,7 @@ import { kick, throttle, turn } from "./redis_turns.ts";
 import { readUsage } from "./redis_usage.ts";
 import { wakeChannels } from "./wake_scripts.ts";
 import { probe } from "./redis_probe.ts";
+import { checkPartitions } from "./layout_record.ts";
 import type {
   BlockOptions,
   Broker,
@@ -113,8 +114,10 @@ class RedisBroker implements Broker {
     return this.#ctx.job(id);
   }
 
-  init(): Promise<void> {
-    return this.#ctx.init();
+  /** Checks (or, on a fresh Redis, records) the partition count, then creates the streams' groups. */
+  async init(): Promise<void> {
+    await checkPartitions(this.#ctx.client, this.#ctx.keys.prefix, this.partitions);
+    await this.#ctx.init();
   }
 
   /** Checks that Redis answers and that the jobs group exists, recreating it when it was lost. */
@@ -243,7 +246,8 @@ class RedisBroker implements Broker {
 
   async park(delivery: Delivery): Promise<boolean> {
     const { parked, waitMs } = await this.#ops.park(delivery);
-    if (parked) kick(this.#ctx, this.#ctx.keys.partitionOf(delivery.jobId), waitMs);
+    const p = delivery.partition ?? this.#ctx.keys.partitionOf(delivery.jobId);
+    if (parked) kick(this.#ctx, p, waitMs);
     return parked;
   }
 

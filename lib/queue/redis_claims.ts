@@ -14,10 +14,10 @@ const MIN_TURN_WAIT_MS = 10;
 const NEVER = new AbortController().signal;
 
 /** The entries of an XREADGROUP reply for one stream, as deliveries held by `consumer`. */
-function deliveriesOf(reply: RedisReply | undefined, consumer: string): Delivery[] {
+function deliveriesOf(reply: RedisReply | undefined, consumer: string, p: number): Delivery[] {
   if (!Array.isArray(reply) || reply.length === 0) return [];
   const [, entries] = reply[0] as [string, RedisReply[]];
-  return entries.map((entry) => toDelivery(entry, consumer));
+  return entries.map((entry) => toDelivery(entry, consumer, 1, p));
 }
 
 /** Claims from one partition (a blocking read on its own connection) or from all of them in turn. */
@@ -99,7 +99,7 @@ export class ClaimOps {
           { blockMs, signal: options.signal },
         )
       );
-      const found = deliveriesOf(reply, consumer);
+      const found = deliveriesOf(reply, consumer, p);
       const again = soon && Date.now() < deadline && !options.signal?.aborted;
       if (found.length > 0 || !again) return found;
     }
@@ -116,7 +116,7 @@ export class ClaimOps {
     const given = turnOf(this.#ctx, reply[0]);
     this.pace = given.pace;
     this.waiting = given.waiting;
-    return { found: deliveriesOf(reply[1], consumer), given };
+    return { found: deliveriesOf(reply[1], consumer, p), given };
   }
 
   async #turn(p: number, want: number) {
@@ -149,7 +149,7 @@ export class ClaimOps {
           ">",
         ])
       );
-      out.push(...deliveriesOf(reply, consumer));
+      out.push(...deliveriesOf(reply, consumer, p));
     }
     return out;
   }
@@ -198,7 +198,7 @@ export class ClaimOps {
       const row = pending[i];
       if (row instanceof Error) throw row;
       const found = Array.isArray(row) && Array.isArray(row[0]) ? Number(row[0][3]) : NaN;
-      return toDelivery(entry, consumer, Number.isFinite(found) ? found : 2);
+      return toDelivery(entry, consumer, Number.isFinite(found) ? found : 2, p);
     });
   }
 

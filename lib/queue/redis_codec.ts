@@ -87,13 +87,20 @@ export function fieldsToObject(fields: RedisReply): Record<string, string> {
 }
 
 /** Reads a stream entry, held by `consumer`, as a delivery; a malformed entry gets an empty job id. */
-export function toDelivery(entry: RedisReply, consumer: string, deliveries = 1): Delivery {
+export function toDelivery(
+  entry: RedisReply,
+  consumer: string,
+  deliveries = 1,
+  partition?: number,
+): Delivery {
   const [entryId, fields] = entry as [string, RedisReply];
+  const from = partition === undefined ? {} : { partition };
   const parsed = entrySchema.safeParse(fieldsToObject(fields));
-  if (!parsed.success) return { entryId, jobId: "", deliveries, consumer };
+  if (!parsed.success) return { entryId, jobId: "", deliveries, consumer, ...from };
   const { Id, Token, Prompt } = parsed.data;
-  if (Token === undefined) return { entryId, jobId: Id, deliveries, consumer };
-  return { entryId, jobId: Id, deliveries, consumer, seed: { token: Token, prompt: Prompt ?? "" } };
+  if (Token === undefined) return { entryId, jobId: Id, deliveries, consumer, ...from };
+  const seed = { token: Token, prompt: Prompt ?? "" };
+  return { entryId, jobId: Id, deliveries, consumer, seed, ...from };
 }
 
 /** Reads HMGET values (RECORD_FIELDS order) as a job record; empty optional fields are left out. */

@@ -41,6 +41,14 @@ export class RedisWorkerOps {
     this.#claims = new ClaimOps(ctx, blocking);
   }
 
+  /**
+   * The partition of a delivery: the one whose stream it was read from, else (a cancel, which has no
+   * entry) the job id's.
+   */
+  #partition(delivery: Delivery): number {
+    return delivery.partition ?? this.#ctx.keys.partitionOf(delivery.jobId);
+  }
+
   /** Takes up to `count` new entries for `consumer` (of one partition, or of all), waiting up to `blockMs`. */
   claim(consumer: string, count: number, options: BlockOptions): Promise<Delivery[]> {
     return this.#claims.claim(consumer, count, options);
@@ -67,7 +75,7 @@ export class RedisWorkerOps {
     const out: LeaseStatus[] = new Array(deliveries.length);
     const byPartition = new Map<number, number[]>();
     deliveries.forEach((d, i) => {
-      const p = this.#ctx.keys.partitionOf(d.jobId);
+      const p = this.#partition(d);
       byPartition.set(p, [...byPartition.get(p) ?? [], i]);
     });
     // One RENEW per partition (its stream and its jobs share a slot), all in one round trip; a
@@ -106,7 +114,7 @@ export class RedisWorkerOps {
   async start(delivery: Delivery): Promise<JobRecord | null> {
     const { jobId, entryId, consumer } = delivery;
     const started = notification(jobId, { type: "started", success: true });
-    const p = this.#ctx.keys.partitionOf(jobId);
+    const p = this.#partition(delivery);
     const k = this.#ctx.keys;
     const keys = [this.#ctx.job(jobId), k.events(p), k.jobs(p), k.webhooks(p)];
     const now = new Date();
@@ -121,7 +129,7 @@ export class RedisWorkerOps {
   async end(delivery: Delivery, body: NotificationBody, extra: EndExtra = {}): Promise<number> {
     const { jobId, entryId, consumer } = delivery;
     const { keys: k } = this.#ctx;
-    const p = k.partitionOf(jobId);
+    const p = this.#partition(delivery);
     const keys = [
       k.job(jobId),
       k.events(p),
@@ -230,14 +238,14 @@ export class RedisWorkerOps {
   /** Acknowledges and deletes an entry without touching its job, unless the lease is lost. */
   async ack(delivery: Delivery): Promise<void> {
     const args = [delivery.entryId, GROUP, delivery.consumer];
-    const stream = this.#ctx.keys.jobs(this.#ctx.keys.partitionOf(delivery.jobId));
+    const stream = this.#ctx.keys.jobs(this.#partition(delivery));
     await this.#ctx.grouped(() => this.#ctx.run("ack", [stream], args));
   }
 
   /** Requeues a running job after `delayMs`; false when it no longer runs or the lease is lost. */
   async retryLater(delivery: Delivery, delayMs: number, giveBack = false): Promise<boolean> {
     const { keys: k } = this.#ctx;
-    const p = k.partitionOf(delivery.jobId);
+    const p = this.#partition(delivery);
     const keys = [k.job(delivery.jobId), k.jobs(p), k.delayed(p), k.room(p), k.clock(p)];
     const args = [
       delivery.entryId,
@@ -278,7 +286,7 @@ export class RedisWorkerOps {
   /** Hands an adopted seed entry's job to its partition's waiting room; false when there was none. */
   async park(delivery: Delivery): Promise<{ parked: boolean; waitMs: number }> {
     const { keys: k } = this.#ctx;
-    const p = k.partitionOf(delivery.jobId);
+    const p = this.#partition(delivery);
     const keys = [k.job(delivery.jobId), k.jobs(p), k.room(p), k.clock(p), k.pace(p)];
     const args = [delivery.entryId, GROUP, delivery.consumer, delivery.jobId, this.#ctx.paceCap];
     const reply = await this.#ctx.grouped(() => this.#ctx.run("park", keys, args)) as number[];

@@ -145,6 +145,11 @@ export interface Delivery {
   consumer: string;
   /** Present when another service added the entry with the seed's fields. */
   seed?: { token: string; prompt: string };
+  /**
+   * The partition whose stream the entry was read from (Redis): every later step (start, renew, ack,
+   * finish, retry, park) uses that stream, never one derived again from the id.
+   */
+  partition?: number;
 }
 
 /** The job a seed entry becomes: its owner (the token's `sub`, or "" for nobody) and prompt. */

@@ -66,6 +66,8 @@ test("one partition keeps today's key names exactly", async () => {
       `${p}owner:ann:usage:${utcDay(Date.now())}`,
       `${p}secret:s`,
       `${p}webhooks`,
+      // The partition count the jobs are laid out for (layout_record.ts).
+      `${p}{layout}partitions`,
     ]);
   } finally {
     await fixture.cleanup();
@@ -99,6 +101,7 @@ test("three partitions tag every job key with its partition's tag, and owners wi
         `${p}{o:ann}jobs`,
         `${p}{o:ann}rate`,
         `${p}{o:ann}usage:${utcDay(Date.now())}`,
+        `${p}{layout}partitions`,
       ].sort(),
     );
   } finally {
