@@ -248,19 +248,20 @@ export async function startRuntime(
   if (socketIo) {
     deps.onCanceled = (id) => socketIo.notify(id, { type: "canceled", error: JOB_CANCELED });
   }
+  // Webhook deliveries go out from every process that has the secret, whatever its role: one that
+  // accepts a submit's webhook (ROLE=api included) also delivers it (the outbox is in the broker).
+  if (config.WEBHOOK_SECRET) {
+    webhooks = new WebhookDispatcher({
+      broker,
+      secret: config.WEBHOOK_SECRET,
+      allowedHosts: config.WEBHOOK_HOSTS,
+      log,
+      metrics,
+    });
+    webhooks.start();
+  }
+  const dispatcher = webhooks;
   if (config.ROLE !== "api") {
-    // Webhook deliveries go out from the processes that run jobs (the outbox is in the broker).
-    if (config.WEBHOOK_SECRET) {
-      webhooks = new WebhookDispatcher({
-        broker,
-        secret: config.WEBHOOK_SECRET,
-        allowedHosts: config.WEBHOOK_HOSTS,
-        log,
-        metrics,
-      });
-      webhooks.start();
-    }
-    const dispatcher = webhooks;
     worker = new ImageWorker({
       broker,
       provider: overrides.provider ?? makeProvider(config, log),
