@@ -14,6 +14,7 @@ import { OwnerLimits } from "./memory_limits.ts";
 import { MemoryTurns } from "./memory_turns.ts";
 import { secondsToDayEnd, usageBody } from "../pace/usage.ts";
 import { MemoryStore } from "./memory_store.ts";
+import { MemoryOutbox } from "./memory_webhooks.ts";
 import { type DeadLetter, DeadLetters, DelayedRetries, EntryQueue } from "./memory_stream.ts";
 import type {
   BlockOptions,
@@ -44,6 +45,8 @@ export interface MemoryBrokerOptions {
   now?: () => number;
   /** Provider requests/s (0: learned from 429s; null or absent: never paced). */
   pace?: number | null;
+  /** Keeps a Socket.IO notice of each job end in `notices` (the bridge is on). */
+  notices?: boolean;
 }
 
 /** A dead letter the in-memory broker recorded (kept in memory_stream.ts). */
@@ -72,9 +75,12 @@ export class MemoryBroker implements Broker {
   /** Images each job asked for, when the quota reserved them (given back as the job ends). */
   #asked = new Map<string, number>();
 
-  constructor({ ttlSec = 86_400, now = Date.now, pace = null }: MemoryBrokerOptions = {}) {
+  constructor(
+    { ttlSec = 86_400, now = Date.now, pace = null, notices = false }: MemoryBrokerOptions = {},
+  ) {
     if (!(ttlSec > 0)) throw new RangeError("Cannot create the broker: ttlSec must be positive");
     this.#store = new MemoryStore(ttlSec * 1000, now);
+    if (notices) this.#store.notices = new MemoryOutbox(() => {});
     this.#queue = new EntryQueue(() => this.#store.wake());
     this.#limits = new OwnerLimits((id) => this.#store.ended(id));
     this.#turns = new MemoryTurns({
@@ -391,6 +397,11 @@ export class MemoryBroker implements Broker {
   /** Pending webhook deliveries; a 410 also forgets the job's webhook. */
   get webhooks(): WebhookOutbox {
     return this.#store.outbox;
+  }
+
+  /** Pending Socket.IO notices (with `notices` only). */
+  get notices(): MemoryOutbox | undefined {
+    return this.#store.notices ?? undefined;
   }
 
   async sharedSecret(name: string): Promise<string> {
