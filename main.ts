@@ -222,6 +222,7 @@ export async function startRuntime(
       log,
       broker: { notices, events: (id) => broker.events(id) },
       leaseMs: config.NOTIFY_SOCKET_IO_LEASE_MS,
+      maxAgeMs: config.JOB_TTL_SECONDS * 1000,
       ...socketIoCounters(metrics.registry),
     })
     : null;

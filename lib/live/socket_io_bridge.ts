@@ -28,8 +28,13 @@ export interface SocketIoNotifierOptions {
   leaseMs?: number;
   /** Notices emitted and not yet confirmed, at most. */
   maxUnconfirmed?: number;
-  /** Longest wait between two looks at the outbox when nothing nudges. */
+  /** Longest wait between two looks at the outbox when nothing nudges (default: leaseMs / 4, 30 s at most). */
   idleMs?: number;
+  /**
+   * While the service is away, notices older than this (their jobs have expired: JOB_TTL_SECONDS) are
+   * dropped and counted, so that the outbox stays bounded; unset: kept.
+   */
+  maxAgeMs?: number;
   /** Longest pause between reconnection attempts. */
   reconnectDelayMaxMs?: number;
   clock?: () => number;
@@ -54,6 +59,7 @@ export class SocketIoNotifier {
   #leaseMs: number;
   #maxUnconfirmed: number;
   #idleMs: number;
+  #maxAgeMs?: number;
   #retryMs: number;
   #clock: () => number;
   #hooks: Pick<SocketIoNotifierOptions, "onEmitted" | "onConfirmed" | "onDropped">;
@@ -68,7 +74,8 @@ export class SocketIoNotifier {
   #closing: Promise<void> | null = null;
 
   constructor(options: SocketIoNotifierOptions) {
-    const { leaseMs = 120_000, maxUnconfirmed = 256, idleMs = 1_000 } = options;
+    const { leaseMs = 120_000, maxUnconfirmed = 256 } = options;
+    const idleMs = options.idleMs ?? Math.max(50, Math.min(30_000, leaseMs / 4));
     if (!(leaseMs >= 1 && maxUnconfirmed >= 1 && idleMs >= 1)) {
       throw new RangeError("Cannot create the Socket.IO notifier: a bound is < 1");
     }
@@ -79,6 +86,7 @@ export class SocketIoNotifier {
     this.#leaseMs = leaseMs;
     this.#maxUnconfirmed = maxUnconfirmed;
     this.#idleMs = idleMs;
+    this.#maxAgeMs = options.maxAgeMs;
     this.#retryMs = options.reconnectDelayMaxMs ?? 5_000;
     this.#clock = options.clock ?? Date.now;
     this.#hooks = options;
@@ -125,6 +133,7 @@ export class SocketIoNotifier {
     while (!stop.aborted) {
       const free = this.#maxUnconfirmed - this.#confirmations.size;
       if (!this.#socket.connected || free <= 0) {
+        if (!this.#socket.connected) await this.#prune();
         await this.#wake.sleep(this.#idleMs, stop);
         continue;
       }
@@ -146,6 +155,19 @@ export class SocketIoNotifier {
       if (tasks.length < free && !this.#nudged && !stop.aborted) {
         await this.#wake.sleep(this.#idleMs, stop);
       }
+    }
+  }
+
+  /** While the service is away: drops the notices whose jobs expired since (read, none emitted). */
+  async #prune(): Promise<void> {
+    if (this.#maxAgeMs === undefined) return;
+    try {
+      const before = this.#clock() - this.#maxAgeMs;
+      const old = await this.#broker.notices.take(before, 100, this.#leaseMs);
+      // Each is dropped (its job is gone) or, still there, given back due now.
+      await Promise.all(old.map((task) => this.#emit(task)));
+    } catch (error) {
+      this.#log.warn("Cannot prune the Socket.IO outbox: {error}", { error: String(error) });
     }
   }
 

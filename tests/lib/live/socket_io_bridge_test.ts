@@ -203,21 +203,44 @@ Deno.test("SocketIoNotifier.close gives unconfirmed notices back and is idempote
   await server.close();
 });
 
-Deno.test("SocketIoNotifier drops and counts the notice of a job that expired first", async () => {
-  let clock = Date.now();
-  const memory = createMemoryBroker({ ttlSec: 60, now: () => clock, notices: true });
-  await memory.submit({ id: "old", owner: "alice", prompt: "p" });
-  await memory.cancel("old");
-  clock += 61_000;
-  const server = await startSocketIoServer({ ack: true });
-  const { bridge, counts } = notifier(server.url, memory, { clock: () => clock });
-  try {
-    bridge.start();
-    await until(() => counts.dropped === 1, "the drop");
-    assert.equal(memory.notices!.size, 0);
-    assert.equal(server.received.length, 0);
-  } finally {
-    await bridge.close();
-    await server.close();
+Deno.test("SocketIoNotifier drops and counts the notice of a job that expired first", async (t) => {
+  /** A broker whose one notice belongs to a job that has just expired, and its clock. */
+  async function expired() {
+    const time = { now: Date.now() };
+    const memory = createMemoryBroker({ ttlSec: 60, now: () => time.now, notices: true });
+    await memory.submit({ id: "old", owner: "alice", prompt: "p" });
+    await memory.cancel("old");
+    time.now += 61_000;
+    return { memory, time };
   }
+  await t.step("when the service is up", async () => {
+    const { memory, time } = await expired();
+    const server = await startSocketIoServer({ ack: true });
+    const { bridge, counts } = notifier(server.url, memory, { clock: () => time.now });
+    try {
+      bridge.start();
+      await until(() => counts.dropped === 1, "the drop");
+      assert.equal(memory.notices!.size, 0);
+      assert.equal(server.received.length, 0);
+    } finally {
+      await bridge.close();
+      await server.close();
+    }
+  });
+  await t.step("while the service is away: the outbox stays bounded", async () => {
+    const { memory, time } = await expired();
+    await memory.submit({ id: "young", owner: "alice", prompt: "p" });
+    await memory.cancel("young"); // ended now: its notice is kept
+    const url = `http://127.0.0.1:${freePort()}`;
+    const { bridge, counts } = notifier(url, memory, { clock: () => time.now, maxAgeMs: 60_000 });
+    try {
+      bridge.start();
+      await until(() => counts.dropped === 1, "the drop");
+      assert.equal(bridge.connected, false);
+      const [left, ...none] = await memory.notices!.take(time.now, 10, 60_000);
+      assert.deepEqual([left.jobId, none], ["young", []]);
+    } finally {
+      await bridge.close();
+    }
+  });
 });
