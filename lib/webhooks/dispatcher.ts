@@ -81,7 +81,7 @@ export class WebhookDispatcher {
       timeoutMs = 10_000,
       maxResponseBytes = 64 * 1024,
       concurrency = 64,
-      perOwner = 4,
+      perOwner = 8,
       maxWaitingPerOwner = 1_000,
       idleMs = 1_000,
     } = options;
