@@ -74,6 +74,29 @@ Deno.test("WebhookDispatcher delivers another owner's webhooks while one owner's
   }
 });
 
+Deno.test("WebhookDispatcher with its defaults: 120 deliveries to a hanging target hold 8 connections", async () => {
+  const { receiver: hang, release } = hangingReceiver();
+  const ok = startReceiver();
+  const { memory, dispatcher, metrics } = setup(hang, {
+    allowedHosts: [`127.0.0.1:${hang.port}`, `127.0.0.1:${ok.port}`],
+    timeoutMs: 120_000,
+  });
+  try {
+    await cancelMany(memory, "mallory", hang.url(), 120);
+    await cancelMany(memory, "alice", ok.url(), 10);
+    dispatcher.start();
+    for (let i = 0; i < 10; i++) await ok.requests.next(`alice's delivery ${i}`);
+    assert.equal(hang.requests.all.length, 8);
+    await until(() => dispatcher.waiting === 112, "mallory's other 112 waiting");
+    assert.equal(dropped(metrics, "owner_backlog"), 0);
+  } finally {
+    release();
+    await dispatcher.close();
+    await hang.close();
+    await ok.close();
+  }
+});
+
 Deno.test("WebhookDispatcher runs an owner's waiting deliveries as its slots free up", async () => {
   let answered = 0;
   const { promise: gate, resolve: open } = Promise.withResolvers<void>();
