@@ -218,12 +218,13 @@ export class WebhookDispatcher {
     );
   }
 
-  #launch(task: WebhookTask, job: JobRecord | null): void {
+  /** Starts a delivery; `job` was just read, unless `stale` (it waited: read again, a 410 may have come). */
+  #launch(task: WebhookTask, job: JobRecord | null, stale = false): void {
     const owner = job?.owner;
     if (owner !== undefined) this.#lanes.begin(owner);
     const run = (async () => {
       try {
-        const outcome = await deliverTask(task, this.#deps, job);
+        const outcome = await deliverTask(task, this.#deps, stale ? undefined : job);
         if (outcome === "dropped") this.#metrics?.webhookDropped.inc({ reason: "expired" });
         else this.#metrics?.webhookDeliveries.inc({ outcome });
       } catch (error) {
@@ -244,7 +245,7 @@ export class WebhookDispatcher {
         const next = this.#stop.signal.aborted
           ? undefined
           : this.#lanes.next(owner, this.#deps.clock(), margin);
-        if (next !== undefined) return this.#launch(next.task, next.job);
+        if (next !== undefined) return this.#launch(next.task, next.job, true);
       }
       if (this.#waitingForSlot) this.#wake.wake();
     });
