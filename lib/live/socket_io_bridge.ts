@@ -10,6 +10,7 @@ import { io, type Socket } from "socket.io-client";
 import { pause, Wakeable } from "../pause.ts";
 import type { Broker, NoticeOutbox, WebhookTask } from "../queue/types.ts";
 import { type NoticeMeta, seedNotice } from "./seed_notice.ts";
+import { isTerminal } from "./notifications.ts";
 import { Confirmations } from "./socket_io_confirm.ts";
 
 /** Dependencies and settings of a SocketIoNotifier. */
@@ -176,7 +177,7 @@ export class SocketIoNotifier {
     try {
       const events = await this.#broker.events(task.jobId);
       const event = events.find((e) => e.eventId === task.eventId);
-      if (event === undefined) {
+      if (event === undefined || !isTerminal(event.notification.type)) {
         this.#hooks.onDropped?.(); // the job expired before its notice could go out
         return await this.#broker.notices.done(task);
       }
