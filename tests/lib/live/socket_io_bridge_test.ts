@@ -117,6 +117,41 @@ Deno.test("SocketIoNotifier keeps a notice the peer never acknowledged until the
       await server.close();
     }
   });
+  await t.step("one ping is not enough, the second is", async () => {
+    const memory = createMemoryBroker({ notices: true });
+    let conn: {
+      sendPacket(type: string): void;
+      on(e: string, f: (p: { type: string }) => void): void;
+    } | undefined;
+    const pongs: unknown[] = [];
+    const server = await startSocketIoServer({
+      pingIntervalMs: 600_000,
+      onConnection: (socket) => {
+        conn = socket.conn as unknown as typeof conn;
+        conn!.on("packet", (packet) => {
+          if (packet.type === "pong") pongs.push(packet);
+        });
+      },
+    });
+    const { bridge, counts } = notifier(server.url, memory);
+    try {
+      await endThree(memory);
+      bridge.start();
+      await server.waitFor(3);
+      // A ping by hand; once its pong is back, the client has handled it.
+      conn!.sendPacket("ping");
+      await until(() => pongs.length === 1, "the first pong");
+      assert.equal(bridge.unconfirmed, 3);
+      assert.equal(memory.notices!.size, 3);
+      conn!.sendPacket("ping");
+      await until(() => pongs.length === 2, "the second pong");
+      await until(() => memory.notices!.size === 0, "the outbox emptied by the second ping");
+      assert.deepEqual(counts, { emitted: 3, confirmed: 3, dropped: 0 });
+    } finally {
+      await bridge.close();
+      await server.close();
+    }
+  });
   await t.step("pings: confirmed and forgotten", async () => {
     const memory = createMemoryBroker({ notices: true });
     const server = await startSocketIoServer({ pingIntervalMs: 100 });
