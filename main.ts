@@ -7,9 +7,9 @@ import { type AppDeps, createApp } from "./routes/app.ts";
 import { type Auth, createAuth } from "./lib/auth/jwt.ts";
 import { createTickets } from "./lib/auth/tickets.ts";
 import { type Config, ConfigError, loadConfig } from "./lib/config.ts";
-import { JOB_CANCELED } from "./lib/live/notifications.ts";
 import { Relay } from "./lib/live/relay.ts";
-import { socketIoCounters, SocketIoNotifier } from "./lib/live/socket_io_bridge.ts";
+import { socketIoCounters } from "./lib/live/seed_notice.ts";
+import { SocketIoNotifier } from "./lib/live/socket_io_bridge.ts";
 import { StreamSlots } from "./lib/live/stream_slots.ts";
 import { configureLogging } from "./lib/logging.ts";
 import { createMetrics } from "./lib/metrics.ts";
@@ -72,6 +72,8 @@ function connect(config: Config, log: Logger): Broker {
     pace,
     // Redis refuses to store an image bigger than any the provider client accepts.
     maxImageBytes: config.DOWNLOAD_MAX_BYTES,
+    // With the Socket.IO bridge on, each job end this process writes leaves a notice in the outbox.
+    notices: config.socketIoUrl !== undefined,
     onError: (what: string, error: unknown) =>
       log.error("Cannot {what}: {error}", { what, error: String(error) }),
   };
@@ -91,7 +93,7 @@ function connect(config: Config, log: Logger): Broker {
     const wakeups = config.UPSTASH_PUSH === "1";
     return createRedisBroker(client, { ...shared, kind: "upstash", wakeups });
   }
-  return createMemoryBroker({ ttlSec, pace });
+  return createMemoryBroker({ ttlSec, pace, notices: shared.notices });
 }
 
 async function retrying<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
@@ -215,15 +217,21 @@ export async function startRuntime(
   let worker: ImageWorker | null = null;
   let webhooks: WebhookDispatcher | null = null;
   const metrics = createMetrics({ inflight: () => worker?.active ?? 0 });
-  // The seed's front ends hear of every job's end through its Socket.IO service, when one is configured.
-  const socketIo = config.socketIoUrl
+  // The seed's front ends hear of every job's end through its Socket.IO service, when one is
+  // configured: at least once, from the broker's outbox of notices.
+  const notices = broker.notices;
+  const socketIo = config.socketIoUrl && notices
     ? new SocketIoNotifier({
       url: config.socketIoUrl,
       event: config.NOTIFY_SOCKET_IO_EVENT,
       log,
+      broker: { notices, events: (id) => broker.events(id) },
+      leaseMs: config.NOTIFY_SOCKET_IO_LEASE_MS,
+      maxAgeMs: config.JOB_TTL_SECONDS * 1000,
       ...socketIoCounters(metrics.registry),
     })
     : null;
+  socketIo?.start();
   const safetyMs = overrides.safetyMs ?? config.UPSTASH_SAFETY_POLL_MS;
   const wakeups = makeWakeups(config, broker, log, safetyMs);
   wakeups?.start();
@@ -249,23 +257,22 @@ export async function startRuntime(
     streams,
     draining: drain.signal,
   };
-  // A cancel ends its job in the API process that took it: that process tells the seed's service.
-  if (socketIo) {
-    deps.onCanceled = (id) => socketIo.notify(id, { type: "canceled", error: JOB_CANCELED });
+  // A cancel ends its job in the API process that took it: that process sends its notice at once.
+  if (socketIo) deps.onCanceled = () => socketIo.nudge();
+  // Webhook deliveries go out from every process that has the secret, whatever its role: one that
+  // accepts a submit's webhook (ROLE=api included) also delivers it (the outbox is in the broker).
+  if (config.WEBHOOK_SECRET) {
+    webhooks = new WebhookDispatcher({
+      broker,
+      secret: config.WEBHOOK_SECRET,
+      allowedHosts: config.WEBHOOK_HOSTS,
+      log,
+      metrics,
+    });
+    webhooks.start();
   }
+  const dispatcher = webhooks;
   if (config.ROLE !== "api") {
-    // Webhook deliveries go out from the processes that run jobs (the outbox is in the broker).
-    if (config.WEBHOOK_SECRET) {
-      webhooks = new WebhookDispatcher({
-        broker,
-        secret: config.WEBHOOK_SECRET,
-        allowedHosts: config.WEBHOOK_HOSTS,
-        log,
-        metrics,
-      });
-      webhooks.start();
-    }
-    const dispatcher = webhooks;
     worker = new ImageWorker({
       broker,
       provider: overrides.provider ?? makeProvider(config, log),
@@ -276,7 +283,7 @@ export async function startRuntime(
       maxAttempts: config.JOB_MAX_ATTEMPTS,
       backoffBaseMs: config.JOB_BACKOFF_BASE_MS,
       backoffMaxMs: config.JOB_BACKOFF_MAX_MS,
-      onTerminal: socketIo ? (id, outcome) => socketIo.notify(id, outcome) : undefined,
+      onTerminal: socketIo ? () => socketIo.nudge() : undefined,
       onProvider: (outcome, costUsd) => {
         metrics.providerRequests.inc({ outcome });
         if (costUsd > 0) metrics.providerCost.inc(costUsd);

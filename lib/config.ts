@@ -110,6 +110,8 @@ const envSchema = z.object({
   WEBHOOK_HOSTS: csv.pipe(z.array(hostPort)).default([]),
   NOTIFY_SOCKET_IO_URL: z.url({ protocol: /^https?$/ }).optional(),
   NOTIFY_SOCKET_IO_EVENT: z.string().trim().min(1).max(200).default("notify"),
+  /** How long a Socket.IO notice emitted but not yet confirmed stays with its process (then re-emitted). */
+  NOTIFY_SOCKET_IO_LEASE_MS: int(1000, 3_600_000, 120_000),
   PORT_MESSAGES_USERS: z.coerce.number().int().min(1).max(65535).optional(),
 });
 

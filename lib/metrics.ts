@@ -13,6 +13,8 @@ export interface Metrics {
   inflight: Gauge;
   /** Webhook delivery attempts by outcome: delivered, retried, gone, gave_up, refused. */
   webhookDeliveries: Counter<"outcome">;
+  /** Webhook deliveries dropped unsent, by reason: owner_backlog (over the per-owner bound), expired. */
+  webhookDropped: Counter<"reason">;
   /** Provider requests by outcome: succeeded, rate_limited, retryable, failed. */
   providerRequests: Counter<"outcome">;
   /** What the provider said its answers cost, in USD. */
@@ -49,6 +51,12 @@ export function createMetrics({ inflight = () => 0 }: { inflight?: () => number 
     labelNames: ["outcome"],
     registers: [registry],
   });
+  const webhookDropped = new Counter({
+    name: "webhook_deliveries_dropped_total",
+    help: "Webhook deliveries dropped unsent, by reason (owner_backlog, expired)",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
   const providerRequests = new Counter({
     name: "provider_requests_total",
     help: "Provider requests by outcome (succeeded, rate_limited, retryable, failed)",
@@ -81,6 +89,7 @@ export function createMetrics({ inflight = () => 0 }: { inflight?: () => number 
     subscribers,
     inflight: inflightGauge,
     webhookDeliveries,
+    webhookDropped,
     providerRequests,
     providerCost,
     providerPace,

@@ -1,23 +1,17 @@
 /**
- * The bridge to the seed's front ends: every terminal notification is also emitted, once, to the seed's
- * Socket.IO notification service, in the seed's shape `{Id, success, data}`.
+ * The bridge to the seed's front ends: every terminal notification is also emitted to the seed's
+ * Socket.IO notification service, in the seed's shape `{Id, success, data}`, at least once. The
+ * notices come from the broker's durable outbox (one per job end, written with the terminal event),
+ * and each leaves it only once its emit is confirmed (see socket_io_confirm.ts); a process that dies
+ * first leaves it there, and it goes out again after its lease. A repeat carries the same event id.
  */
 import type { Logger } from "@logtape/logtape";
-import { Counter, type Registry } from "prom-client";
 import { io, type Socket } from "socket.io-client";
-import { dataUrl } from "./notifications.ts";
-
-/** A notification as the seed emits it: `data` is `{image}` (a data URL) on success, else the user's message. */
-export interface SeedNotice {
-  Id: string;
-  success: boolean;
-  data: { image: string } | string;
-}
-
-/** How a job ended, as the process that ended it knows it (a broker `Outcome` fits, and so does a cancel). */
-export type TerminalOutcome =
-  | { type: "succeeded"; mimeType: string; base64?: string; image?: Uint8Array }
-  | { type: "failed" | "canceled"; error: string };
+import { pause, Wakeable } from "../pause.ts";
+import type { Broker, NoticeOutbox, WebhookTask } from "../queue/types.ts";
+import { type NoticeMeta, seedNotice } from "./seed_notice.ts";
+import { isTerminal } from "./notifications.ts";
+import { Confirmations } from "./socket_io_confirm.ts";
 
 /** Dependencies and settings of a SocketIoNotifier. */
 export interface SocketIoNotifierOptions {
@@ -26,104 +20,94 @@ export interface SocketIoNotifierOptions {
   /** Event name of the emits (the seed's is `notify`). */
   event?: string;
   log: Logger;
-  /** Notices kept while the service is away; beyond it the oldest is dropped. */
-  maxPending?: number;
-  /** Bytes (roughly: string length) those notices may hold; beyond it the oldest is dropped. */
-  maxPendingBytes?: number;
+  /** The outbox of job ends (a broker created with `notices`) and the jobs' events. */
+  broker: { notices: NoticeOutbox; events: Broker["events"] };
+  /**
+   * How long a taken notice stays hidden from other processes while this one waits for its
+   * confirmation (longer than two of the server's ping intervals); a dead process's come back then.
+   */
+  leaseMs?: number;
+  /** Notices emitted and not yet confirmed, at most. */
+  maxUnconfirmed?: number;
+  /** Longest wait between two looks at the outbox when nothing nudges (default: leaseMs / 4, 30 s at most). */
+  idleMs?: number;
+  /**
+   * While the service is away, notices older than this (their jobs have expired: JOB_TTL_SECONDS) are
+   * dropped and counted, so that the outbox stays bounded; unset: kept.
+   */
+  maxAgeMs?: number;
   /** Longest pause between reconnection attempts. */
   reconnectDelayMaxMs?: number;
-  /** Called with each notice handed to the socket, for metrics. */
+  clock?: () => number;
+  /** Called with each notice emitted (a repeat too), for metrics. */
   onEmitted?: () => void;
-  /** Called with each notice dropped because the buffer was full, for metrics. */
+  /** Called with each notice confirmed and forgotten, for metrics. */
+  onConfirmed?: () => void;
+  /** Called with each notice dropped unsent (its job expired first), for metrics. */
   onDropped?: () => void;
 }
 
-interface Pending {
-  notice: SeedNotice;
-  bytes: number;
-}
-
-/** Builds the seed's notice of a job's end. */
-export function seedNotice(jobId: string, outcome: TerminalOutcome): SeedNotice {
-  if (outcome.type !== "succeeded") return { Id: jobId, success: false, data: outcome.error };
-  const base64 = outcome.base64 ?? outcome.image?.toBase64() ?? "";
-  return { Id: jobId, success: true, data: { image: dataUrl(outcome.mimeType, base64) } };
-}
-
-function sizeOf(notice: SeedNotice): number {
-  const data = typeof notice.data === "string" ? notice.data : notice.data.image;
-  return notice.Id.length + data.length + 64;
-}
-
-/** The metric hooks of a notifier, counted on `registry` as `socket_io_notifications_total{result}`. */
-export function socketIoCounters(
-  registry: Registry,
-): Pick<SocketIoNotifierOptions, "onEmitted" | "onDropped"> {
-  const counter = new Counter({
-    name: "socket_io_notifications_total",
-    help: "Terminal notifications for the seed's Socket.IO service, by result (emitted, dropped)",
-    labelNames: ["result"],
-    registers: [registry],
-  });
-  return {
-    onEmitted: () => counter.inc({ result: "emitted" }),
-    onDropped: () => counter.inc({ result: "dropped" }),
-  };
-}
-
 /**
- * One long-lived Socket.IO connection that emits terminal notifications without ever blocking or
- * failing a job: notify() returns at once, notices wait in a bounded buffer while the service is away
- * (the oldest dropped when full), and the connection comes back by itself.
+ * One long-lived Socket.IO connection that emits the outbox's notices while connected and never
+ * blocks or fails a job; the connection comes back by itself, and what it lost goes out again.
  */
 export class SocketIoNotifier {
   #socket: Socket;
   #event: string;
   #log: Logger;
   #origin: string;
-  #maxPending: number;
-  #maxPendingBytes: number;
+  #broker: SocketIoNotifierOptions["broker"];
+  #leaseMs: number;
+  #maxUnconfirmed: number;
+  #idleMs: number;
+  #maxAgeMs?: number;
   #retryMs: number;
-  #onEmitted?: () => void;
-  #onDropped?: () => void;
-  #pending: Pending[] = [];
-  #pendingBytes = 0;
-  /** Drops since the last connection, reported once it is back. */
-  #dropped = 0;
+  #clock: () => number;
+  #hooks: Pick<SocketIoNotifierOptions, "onEmitted" | "onConfirmed" | "onDropped">;
+  #confirmations = new Confirmations();
   /** Connection errors since the last connection: only the first is a warning. */
   #failures = 0;
   #retry: ReturnType<typeof setTimeout> | undefined;
-  #closed = false;
+  #stop = new AbortController();
+  #wake = new Wakeable();
+  #nudged = false;
+  #loop: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
 
   constructor(options: SocketIoNotifierOptions) {
-    const { maxPending = 1_000, maxPendingBytes = 64 * 1024 * 1024 } = options;
-    if (!(maxPending >= 1 && maxPendingBytes >= 1)) {
-      throw new RangeError("Cannot create the Socket.IO notifier: the buffer bounds must be >= 1");
+    const { leaseMs = 120_000, maxUnconfirmed = 256 } = options;
+    const idleMs = options.idleMs ?? Math.max(50, Math.min(30_000, leaseMs / 4));
+    if (!(leaseMs >= 1 && maxUnconfirmed >= 1 && idleMs >= 1)) {
+      throw new RangeError("Cannot create the Socket.IO notifier: a bound is < 1");
     }
     this.#event = options.event ?? "notify";
     this.#log = options.log;
     this.#origin = new URL(options.url).origin;
-    this.#maxPending = maxPending;
-    this.#maxPendingBytes = maxPendingBytes;
+    this.#broker = options.broker;
+    this.#leaseMs = leaseMs;
+    this.#maxUnconfirmed = maxUnconfirmed;
+    this.#idleMs = idleMs;
+    this.#maxAgeMs = options.maxAgeMs;
     this.#retryMs = options.reconnectDelayMaxMs ?? 5_000;
-    this.#onEmitted = options.onEmitted;
-    this.#onDropped = options.onDropped;
-    // The seed connects with no auth and no query; its own socket.io-client buffer is unbounded, so
-    // this one emits only while connected and keeps its own bounded buffer.
+    this.#clock = options.clock ?? Date.now;
+    this.#hooks = options;
+    // The seed connects with no auth and no query. Emits happen only while connected (socket.io's
+    // own buffer would hold them unbounded and unconfirmed).
     this.#socket = io(options.url, {
       reconnection: true,
       reconnectionDelayMax: this.#retryMs,
       forceNew: true,
+      autoConnect: false,
     });
     this.#socket.on("connect", () => this.#connected());
     this.#socket.on("connect_error", (error) => this.#failed(error));
     this.#socket.on("disconnect", (reason) => this.#disconnected(reason));
+    this.#socket.io.on("ping", () => this.#ping());
   }
 
-  /** Notices waiting for the connection. */
-  get pending(): number {
-    return this.#pending.length;
+  /** Notices emitted and not yet confirmed. */
+  get unconfirmed(): number {
+    return this.#confirmations.size;
   }
 
   /** True while connected to the service. */
@@ -131,63 +115,122 @@ export class SocketIoNotifier {
     return this.#socket.connected;
   }
 
-  /** Emits the job's terminal notice once, now or when the service is back; never throws, never waits. */
-  notify(jobId: string, outcome: TerminalOutcome): void {
-    if (this.#closed) return;
+  /** Connects and starts emitting the outbox's notices (once). */
+  start(): void {
+    if (this.#loop !== null || this.#closing !== null) return;
+    this.#socket.connect();
+    this.#loop = this.#run();
+  }
+
+  /** Looks at the outbox now rather than at the next poll (call it right after a job ended). */
+  nudge(): void {
+    this.#nudged = true;
+    this.#wake.wake();
+  }
+
+  async #run(): Promise<void> {
+    const stop = this.#stop.signal;
+    let failures = 0;
+    while (!stop.aborted) {
+      const free = this.#maxUnconfirmed - this.#confirmations.size;
+      if (!this.#socket.connected || free <= 0) {
+        if (!this.#socket.connected) await this.#prune();
+        await this.#wake.sleep(this.#idleMs, stop);
+        continue;
+      }
+      this.#nudged = false;
+      let tasks: WebhookTask[];
+      try {
+        tasks = await this.#broker.notices.take(this.#clock(), free, this.#leaseMs);
+        failures = 0;
+      } catch (error) {
+        failures++;
+        this.#log.warn("Cannot read the Socket.IO outbox (attempt {failures}): {error}", {
+          failures,
+          error: String(error),
+        });
+        await pause(Math.min(this.#idleMs * 2 ** Math.min(failures, 5), 30_000), stop);
+        continue;
+      }
+      await Promise.all(tasks.map((task) => this.#emit(task)));
+      if (tasks.length < free && !this.#nudged && !stop.aborted) {
+        await this.#wake.sleep(this.#idleMs, stop);
+      }
+    }
+  }
+
+  /** While the service is away: drops the notices whose jobs expired since (read, none emitted). */
+  async #prune(): Promise<void> {
+    if (this.#maxAgeMs === undefined) return;
     try {
-      const notice = seedNotice(jobId, outcome);
-      this.#pending.push({ notice, bytes: sizeOf(notice) });
-      this.#pendingBytes += this.#pending.at(-1)!.bytes;
-      this.#trim();
-      if (this.#socket.connected) this.#flush();
+      const before = this.#clock() - this.#maxAgeMs;
+      const old = await this.#broker.notices.take(before, 100, this.#leaseMs);
+      // Each is dropped (its job is gone) or, still there, given back due now.
+      await Promise.all(old.map((task) => this.#emit(task)));
     } catch (error) {
-      this.#log.error("Cannot notify the Socket.IO service of job {id}: {error}", {
-        id: jobId,
+      this.#log.warn("Cannot prune the Socket.IO outbox: {error}", { error: String(error) });
+    }
+  }
+
+  /** Emits one notice with its event id; a broker error leaves it to come back after its lease. */
+  async #emit(task: WebhookTask): Promise<void> {
+    try {
+      const events = await this.#broker.events(task.jobId);
+      const event = events.find((e) => e.eventId === task.eventId);
+      if (event === undefined || !isTerminal(event.notification.type)) {
+        this.#hooks.onDropped?.(); // the job expired before its notice could go out
+        return await this.#broker.notices.done(task);
+      }
+      if (!this.#socket.connected) return await this.#broker.notices.retry(task, this.#clock());
+      const key = this.#confirmations.add(task);
+      const meta: NoticeMeta = { event_id: task.eventId };
+      this.#socket.timeout(this.#leaseMs).emit(
+        this.#event,
+        seedNotice(event.notification),
+        meta,
+        (error: Error | null) => {
+          if (!error) this.#confirm(this.#confirmations.ack(key));
+        },
+      );
+      this.#hooks.onEmitted?.();
+    } catch (error) {
+      this.#log.warn("Cannot emit the Socket.IO notice of job {id}: {error}", {
+        id: task.jobId,
         error: String(error),
       });
     }
   }
 
-  /** Drops the oldest notices beyond the bounds (the newest one always stays). */
-  #trim(): void {
-    while (
-      this.#pending.length > 1 &&
-      (this.#pending.length > this.#maxPending || this.#pendingBytes > this.#maxPendingBytes)
-    ) {
-      const { notice, bytes } = this.#pending.shift()!;
-      this.#pendingBytes -= bytes;
-      if (this.#dropped++ === 0) {
-        this.#log.warn(
-          "Cannot keep the Socket.IO notice of job {id}: the buffer is full while {url} is away; dropping the oldest",
-          { id: notice.Id, url: this.#origin },
-        );
-      }
-      this.#onDropped?.();
-    }
+  #confirm(task: WebhookTask | undefined): void {
+    if (task === undefined) return;
+    this.#hooks.onConfirmed?.();
+    this.#broker.notices.done(task).catch((error) =>
+      this.#log.warn("Cannot forget the confirmed Socket.IO notice of job {id}: {error}", {
+        id: task.jobId,
+        error: String(error),
+      })
+    );
+    this.#wake.wake(); // a confirmation frees room for more
   }
 
-  #flush(): void {
-    while (this.#pending.length > 0 && this.#socket.connected) {
-      const { notice, bytes } = this.#pending.shift()!;
-      this.#pendingBytes -= bytes;
-      this.#socket.emit(this.#event, notice);
-      this.#onEmitted?.();
-    }
+  #ping(): void {
+    for (const task of this.#confirmations.ping()) this.#confirm(task);
+  }
+
+  /** Gives the unconfirmed notices back to the outbox, due now: they go out again. */
+  async #giveBack(): Promise<void> {
+    const now = this.#clock();
+    await Promise.allSettled(
+      this.#confirmations.drain().map((task) => this.#broker.notices.retry(task, now)),
+    );
   }
 
   #connected(): void {
     this.#log.info("Connected to the Socket.IO notification service at {url}", {
       url: this.#origin,
     });
-    if (this.#dropped > 0) {
-      this.#log.warn("Dropped {count} Socket.IO notices while {url} was away", {
-        count: this.#dropped,
-        url: this.#origin,
-      });
-    }
-    this.#dropped = 0;
     this.#failures = 0;
-    this.#flush();
+    this.#wake.wake();
   }
 
   #failed(error: Error): void {
@@ -201,40 +244,36 @@ export class SocketIoNotifier {
   }
 
   #disconnected(reason: string): void {
-    if (this.#closed) return;
+    if (this.#closing !== null) return;
     this.#log.warn("Disconnected from the Socket.IO notification service at {url}: {reason}", {
       url: this.#origin,
       reason,
     });
+    void this.#giveBack();
     // Disconnected by the server: socket.io-client does not reconnect by itself then.
     if (!this.#socket.active) this.#reconnectLater();
   }
 
   #reconnectLater(): void {
-    if (this.#closed || this.#retry !== undefined) return;
+    if (this.#closing !== null || this.#retry !== undefined) return;
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
-      if (!this.#closed) this.#socket.connect();
+      if (this.#closing === null) this.#socket.connect();
     }, this.#retryMs);
   }
 
-  /** Closes the connection (what is already emitted is still sent) and forgets what is pending; idempotent. */
+  /**
+   * Stops emitting, gives the unconfirmed notices back to the outbox (the next process emits them
+   * again) and closes the connection; idempotent.
+   */
   close(): Promise<void> {
-    // Kept: a second call gets the same promise (a throw in the executor rejects it).
-    this.#closing ??= new Promise<void>((resolve) => {
-      this.#closed = true;
+    this.#closing ??= (async () => {
+      this.#stop.abort();
       clearTimeout(this.#retry);
-      if (this.#pending.length > 0) {
-        this.#log.warn("Closing with {count} Socket.IO notices not sent to {url}", {
-          count: this.#pending.length,
-          url: this.#origin,
-        });
-      }
-      this.#pending = [];
-      this.#pendingBytes = 0;
-      this.#socket.close(); // its listeners see #closed and stay quiet
-      resolve();
-    });
+      await this.#loop;
+      await this.#giveBack();
+      this.#socket.close(); // its listeners see #closing and stay quiet
+    })();
     return this.#closing;
   }
 }

@@ -7,6 +7,7 @@
 import { isEventId, type StoredEvent } from "../live/notifications.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { EntryQueue } from "./memory_stream.ts";
+import { MemoryOutbox } from "./memory_webhooks.ts";
 import { MemoryTurns } from "./memory_turns.ts";
 import type {
   BlockOptions,
@@ -25,6 +26,8 @@ export interface MemoryBrokerOptions {
   now?: () => number;
   /** Provider requests/s (0: learned from 429s; null or absent: never paced). */
   pace?: number | null;
+  /** Keeps a Socket.IO notice of each job end in `notices` (the bridge is on). */
+  notices?: boolean;
 }
 
 const TAIL_COUNT = 1_000;
@@ -36,9 +39,12 @@ export class MemoryReads {
   protected readonly turns: MemoryTurns;
   #secrets = new Map<string, string>();
 
-  constructor({ ttlSec = 86_400, now = Date.now, pace = null }: MemoryBrokerOptions = {}) {
+  constructor(
+    { ttlSec = 86_400, now = Date.now, pace = null, notices = false }: MemoryBrokerOptions = {},
+  ) {
     if (!(ttlSec > 0)) throw new RangeError("Cannot create the broker: ttlSec must be positive");
     this.store = new MemoryStore(ttlSec * 1000, now);
+    if (notices) this.store.notices = new MemoryOutbox(() => {});
     this.queue = new EntryQueue(() => this.store.wake());
     this.turns = new MemoryTurns({
       pace,
@@ -126,6 +132,11 @@ export class MemoryReads {
   /** Pending webhook deliveries; a 410 also forgets the job's webhook. */
   get webhooks(): WebhookOutbox {
     return this.store.outbox;
+  }
+
+  /** Pending Socket.IO notices (with `notices` only). */
+  get notices(): MemoryOutbox | undefined {
+    return this.store.notices ?? undefined;
   }
 
   async sharedSecret(name: string): Promise<string> {

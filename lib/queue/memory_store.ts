@@ -2,6 +2,7 @@
 import {
   compareEventIds,
   dataUrl,
+  isTerminal,
   type JobStatus,
   type Notification,
   type NotificationBody,
@@ -60,6 +61,8 @@ export class MemoryStore {
       delete record.webhookEvents;
     }
   });
+  /** Pending Socket.IO notices of job ends (kept only once `keepNotices()` was called). */
+  notices: MemoryOutbox | null = null;
   #wakers = new Set<() => void>();
   #lastMs = 0;
   #seq = 0;
@@ -181,6 +184,9 @@ export class MemoryStore {
     this.#trimFeed(now);
     if (wantsWebhook(job.record, event.type)) {
       this.outbox.add({ jobId, type: event.type, eventId, attempt: 0, firstAt: now }, now);
+    }
+    if (this.notices && isTerminal(event.type)) {
+      this.notices.add({ jobId, type: event.type, eventId, attempt: 0, firstAt: now }, now);
     }
     this.wake();
   }

@@ -52,6 +52,8 @@ export interface MigrateReport {
   delayed: number;
   parked: number;
   webhooks: number;
+  /** Socket.IO notices waiting for the bridge. */
+  notices: number;
   owners: number;
 }
 
@@ -80,7 +82,15 @@ export async function migratePartitions(
   try {
     const state = parseLayout(await client.send(["GET", layoutKey(prefix)]));
     const from = sourceOf(state, options);
-    const counts = { hashes: 0, entries: 0, delayed: 0, parked: 0, webhooks: 0, owners: 0 };
+    const counts = {
+      hashes: 0,
+      entries: 0,
+      delayed: 0,
+      parked: 0,
+      webhooks: 0,
+      notices: 0,
+      owners: 0,
+    };
     if (from === to) return { from, to, migrated: false, ...counts };
     const step = async (what: string) => {
       await options.onStep?.(what);
@@ -142,11 +152,12 @@ async function migrate(mc: MoveContext) {
   const entries = await moveEntries(mc);
   const delayed = await moveSorted(mc, (l, p) => l.delayed(p), (member) => member);
   const webhooks = await moveSorted(mc, (l, p) => l.webhooks(p), (m) => m.split(" ")[0]);
+  const notices = await moveSorted(mc, (l, p) => l.notices(p), (m) => m.split(" ")[0]);
   const parked = await moveRooms(mc);
   const owners = await moveOwners(mc);
   await mc.step("clean up");
   await cleanUp(mc);
-  return { hashes, entries, delayed, parked, webhooks, owners };
+  return { hashes, entries, delayed, parked, webhooks, notices, owners };
 }
 
 /** The old layout's streams the workers read (each partition's, and the intake when separate). */
@@ -223,7 +234,8 @@ async function createGroups(mc: MoveContext): Promise<void> {
 function partitionKeys(layout: KeyLayout): string[] {
   const keys: string[] = [];
   for (let p = 0; p < layout.partitions; p++) {
-    keys.push(layout.jobs(p), layout.delayed(p), layout.webhooks(p), layout.room(p));
+    keys.push(layout.jobs(p), layout.delayed(p), layout.webhooks(p), layout.notices(p));
+    keys.push(layout.room(p));
     keys.push(layout.clock(p), layout.pace(p), layout.intakeMarks(p));
   }
   if (layout.tagged) keys.push(layout.intake);

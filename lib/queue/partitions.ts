@@ -97,6 +97,11 @@ export class KeyLayout {
     return `${this.prefix}${this.#tags[p]}webhooks`;
   }
 
+  /** The pending Socket.IO notices (sorted set, scored by due time) of partition `p`. */
+  notices(p: number): string {
+    return `${this.prefix}${this.#tags[p]}notices`;
+  }
+
   /** The waiting room of partition `p`: jobs waiting for a provider turn, in fair order (sorted set). */
   room(p: number): string {
     return `${this.prefix}${this.#tags[p]}fair`;

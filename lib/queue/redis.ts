@@ -42,6 +42,7 @@ import type {
   ListOptions,
   LocalJob,
   NewJob,
+  NoticeOutbox,
   Outcome,
   ProbeResult,
   SeedAdoption,
@@ -71,6 +72,8 @@ export interface RedisBrokerOptions {
   wakeups?: boolean;
   /** The most bytes one stored image may have, checked in Redis (0 or absent: no cap). */
   maxImageBytes?: number;
+  /** Adds a Socket.IO notice of each job end this process writes to `notices` (the bridge is on). */
+  notices?: boolean;
 }
 
 class RedisBroker implements Broker {
@@ -85,6 +88,8 @@ class RedisBroker implements Broker {
   #closing: Promise<void> | null = null;
   /** Pending webhook deliveries, one sorted set per partition. */
   readonly webhooks: WebhookOutbox;
+  /** Pending Socket.IO notices, one sorted set per partition (with `notices` only). */
+  readonly notices?: NoticeOutbox;
   #created = new Set<(job: LocalJob) => void>();
 
   constructor(client: RedisClient, options: RedisBrokerOptions) {
@@ -101,11 +106,15 @@ class RedisBroker implements Broker {
       pace: options.pace,
       onError: options.onError,
       maxImageBytes: options.maxImageBytes,
+      notices: options.notices,
       wakeChannels: options.wakeups ? wakeChannels(options.prefix ?? "img:") : undefined,
     });
     this.separateIntake = this.#ctx.keys.tagged;
     this.#ops = new RedisWorkerOps(this.#ctx, this.blocking);
     this.webhooks = new RedisOutbox(this.#ctx);
+    if (options.notices) {
+      this.notices = new RedisOutbox(this.#ctx, (p) => this.#ctx.keys.notices(p));
+    }
     this.#feed = new FeedReader(this.#ctx, this.blocking);
     this.#intake = new IntakeMover(this.#ctx);
   }

@@ -84,6 +84,8 @@ export class RedisContext {
   readonly timers = new Set<ReturnType<typeof setTimeout>>();
   /** The most bytes one stored image may have (0: no cap). */
   readonly maxImageBytes: number;
+  /** True when FINISH adds a Socket.IO notice of each job end. */
+  readonly notices: boolean;
   /** Reports a failed write that no caller waits for. */
   readonly report: (what: string, error: unknown) => void;
   /** True when one pipeline may hold keys of different slots (not so on a Cluster). */
@@ -110,6 +112,8 @@ export class RedisContext {
       onError?: (what: string, error: unknown) => void;
       /** The most bytes one stored image may have, checked in Redis by FINISH (0: no cap). */
       maxImageBytes?: number;
+      /** FINISH adds a Socket.IO notice of each job end (the bridge is on in this process). */
+      notices?: boolean;
       /** Where the scripts publish wake-ups (see wake_scripts.ts); unset: they publish none. */
       wakeChannels?: { all: string; work: string };
     },
@@ -122,6 +126,7 @@ export class RedisContext {
     this.ttl = String(options.ttlSec);
     const pace = options.pace === undefined ? null : options.pace;
     this.maxImageBytes = options.maxImageBytes ?? 0;
+    this.notices = options.notices === true;
     this.report = options.onError ??
       ((what, error) => console.error(`Cannot ${what}: ${String(error)}`));
     this.paceCap = pace === null ? "-1" : String(pace / options.partitions);

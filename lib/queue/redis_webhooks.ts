@@ -29,13 +29,19 @@ export function memberOf(task: WebhookTask): string {
   return `${task.jobId} ${task.type} ${task.eventId} ${task.firstAt} ${task.attempt}`;
 }
 
-/** The outbox over every partition, taken from in turn so that none waits behind another. */
+/**
+ * The outbox over every partition, taken from in turn so that none waits behind another. The same
+ * class keeps the Socket.IO notices, in other sorted sets (`key`), where stop() has no use.
+ */
 export class RedisOutbox implements WebhookOutbox {
   #ctx: RedisContext;
+  #keyOf: (p: number) => string;
   #next = 0;
 
-  constructor(ctx: RedisContext) {
+  /** `key(p)` names partition p's sorted set (default: the webhooks'). */
+  constructor(ctx: RedisContext, key?: (p: number) => string) {
     this.#ctx = ctx;
+    this.#keyOf = key ?? ((p) => ctx.keys.webhooks(p));
   }
 
   async take(now: number, limit: number, leaseMs: number): Promise<WebhookTask[]> {
@@ -43,7 +49,7 @@ export class RedisOutbox implements WebhookOutbox {
     const n = this.#ctx.partitions;
     for (let i = 0; i < n && tasks.length < limit; i++) {
       const p = (this.#next + i) % n;
-      const key = this.#ctx.keys.webhooks(p);
+      const key = this.#keyOf(p);
       const args = [String(now), String(limit - tasks.length), String(now + leaseMs)];
       const members = await this.#ctx.run("takeWebhooks", [key], args) as RedisReply[];
       const bad: string[] = [];
@@ -77,6 +83,6 @@ export class RedisOutbox implements WebhookOutbox {
   }
 
   #key(jobId: string): string {
-    return this.#ctx.keys.webhooks(this.#ctx.keys.partitionOf(jobId));
+    return this.#keyOf(this.#ctx.keys.partitionOf(jobId));
   }
 }

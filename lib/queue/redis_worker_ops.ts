@@ -139,6 +139,7 @@ export class RedisWorkerOps {
       k.room(p),
       k.refs(jobId),
     ];
+    if (this.#ctx.notices) keys.push(k.notices(p));
     const args = [
       entryId,
       GROUP,

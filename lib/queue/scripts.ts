@@ -133,7 +133,8 @@ return r
  */
 export const FINISH = `
 -- KEYS[1] job hash, KEYS[2] feed stream, KEYS[3] jobs stream, KEYS[4] dead-letter stream,
--- KEYS[5] webhook outbox, KEYS[6] the partition's waiting room, KEYS[7] the job's references hash
+-- KEYS[5] webhook outbox, KEYS[6] the partition's waiting room, KEYS[7] the job's references hash,
+-- KEYS[8] (optional) the Socket.IO notices outbox: a member like a webhook's, for the bridge
 -- ARGV[1] entry id ('' for none), [2] group, [3] status, [4] notification JSON (image omitted),
 -- ARGV[5] now (ISO), [6] ttl seconds, [7] oldest feed id to keep, [8] job id, [9] error, [10] mime type,
 -- ARGV[11] revised prompt, [12] image ('' for none), [13] dead-letter reason ('' for none),
@@ -203,6 +204,7 @@ redis.call('DEL', KEYS[7])
 redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[7], '*', 'j', ARGV[8], 'e', id, 'p', prev,
   'n', ARGV[4], 'o', f[3])
 webhook(KEYS[5], f[4], f[5], ARGV[3], ARGV[8], id, ARGV[17])
+if KEYS[8] then webhook(KEYS[8], 'bridge', '', ARGV[3], ARGV[8], id, ARGV[17]) end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 if f[1] == 'queued' then redis.call('ZREM', KEYS[6], ARGV[8] .. ' ' .. f[3]) end
 return {seq, f[3], f[6] or '', f[7] or ''}

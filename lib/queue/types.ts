@@ -254,6 +254,14 @@ export interface WebhookOutbox {
   stop(jobId: string): Promise<void>;
 }
 
+/**
+ * Pending terminal notices for the Socket.IO bridge: a task per job end (its event id), added
+ * atomically with the terminal event by a broker created with `notices`, and removed only once the
+ * bridge saw the emit confirmed; a taken task that is neither done nor retried comes back after its
+ * lease (the process died), so a notice goes out at least once.
+ */
+export type NoticeOutbox = Pick<WebhookOutbox, "take" | "done" | "retry">;
+
 /** Result of a cancel request. */
 export type CancelResult = "canceled" | "ended" | "missing";
 
@@ -418,6 +426,8 @@ export interface Broker {
   usage(owner: string, day: string): Promise<UsageDay>;
   /** Pending webhook deliveries. */
   readonly webhooks: WebhookOutbox;
+  /** Pending Socket.IO notices; absent unless the broker was created with `notices`. */
+  readonly notices?: NoticeOutbox;
   /**
    * The store's `maxmemory-policy` when it may evict the service's keys (anything but `noeviction`);
    * null when it cannot, or when the store does not say (managed services that hide CONFIG).

@@ -2,7 +2,7 @@
 import type { Logger } from "@logtape/logtape";
 import { notificationJson, type StoredEvent } from "../live/notifications.ts";
 import { createDeadline, parseRetryAfter } from "../provider/images.ts";
-import type { Broker, WebhookTask } from "../queue/types.ts";
+import type { Broker, JobRecord, WebhookTask } from "../queue/types.ts";
 import { nextWebhookAttempt, type WebhookBackoffOptions } from "./backoff.ts";
 import { checkWebhookTarget, type ResolveDns } from "./egress.ts";
 import { webhookId, type WebhookSigner } from "./signing.ts";
@@ -74,12 +74,17 @@ async function attempt(
 
 /**
  * Makes one attempt of a task taken from the outbox and records what follows: done, stopped or
- * retried. Broker errors are thrown (the task then comes back once its lease runs out).
+ * retried. Broker errors are thrown (the task then comes back once its lease runs out). `known` is
+ * the job as the caller just read it (read here when not given).
  */
-export async function deliverTask(task: WebhookTask, deps: DeliveryDeps): Promise<DeliveryOutcome> {
+export async function deliverTask(
+  task: WebhookTask,
+  deps: DeliveryDeps,
+  known?: JobRecord | null,
+): Promise<DeliveryOutcome> {
   const { broker, log } = deps;
   const outbox = broker.webhooks;
-  const job = await broker.get(task.jobId);
+  const job = known === undefined ? await broker.get(task.jobId) : known;
   const event = job?.webhook
     ? (await broker.events(task.jobId)).find((e) => e.eventId === task.eventId)
     : undefined;

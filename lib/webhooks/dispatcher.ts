@@ -1,13 +1,15 @@
 /**
  * The webhook dispatcher: takes due deliveries from the broker's outbox (kept in Redis, so they
- * survive restarts), sends each signed and checked, with bounded concurrency, until closed.
+ * survive restarts), sends each signed and checked, with bounded concurrency in all and per owner
+ * (see owner_lanes.ts: a hanging target holds only its own owner's slots), until closed.
  */
 import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "../metrics.ts";
 import { pause, Wakeable } from "../pause.ts";
-import type { Broker, WebhookTask } from "../queue/types.ts";
+import type { Broker, JobRecord, WebhookTask } from "../queue/types.ts";
 import type { WebhookBackoffOptions } from "./backoff.ts";
 import { deliverTask, type DeliveryDeps, type DeliveryOutcome } from "./delivery.ts";
+import { OwnerLanes, type WaitingTask } from "./owner_lanes.ts";
 import { WebhookSigner } from "./signing.ts";
 import { type SendWebhook, sendWebhook } from "./transport.ts";
 
@@ -19,7 +21,7 @@ export interface WebhookDispatcherOptions {
   /** WEBHOOK_HOSTS: `host[:port]` entries that may be loopback or private. */
   allowedHosts: readonly string[];
   log: Logger;
-  metrics?: Pick<Metrics, "webhookDeliveries">;
+  metrics?: Pick<Metrics, "webhookDeliveries" | "webhookDropped">;
   /** The transport (default: HTTP/1.1 to the checked address); tests may wrap it. */
   send?: SendWebhook;
   /** DNS lookups (default Deno.resolveDns). */
@@ -31,6 +33,10 @@ export interface WebhookDispatcherOptions {
   maxResponseBytes?: number;
   /** Deliveries in flight at once. */
   concurrency?: number;
+  /** Deliveries of one owner in flight at once (its slow target holds no more slots than this). */
+  perOwner?: number;
+  /** Taken deliveries of one owner waiting for its slots; beyond it the oldest is dropped and counted. */
+  maxWaitingPerOwner?: number;
   /** How long a taken task stays hidden from other processes (longer than one attempt). */
   leaseMs?: number;
   /** Longest wait between two looks at the outbox when nothing is due and nothing nudges. */
@@ -41,6 +47,8 @@ export interface WebhookDispatcherOptions {
 }
 
 const OUTCOMES: readonly DeliveryOutcome[] = ["delivered", "retried", "gone", "gave_up", "refused"];
+/** Why a delivery is dropped unsent: its owner's backlog is over the bound, or its job is gone. */
+const DROP_REASONS = ["owner_backlog", "expired"] as const;
 
 function defaultResolveDns(
   name: string,
@@ -55,8 +63,9 @@ export class WebhookDispatcher {
   #deps: DeliveryDeps;
   #broker: WebhookDispatcherOptions["broker"];
   #log: Logger;
-  #metrics?: Pick<Metrics, "webhookDeliveries">;
+  #metrics?: Pick<Metrics, "webhookDeliveries" | "webhookDropped">;
   #concurrency: number;
+  #lanes: OwnerLanes;
   #leaseMs: number;
   #idleMs: number;
   #inflight = new Set<Promise<void>>();
@@ -71,7 +80,9 @@ export class WebhookDispatcher {
     const {
       timeoutMs = 10_000,
       maxResponseBytes = 64 * 1024,
-      concurrency = 16,
+      concurrency = 64,
+      perOwner = 8,
+      maxWaitingPerOwner = 1_000,
       idleMs = 1_000,
     } = options;
     if (!(timeoutMs > 0)) throw new RangeError("Cannot create the dispatcher: timeoutMs <= 0");
@@ -85,6 +96,7 @@ export class WebhookDispatcher {
     this.#log = options.log;
     this.#metrics = options.metrics;
     this.#concurrency = concurrency;
+    this.#lanes = new OwnerLanes({ perOwner, maxWaiting: maxWaitingPerOwner });
     this.#idleMs = idleMs;
     this.#leaseMs = options.leaseMs ?? Math.max(30_000, timeoutMs * 3);
     this.#deps = {
@@ -102,11 +114,17 @@ export class WebhookDispatcher {
     };
     // Every outcome shows at 0 from the start, so that a rate over it is defined.
     for (const outcome of OUTCOMES) this.#metrics?.webhookDeliveries.inc({ outcome }, 0);
+    for (const reason of DROP_REASONS) this.#metrics?.webhookDropped.inc({ reason }, 0);
   }
 
   /** Deliveries in flight now. */
   get active(): number {
     return this.#inflight.size;
+  }
+
+  /** Taken deliveries waiting for their owner's slot now. */
+  get waiting(): number {
+    return this.#lanes.waiting;
   }
 
   /** Starts the loop (once). */
@@ -156,18 +174,59 @@ export class WebhookDispatcher {
         await pause(Math.min(this.#idleMs * 2 ** Math.min(failures, 5), 30_000), stop);
         continue;
       }
-      for (const task of tasks) this.#launch(task);
+      await this.#admit(tasks);
       if (tasks.length < free && !this.#nudged && !stop.aborted) {
         await this.#wake.sleep(this.#idleMs, stop);
       }
     }
   }
 
-  #launch(task: WebhookTask): void {
+  /** Starts each taken task whose owner has a slot; the others wait for one (bounded per owner). */
+  async #admit(tasks: WebhookTask[]): Promise<void> {
+    const now = this.#deps.clock();
+    this.#lanes.prune(now);
+    let jobs: (JobRecord | null)[];
+    try {
+      jobs = await Promise.all(tasks.map((task) => this.#broker.get(task.jobId)));
+    } catch (error) {
+      // They come back when their lease runs out.
+      this.#log.warn("Cannot read the jobs of {count} webhook deliveries: {error}", {
+        count: tasks.length,
+        error: String(error),
+      });
+      return;
+    }
+    tasks.forEach((task, i) => {
+      const job = jobs[i];
+      if (job === null || this.#lanes.hasSlot(job.owner)) return this.#launch(task, job);
+      const dropped = this.#lanes.wait({ task, job, until: now + this.#leaseMs });
+      for (const item of dropped) this.#dropOldest(item);
+    });
+  }
+
+  #dropOldest({ task, job }: WaitingTask): void {
+    this.#metrics?.webhookDropped.inc({ reason: "owner_backlog" });
+    this.#log.warn(
+      "Cannot keep the webhook delivery of job {jobId}: its owner has too many waiting; dropping the oldest",
+      { jobId: task.jobId, owner: job.owner, type: task.type },
+    );
+    this.#broker.webhooks.done(task).catch((error) =>
+      this.#log.warn("Cannot drop the webhook delivery of job {jobId}: {error}", {
+        jobId: task.jobId,
+        error: String(error),
+      })
+    );
+  }
+
+  /** Starts a delivery; `job` was just read, unless `stale` (it waited: read again, a 410 may have come). */
+  #launch(task: WebhookTask, job: JobRecord | null, stale = false): void {
+    const owner = job?.owner;
+    if (owner !== undefined) this.#lanes.begin(owner);
     const run = (async () => {
       try {
-        const outcome = await deliverTask(task, this.#deps);
-        if (outcome !== "dropped") this.#metrics?.webhookDeliveries.inc({ outcome });
+        const outcome = await deliverTask(task, this.#deps, stale ? undefined : job);
+        if (outcome === "dropped") this.#metrics?.webhookDropped.inc({ reason: "expired" });
+        else this.#metrics?.webhookDeliveries.inc({ outcome });
       } catch (error) {
         // A broker error: the task comes back when its lease runs out.
         this.#log.warn("Cannot record the webhook delivery of job {jobId}: {error}", {
@@ -179,6 +238,15 @@ export class WebhookDispatcher {
     this.#inflight.add(run);
     void run.finally(() => {
       this.#inflight.delete(run);
+      if (owner !== undefined) {
+        this.#lanes.end(owner);
+        // The owner's next waiting delivery takes the slot, while its lease outlasts an attempt.
+        const margin = this.#deps.timeoutMs + 1_000;
+        const next = this.#stop.signal.aborted
+          ? undefined
+          : this.#lanes.next(owner, this.#deps.clock(), margin);
+        if (next !== undefined) return this.#launch(next.task, next.job, true);
+      }
       if (this.#waitingForSlot) this.#wake.wake();
     });
   }

@@ -72,6 +72,10 @@ Deno.test({
         "notify",
       ]);
       const [okNotice, cancelNotice, badNotice, sentinel] = server.received.map((r) => r.payload);
+      // Each emit carries its event id (a job's events count 1, 2, 3…; a repeat would carry the same).
+      for (const { meta } of server.received) {
+        assert.match((meta as { event_id: string }).event_id, /^\d/);
+      }
       assert.deepEqual(cancelNotice, { Id: "sio-cancel", success: false, data: "Job canceled" });
       assert.deepEqual(okNotice, { Id: "sio-ok", success: true, data: { image: ok.result.image } });
       const image = (okNotice as { data: { image: string } }).data.image;
@@ -104,11 +108,12 @@ Deno.test({
       const job = await runJob(service.url, token, "sio-early");
       assert.equal(job.status, "succeeded");
       server = await startSocketIoServer({ port });
-      const [got] = await server.waitFor(1);
+      const [{ meta, ...got }] = await server.waitFor(1);
       assert.deepEqual(got, {
         event: "notify",
         payload: { Id: "sio-early", success: true, data: { image: job.result.image } },
       });
+      assert.match((meta as { event_id: string }).event_id, /^\d/);
     } finally {
       await service.stop();
       await server?.close();
@@ -148,7 +153,7 @@ Deno.test({
         "Id",
         "sio-expired",
       ]);
-      const [got] = await server.waitFor(1);
+      const [{ meta: _, ...got }] = await server.waitFor(1);
       assert.deepEqual(got, {
         event: "job-ended",
         payload: { Id: "sio-expired", success: false, data: SESSION_EXPIRED },

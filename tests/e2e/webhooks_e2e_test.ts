@@ -189,3 +189,43 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a ROLE=api process that accepts a webhook delivers it, with no worker running",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const redis = await startRedis();
+    const xai = await startFakeXai();
+    const receiver = startReceiver();
+    try {
+      const api = await startService({
+        REDIS_URL: redis.url,
+        REDIS_PREFIX: "wh-api:",
+        JWT_SECRET: TEST_SECRET,
+        ROLE: "api",
+        ...webhookEnv(xai, receiver.port),
+      });
+      try {
+        const { status, body } = await submit(api.url, await signToken("alice"), {
+          prompt: "a red fox in snow",
+          webhook: receiver.url(),
+          webhook_events: ["queued"],
+        });
+        assert.equal(status, 202, JSON.stringify(body));
+        // Only the API process runs: the `queued` delivery can only have come from it.
+        const notification = verified(
+          await receiver.requests.next("the queued webhook", WITHIN_MS),
+        );
+        assert.deepEqual([notification.id, notification.type], [body.id, "queued"]);
+        await deliveries(api, "delivered", 1);
+      } finally {
+        assert.equal(await api.stop("SIGTERM"), 0, api.output());
+      }
+    } finally {
+      await receiver.close();
+      await xai.close();
+      await redis.stop();
+    }
+  },
+});

@@ -6,6 +6,8 @@ import { Server, type Socket } from "socket.io";
 export interface Received {
   event: string;
   payload: unknown;
+  /** The emit's second argument (the bridge's `{event_id}`), when there is one. */
+  meta?: unknown;
 }
 
 /** A running Socket.IO server that records what its clients emit. */
@@ -33,6 +35,12 @@ export interface SocketIoTestServerOptions {
   events?: string[];
   /** Called with each new connection, e.g. to disconnect it. */
   onConnection?: (socket: Socket, index: number) => void;
+  /** True: call the emit's acknowledgement (its last argument, a function) as a handler may. */
+  ack?: boolean;
+  /** The engine.io ping interval (socket.io's default: 25 s). */
+  pingIntervalMs?: number;
+  /** False for a connection whose messages are lost, as on a link that died (default: kept). */
+  keep?: (index: number) => boolean;
 }
 
 /** Returns a port that was free a moment ago on 127.0.0.1 (for a server that starts later). */
@@ -56,21 +64,31 @@ export async function refuseFirstAttempt(port: number): Promise<void> {
 
 /** Starts the server; stop it with close() in a finally. */
 export async function startSocketIoServer(
-  { port = 0, events = ["notify"], onConnection }: SocketIoTestServerOptions = {},
+  {
+    port = 0,
+    events = ["notify"],
+    onConnection,
+    ack = false,
+    pingIntervalMs = 25_000,
+    keep = () => true,
+  }: SocketIoTestServerOptions = {},
 ): Promise<SocketIoTestServer> {
   const http = createServer();
-  const io = new Server(http, { cors: { origin: "*" } });
+  const io = new Server(http, { cors: { origin: "*" }, pingInterval: pingIntervalMs });
   const received: Received[] = [];
   const waiters = new Set<() => void>();
   const disconnects = new Set<(reason: string) => void>();
   let connections = 0;
   const changed = () => waiters.forEach((check) => check());
   io.on("connection", (socket) => {
-    connections++;
+    const index = ++connections;
     for (const event of events) {
-      socket.on(event, (payload: unknown) => {
-        received.push({ event, payload });
+      socket.on(event, (payload: unknown, ...rest: unknown[]) => {
+        if (!keep(index)) return;
+        const reply = typeof rest.at(-1) === "function" ? rest.pop() as () => void : undefined;
+        received.push(rest.length > 0 ? { event, payload, meta: rest[0] } : { event, payload });
         changed();
+        if (ack) reply?.();
       });
     }
     socket.on("disconnect", (reason) => disconnects.forEach((resolve) => resolve(reason)));

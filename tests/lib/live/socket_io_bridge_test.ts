@@ -1,265 +1,281 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
-import { Registry } from "prom-client";
+import { JOB_CANCELED, PROCESSING_ERROR } from "../../../lib/live/notifications.ts";
+import { seedNotice } from "../../../lib/live/seed_notice.ts";
 import {
-  seedNotice,
-  socketIoCounters,
   SocketIoNotifier,
   type SocketIoNotifierOptions,
 } from "../../../lib/live/socket_io_bridge.ts";
+import { createMemoryBroker, type MemoryBroker } from "../../../lib/queue/memory.ts";
 import { until } from "../../support/app.ts";
-import {
-  freePort,
-  refuseFirstAttempt,
-  startSocketIoServer,
-} from "../../support/socket_io_server.ts";
+import { freePort, startSocketIoServer } from "../../support/socket_io_server.ts";
 
 const log = getLogger(["test", "socket_io_bridge"]);
 const PNG = "iVBORw0KGgo=";
 
-/** A notifier with test settings and counted hooks. */
-function notifier(url: string, options: Partial<SocketIoNotifierOptions> = {}) {
-  const counts = { emitted: 0, dropped: 0 };
+/** A notifier over `memory`'s outbox with test settings and counted hooks. */
+function notifier(
+  url: string,
+  memory: MemoryBroker,
+  options: Partial<SocketIoNotifierOptions> = {},
+) {
+  const counts = { emitted: 0, confirmed: 0, dropped: 0 };
   const bridge = new SocketIoNotifier({
     url,
     log,
+    broker: { notices: memory.notices!, events: (id) => memory.events(id) },
     reconnectDelayMaxMs: 200,
+    idleMs: 50,
     onEmitted: () => counts.emitted++,
+    onConfirmed: () => counts.confirmed++,
     onDropped: () => counts.dropped++,
     ...options,
   });
   return { bridge, counts };
 }
 
-const failed = (error: string) => ({ type: "failed" as const, error });
-/** The payload of a failure notice, as the server receives it. */
-const failure = (Id: string, data = "Error processing job") => ({ Id, success: false, data });
+/** Ends three jobs (succeeded, failed, canceled); returns their ids and last event ids. */
+async function endThree(memory: MemoryBroker) {
+  const ids = ["ok", "bad", "gone"].map((name) => `${name}-${crypto.randomUUID().slice(0, 6)}`);
+  for (const id of ids) await memory.submit({ id, owner: "alice", prompt: "p" });
+  for (
+    const [id, outcome] of [
+      [ids[0], { type: "succeeded", image: Uint8Array.fromBase64(PNG), mimeType: "image/png" }],
+      [ids[1], { type: "failed", error: PROCESSING_ERROR }],
+    ] as const
+  ) {
+    const [delivery] = await memory.claim("c1", 1, { blockMs: 0 });
+    assert.equal(delivery.jobId, id);
+    await memory.start(delivery);
+    assert.ok(await memory.finish(delivery, outcome));
+  }
+  assert.equal(await memory.cancel(ids[2]), "canceled");
+  const last = async (id: string) => (await memory.events(id)).at(-1)!.eventId;
+  return { ids, eventIds: await Promise.all(ids.map(last)) };
+}
 
-Deno.test("seedNotice builds the seed's {Id, success, data} for each terminal outcome", () => {
-  const bytes = Uint8Array.fromBase64(PNG);
-  assert.deepEqual(seedNotice("a", { type: "succeeded", mimeType: "image/png", base64: PNG }), {
+Deno.test("seedNotice builds the seed's {Id, success, data} from each terminal notification", () => {
+  const at = new Date().toISOString();
+  const image = `data:image/png;base64,${PNG}`;
+  const data = { image, mime_type: "image/png", images: [] };
+  assert.deepEqual(seedNotice({ id: "a", at, type: "succeeded", success: true, data }), {
     Id: "a",
     success: true,
-    data: { image: `data:image/png;base64,${PNG}` },
+    data: { image },
   });
-  assert.deepEqual(seedNotice("b", { type: "succeeded", mimeType: "image/jpeg", image: bytes }), {
-    Id: "b",
-    success: true,
-    data: { image: `data:image/jpeg;base64,${PNG}` },
-  });
-  assert.deepEqual(seedNotice("c", failed("Session expired. Please log in again")), {
-    Id: "c",
-    success: false,
-    data: "Session expired. Please log in again",
-  });
-  assert.deepEqual(seedNotice("d", { type: "canceled", error: "Job canceled" }), {
-    Id: "d",
-    success: false,
-    data: "Job canceled",
-  });
+  const failed = { id: "b", at, type: "failed", success: false, error: PROCESSING_ERROR } as const;
+  assert.deepEqual(seedNotice(failed), { Id: "b", success: false, data: PROCESSING_ERROR });
+  const canceled = { id: "c", at, type: "canceled", success: false, error: JOB_CANCELED } as const;
+  assert.deepEqual(seedNotice(canceled), { Id: "c", success: false, data: JOB_CANCELED });
+  assert.throws(() => seedNotice({ id: "d", at, type: "queued", success: true }), RangeError);
 });
 
-Deno.test("SocketIoNotifier emits each notice exactly once in the seed's shape", async (t) => {
-  await t.step("as the seed's `notify` event", async () => {
-    const server = await startSocketIoServer();
-    const { bridge, counts } = notifier(server.url);
-    try {
-      await until(() => bridge.connected, "the connection");
-      bridge.notify("ok-1", { type: "succeeded", mimeType: "image/png", base64: PNG });
-      bridge.notify("bad-1", failed("Error processing job"));
-      bridge.notify("gone-1", { type: "canceled", error: "Job canceled" });
-      // A last notice: once it arrives, everything emitted before it has arrived too (one ordered connection).
-      bridge.notify("sentinel", failed("Error processing job"));
-      const received = await server.waitFor(4);
-      assert.deepEqual(received.map((r) => r.event), ["notify", "notify", "notify", "notify"]);
-      assert.deepEqual(received.map((r) => r.payload), [
-        { Id: "ok-1", success: true, data: { image: `data:image/png;base64,${PNG}` } },
-        failure("bad-1"),
-        failure("gone-1", "Job canceled"),
-        failure("sentinel"),
-      ]);
-      assert.deepEqual(counts, { emitted: 4, dropped: 0 });
-      assert.equal(server.connections, 1);
-    } finally {
-      await bridge.close();
-      await server.close();
-    }
-  });
-
-  await t.step("as a configured event name", async () => {
-    const server = await startSocketIoServer({ events: ["notify", "job-done"] });
-    const { bridge } = notifier(server.url, { event: "job-done" });
-    try {
-      bridge.notify("x", failed("Error processing job"));
-      const [got] = await server.waitFor(1);
-      assert.deepEqual(got, { event: "job-done", payload: failure("x") });
-    } finally {
-      await bridge.close();
-      await server.close();
-    }
-  });
-});
-
-Deno.test("SocketIoNotifier.notify returns at once while the service is down and delivers once it is up", async () => {
-  const port = freePort();
-  const refused = refuseFirstAttempt(port);
-  const { bridge, counts } = notifier(`http://127.0.0.1:${port}`);
-  let server;
+Deno.test("SocketIoNotifier emits each job end with its event id and forgets it once acknowledged", async () => {
+  const memory = createMemoryBroker({ notices: true });
+  const server = await startSocketIoServer({ ack: true });
+  const { bridge, counts } = notifier(server.url, memory);
   try {
-    const started = performance.now();
-    for (let i = 0; i < 3; i++) bridge.notify(`down-${i}`, failed("Error processing job"));
-    assert.ok(performance.now() - started < 50, "notify() must not wait for the connection");
-    assert.equal(bridge.pending, 3);
-    assert.deepEqual(counts, { emitted: 0, dropped: 0 });
-    await refused;
-    assert.equal(bridge.connected, false);
-    server = await startSocketIoServer({ port });
-    bridge.notify("sentinel", failed("Error processing job"));
-    const received = await server.waitFor(4);
-    assert.deepEqual(received.map((r) => r.payload), [
-      failure("down-0"),
-      failure("down-1"),
-      failure("down-2"),
-      failure("sentinel"),
-    ]);
-    assert.equal(bridge.pending, 0);
-    assert.deepEqual(counts, { emitted: 4, dropped: 0 });
-  } finally {
-    await bridge.close();
-    await server?.close();
-  }
-});
-
-Deno.test("SocketIoNotifier drops the oldest notices when its buffer is full", async (t) => {
-  await t.step("by count", async () => {
-    const port = freePort();
-    const refused = refuseFirstAttempt(port);
-    const { bridge, counts } = notifier(`http://127.0.0.1:${port}`, { maxPending: 2 });
-    let server;
-    try {
-      for (const id of ["a", "b", "c", "d"]) bridge.notify(id, failed("Error processing job"));
-      assert.equal(bridge.pending, 2);
-      assert.equal(counts.dropped, 2);
-      await refused;
-      server = await startSocketIoServer({ port });
-      await until(() => bridge.connected, "the connection");
-      bridge.notify("sentinel", failed("Error processing job"));
-      const received = await server.waitFor(3);
-      assert.deepEqual(received.map((r) => r.payload), [
-        failure("c"),
-        failure("d"),
-        failure("sentinel"),
-      ]);
-      assert.deepEqual(counts, { emitted: 3, dropped: 2 });
-    } finally {
-      await bridge.close();
-      await server?.close();
-    }
-  });
-
-  await t.step("by size", async () => {
-    const port = freePort();
-    const image = "A".repeat(10_000);
-    const { bridge, counts } = notifier(`http://127.0.0.1:${port}`, { maxPendingBytes: 25_000 });
-    let server;
-    try {
-      for (const id of ["a", "b", "c"]) {
-        bridge.notify(id, { type: "succeeded", mimeType: "image/png", base64: image });
-      }
-      assert.equal(bridge.pending, 2);
-      assert.equal(counts.dropped, 1);
-      server = await startSocketIoServer({ port });
-      const received = await server.waitFor(2);
-      assert.deepEqual(received.map((r) => (r.payload as { Id: string }).Id), ["b", "c"]);
-    } finally {
-      await bridge.close();
-      await server?.close();
-    }
-  });
-});
-
-Deno.test("SocketIoNotifier reconnects by itself", async (t) => {
-  await t.step("after the service restarts", async () => {
-    let server = await startSocketIoServer();
-    const port = server.port;
-    const { bridge } = notifier(server.url);
-    try {
-      bridge.notify("before", failed("Error processing job"));
-      await server.waitFor(1);
-      await server.close();
-      await until(() => !bridge.connected, "the disconnection");
-      bridge.notify("while-down", failed("Error processing job"));
-      assert.equal(bridge.pending, 1);
-      server = await startSocketIoServer({ port });
-      const received = await server.waitFor(1);
-      assert.deepEqual(received.map((r) => r.payload), [failure("while-down")]);
-    } finally {
-      await bridge.close();
-      await server.close();
-    }
-  });
-
-  await t.step("after the server disconnects it", async () => {
-    const server = await startSocketIoServer({
-      onConnection: (socket, index) => {
-        if (index === 1) socket.disconnect(true);
-      },
+    const { ids, eventIds } = await endThree(memory);
+    bridge.start();
+    const received = await server.waitFor(3);
+    const byId = new Map(received.map((r) => [(r.payload as { Id: string }).Id, r]));
+    assert.deepEqual(byId.get(ids[0]), {
+      event: "notify",
+      payload: { Id: ids[0], success: true, data: { image: `data:image/png;base64,${PNG}` } },
+      meta: { event_id: eventIds[0] },
     });
-    const { bridge } = notifier(server.url);
-    try {
-      await server.waitForConnections(2);
-      bridge.notify("after", failed("Error processing job"));
-      const received = await server.waitFor(1);
-      assert.deepEqual(received.map((r) => r.payload), [failure("after")]);
-    } finally {
-      await bridge.close();
-      await server.close();
-    }
-  });
-});
-
-Deno.test("SocketIoNotifier.close closes the connection, is idempotent and ends notifying", async () => {
-  const server = await startSocketIoServer();
-  const { bridge, counts } = notifier(server.url);
-  try {
-    await until(() => bridge.connected, "the connection");
-    const disconnected = server.nextDisconnect();
-    const closing = bridge.close();
-    assert.equal(bridge.close(), closing);
-    await closing;
-    assert.equal(await disconnected, "client namespace disconnect");
-    assert.equal(bridge.connected, false);
-    bridge.notify("late", failed("Error processing job"));
-    assert.equal(bridge.pending, 0);
-    assert.deepEqual(counts, { emitted: 0, dropped: 0 });
+    assert.deepEqual(byId.get(ids[1])?.payload, {
+      Id: ids[1],
+      success: false,
+      data: PROCESSING_ERROR,
+    });
+    assert.deepEqual(byId.get(ids[2])?.payload, { Id: ids[2], success: false, data: JOB_CANCELED });
+    assert.deepEqual(ids.map((id) => byId.get(id)?.meta), eventIds.map((id) => ({ event_id: id })));
+    await until(() => memory.notices!.size === 0, "the outbox emptied by the acknowledgements");
+    assert.deepEqual(counts, { emitted: 3, confirmed: 3, dropped: 0 });
   } finally {
     await bridge.close();
     await server.close();
   }
 });
 
-Deno.test("SocketIoNotifier.close forgets what is pending while the service is down", async () => {
-  const { bridge } = notifier(`http://127.0.0.1:${freePort()}`);
-  bridge.notify("never", failed("Error processing job"));
-  assert.equal(bridge.pending, 1);
-  await bridge.close();
-  assert.equal(bridge.pending, 0);
+Deno.test("SocketIoNotifier keeps a notice the peer never acknowledged until the server's second ping", async (t) => {
+  await t.step("no ping yet: the notice stays in the outbox", async () => {
+    const memory = createMemoryBroker({ notices: true });
+    const server = await startSocketIoServer({ pingIntervalMs: 600_000 });
+    const { bridge, counts } = notifier(server.url, memory);
+    try {
+      await endThree(memory);
+      bridge.start();
+      await server.waitFor(3);
+      await until(() => counts.emitted === 3, "3 emits counted");
+      assert.equal(bridge.unconfirmed, 3);
+      assert.equal(memory.notices!.size, 3);
+      assert.equal(counts.confirmed, 0);
+    } finally {
+      await bridge.close();
+      await server.close();
+    }
+  });
+  await t.step("one ping is not enough, the second is", async () => {
+    const memory = createMemoryBroker({ notices: true });
+    let conn: {
+      sendPacket(type: string): void;
+      on(e: string, f: (p: { type: string }) => void): void;
+    } | undefined;
+    const pongs: unknown[] = [];
+    const server = await startSocketIoServer({
+      pingIntervalMs: 600_000,
+      onConnection: (socket) => {
+        conn = socket.conn as unknown as typeof conn;
+        conn!.on("packet", (packet) => {
+          if (packet.type === "pong") pongs.push(packet);
+        });
+      },
+    });
+    const { bridge, counts } = notifier(server.url, memory);
+    try {
+      await endThree(memory);
+      bridge.start();
+      await server.waitFor(3);
+      // A ping by hand; once its pong is back, the client has handled it.
+      conn!.sendPacket("ping");
+      await until(() => pongs.length === 1, "the first pong");
+      assert.equal(bridge.unconfirmed, 3);
+      assert.equal(memory.notices!.size, 3);
+      conn!.sendPacket("ping");
+      await until(() => pongs.length === 2, "the second pong");
+      await until(() => memory.notices!.size === 0, "the outbox emptied by the second ping");
+      assert.deepEqual(counts, { emitted: 3, confirmed: 3, dropped: 0 });
+    } finally {
+      await bridge.close();
+      await server.close();
+    }
+  });
+  await t.step("pings: confirmed and forgotten", async () => {
+    const memory = createMemoryBroker({ notices: true });
+    const server = await startSocketIoServer({ pingIntervalMs: 100 });
+    const { bridge, counts } = notifier(server.url, memory);
+    try {
+      await endThree(memory);
+      bridge.start();
+      await server.waitFor(3);
+      await until(() => memory.notices!.size === 0, "the outbox emptied by the pings");
+      assert.deepEqual(counts, { emitted: 3, confirmed: 3, dropped: 0 });
+      assert.equal(server.received.length, 3);
+    } finally {
+      await bridge.close();
+      await server.close();
+    }
+  });
 });
 
-Deno.test("socketIoCounters counts emitted and dropped notices on the registry", async () => {
-  const registry = new Registry();
-  const hooks = socketIoCounters(registry);
-  hooks.onEmitted!();
-  hooks.onEmitted!();
-  hooks.onDropped!();
-  const text = await registry.metrics();
-  assert.match(text, /socket_io_notifications_total\{result="emitted"\} 2/);
-  assert.match(text, /socket_io_notifications_total\{result="dropped"\} 1/);
+Deno.test("SocketIoNotifier emits again, with the same event id, what a dropped link left unconfirmed", async () => {
+  const memory = createMemoryBroker({ notices: true });
+  let first: { disconnect(close?: boolean): void } | undefined;
+  // The first connection loses everything (a link that died on the way), and no ping confirms it.
+  const server = await startSocketIoServer({
+    pingIntervalMs: 600_000,
+    keep: (index) => index > 1,
+    onConnection: (socket, index) => {
+      if (index === 1) first = socket;
+    },
+  });
+  const { bridge, counts } = notifier(server.url, memory);
+  try {
+    const { ids, eventIds } = await endThree(memory);
+    bridge.start();
+    await until(() => counts.emitted === 3, "3 emits on the first connection");
+    assert.equal(server.received.length, 0);
+    first!.disconnect(true);
+    const received = await server.waitFor(3);
+    const meta = new Map(received.map((r) => [(r.payload as { Id: string }).Id, r.meta]));
+    assert.deepEqual(ids.map((id) => meta.get(id)), eventIds.map((id) => ({ event_id: id })));
+    assert.equal(counts.emitted, 6);
+    assert.equal(memory.notices!.size, 3, "still unconfirmed on the second connection");
+  } finally {
+    await bridge.close();
+    await server.close();
+  }
 });
 
-Deno.test("SocketIoNotifier refuses buffer bounds below 1", () => {
-  assert.throws(
-    () => new SocketIoNotifier({ url: "http://127.0.0.1:1", log, maxPending: 0 }),
-    RangeError,
-  );
+Deno.test("SocketIoNotifier holds notices in the outbox while the service is down", async () => {
+  const memory = createMemoryBroker({ notices: true });
+  const port = freePort();
+  const { bridge, counts } = notifier(`http://127.0.0.1:${port}`, memory);
+  let server;
+  try {
+    bridge.start();
+    const { ids } = await endThree(memory);
+    assert.equal(bridge.connected, false);
+    assert.equal(memory.notices!.size, 3);
+    assert.equal(counts.emitted, 0);
+    server = await startSocketIoServer({ port, ack: true });
+    const received = await server.waitFor(3);
+    assert.deepEqual(received.map((r) => (r.payload as { Id: string }).Id).sort(), ids.sort());
+    await until(() => memory.notices!.size === 0, "the outbox emptied");
+  } finally {
+    await bridge.close();
+    await server?.close();
+  }
+});
+
+Deno.test("SocketIoNotifier.close gives unconfirmed notices back and is idempotent", async () => {
+  const memory = createMemoryBroker({ notices: true });
+  const server = await startSocketIoServer({ pingIntervalMs: 600_000 });
+  const { bridge, counts } = notifier(server.url, memory);
+  const { ids } = await endThree(memory);
+  bridge.start();
+  await server.waitFor(3);
+  const closing = bridge.close();
+  assert.equal(bridge.close(), closing);
+  await closing;
+  assert.equal(bridge.connected, false);
+  // Due again at once, their attempt counted: the next process emits them.
+  const back = await memory.notices!.take(Date.now(), 10, 60_000);
+  assert.deepEqual(back.map((t) => [t.jobId, t.attempt]).sort(), ids.map((id) => [id, 1]).sort());
+  assert.equal(counts.emitted, 3);
+  await server.close();
+});
+
+Deno.test("SocketIoNotifier drops and counts the notice of a job that expired first", async (t) => {
+  /** A broker whose one notice belongs to a job that has just expired, and its clock. */
+  async function expired() {
+    const time = { now: Date.now() };
+    const memory = createMemoryBroker({ ttlSec: 60, now: () => time.now, notices: true });
+    await memory.submit({ id: "old", owner: "alice", prompt: "p" });
+    await memory.cancel("old");
+    time.now += 61_000;
+    return { memory, time };
+  }
+  await t.step("when the service is up", async () => {
+    const { memory, time } = await expired();
+    const server = await startSocketIoServer({ ack: true });
+    const { bridge, counts } = notifier(server.url, memory, { clock: () => time.now });
+    try {
+      bridge.start();
+      await until(() => counts.dropped === 1, "the drop");
+      assert.equal(memory.notices!.size, 0);
+      assert.equal(server.received.length, 0);
+    } finally {
+      await bridge.close();
+      await server.close();
+    }
+  });
+  await t.step("while the service is away: the outbox stays bounded", async () => {
+    const { memory, time } = await expired();
+    await memory.submit({ id: "young", owner: "alice", prompt: "p" });
+    await memory.cancel("young"); // ended now: its notice is kept
+    const url = `http://127.0.0.1:${freePort()}`;
+    const { bridge, counts } = notifier(url, memory, { clock: () => time.now, maxAgeMs: 60_000 });
+    try {
+      bridge.start();
+      await until(() => counts.dropped === 1, "the drop");
+      assert.equal(bridge.connected, false);
+      const [left, ...none] = await memory.notices!.take(time.now, 10, 60_000);
+      assert.deepEqual([left.jobId, none], ["young", []]);
+    } finally {
+      await bridge.close();
+    }
+  });
 });

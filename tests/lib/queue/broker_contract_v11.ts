@@ -139,4 +139,40 @@ export function v11Contract(test: ContractTest): void {
     await broker.webhooks.stop(job.id);
     assert.equal((await broker.get(job.id))?.webhook, undefined);
   });
+
+  test("each job end leaves one Socket.IO notice, with its event id, until done", async (broker) => {
+    const notices = broker.notices;
+    assert.ok(notices, "the contract's brokers are created with notices");
+    const ok = newJob();
+    const canceled = newJob();
+    await broker.submit(ok);
+    await broker.submit(canceled);
+    // Neither queued nor started leaves a notice.
+    assert.deepEqual(await notices.take(Date.now() + 1, 10, 60_000), []);
+    const delivery = await claimJob(broker, ok.id);
+    await broker.start(delivery);
+    assert.equal(await broker.finish(delivery, SUCCESS), true);
+    await broker.finish(delivery, SUCCESS); // run twice (a resend): no second notice
+    assert.equal(await broker.cancel(canceled.id), "canceled");
+    assert.equal(await broker.cancel(canceled.id), "ended");
+    const taken = await notices.take(Date.now() + 1, 10, 60_000);
+    const seen = taken.map((t) => [t.jobId, t.type, t.attempt]).sort();
+    assert.deepEqual(seen, [[ok.id, "succeeded", 0], [canceled.id, "canceled", 0]].sort());
+    for (const task of taken) {
+      const last = (await broker.events(task.jobId)).at(-1)!;
+      assert.equal(task.eventId, last.eventId);
+    }
+    // Taken: hidden for its lease; retried: due again, its attempt counted; done: gone.
+    assert.deepEqual(await notices.take(Date.now() + 1, 10, 60_000), []);
+    await notices.retry(taken[0], 0);
+    const [again] = await notices.take(Date.now() + 1, 10, 60_000);
+    assert.deepEqual([again.jobId, again.eventId, again.attempt], [
+      taken[0].jobId,
+      taken[0].eventId,
+      1,
+    ]);
+    await notices.done(again);
+    await notices.done(taken[1]);
+    assert.deepEqual(await notices.take(Date.now() + 120_000, 10, 60_000), []);
+  });
 }

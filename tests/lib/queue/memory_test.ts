@@ -10,7 +10,11 @@ const TTL_SEC = 60;
 
 brokerContract("memory", () => {
   let offset = 0;
-  const broker = createMemoryBroker({ ttlSec: TTL_SEC, now: () => Date.now() + offset });
+  const broker = createMemoryBroker({
+    ttlSec: TTL_SEC,
+    now: () => Date.now() + offset,
+    notices: true,
+  });
   const hooks: ContractHooks = {
     addSeedEntry: (seed) => Promise.resolve(broker.addSeedEntry(seed)),
     passTtl: () => Promise.resolve(void (offset += (TTL_SEC + 1) * 1000)),

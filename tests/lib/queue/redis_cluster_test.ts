@@ -46,6 +46,7 @@ function clusterBroker(partitions: number): MakeBroker {
       prefix,
       partitions,
       cluster: true,
+      notices: true,
     });
     const command = (args: string[]) => admin.send(args);
     const keys = async (pattern: string) =>

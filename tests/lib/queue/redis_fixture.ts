@@ -83,7 +83,7 @@ export async function redisBrokerFixture(
     closeProxy = () => proxy.close();
   }
   const kind = transport === "tcp" ? "redis" : "upstash";
-  const broker = createRedisBroker(client, { prefix, kind, partitions });
+  const broker = createRedisBroker(client, { prefix, kind, partitions, notices: true });
   const cleanup = async () => {
     await broker.close();
     await closeProxy();

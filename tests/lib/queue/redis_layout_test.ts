@@ -35,7 +35,11 @@ const test = (name: string, fn: (redis: RedisServer, prefix: string) => Promise<
 
 /** A broker with `partitions` partitions over TCP, initialised (and so checked). */
 async function brokerOf(redis: RedisServer, prefix: string, partitions: number) {
-  const broker = createRedisBroker(createTcpClient({ url: redis.url }), { prefix, partitions });
+  const broker = createRedisBroker(createTcpClient({ url: redis.url }), {
+    prefix,
+    partitions,
+    notices: true,
+  });
   try {
     await broker.init();
   } catch (error) {
@@ -180,13 +184,14 @@ test("a delivery is acknowledged and renewed on the stream it came from", async 
 });
 
 test(
-  "one untagged partition to three, to two and back: owners' listings and webhook deliveries follow",
+  "one untagged partition to three, to two and back: owners' listings, webhook deliveries and Socket.IO notices follow",
   async (redis, prefix) => {
     const webhook = "https://hooks.example/in";
     const ids = Array.from({ length: 8 }, (_, i) => `own-${i}`);
     const one = await brokerOf(redis, prefix, 1);
     for (const id of ids) {
       await one.submit({ id, owner: "ann", prompt: id, webhook, webhookEvents: ["queued"] });
+      assert.equal(await one.cancel(id), "canceled"); // a job end: one Socket.IO notice each
     }
     await one.close();
     const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, JOB_LEASE_MS: "1000" };
@@ -207,6 +212,9 @@ test(
         const tasks = await broker.webhooks.take(Date.now() + 1000, 100, 60_000);
         assert.deepEqual(tasks.map((task) => task.jobId).sort(), [...ids].sort());
         for (const task of tasks) await broker.webhooks.retry(task, Date.now() - 1);
+        const notices = await broker.notices!.take(Date.now() + 1000, 100, 60_000);
+        assert.deepEqual(notices.map((task) => task.jobId).sort(), [...ids].sort());
+        for (const task of notices) await broker.notices!.retry(task, Date.now() - 1);
       } finally {
         await broker.close();
       }
