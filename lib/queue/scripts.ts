@@ -33,6 +33,8 @@ export const RECORD_FIELDS = [
   "count",
   "mimes",
   "ecode",
+  "objs",
+  "osz",
 ] as const;
 
 /**
