@@ -1,3 +1,4 @@
+// deno-lint-ignore-file require-await
 /**
  * The in-memory image store (`IMAGE_STORE_URL=memory://`): objects in a Map of this process, each kept
  * for a fixed time (the job's lifetime) as a bucket lifecycle rule would. For one process and for tests.
