@@ -5,7 +5,7 @@
  * key (a key names one run of one job), so nothing kept goes stale.
  */
 
-/** Reads an object, base64; null when it is missing. */
+/** Reads an object's bytes; null when it is missing. */
 export type ObjectReader = (key: string) => Promise<Uint8Array | null>;
 
 /** Recent images by object key, base64, least recently used going first. */

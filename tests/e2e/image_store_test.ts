@@ -149,9 +149,43 @@ storeTest(
         assert.match(success.data.image, /^data:image\/png;base64,iVBORw0KGgo/);
         assert.equal(success.data.images.length, 2);
       }
-      assert.equal(s3.gets(key), 1, "one GET of the image for every subscriber of the process");
+      // Late subscribers replay the job's log, and GETs read the job: the process's copy serves them.
+      const late = await Promise.all(
+        Array.from({ length: 5 }, async () =>
+          await readSse(
+            await api.request(`/v1/jobs/${body.id}/events`, { headers: bearer(token) }),
+          )),
+      );
+      for (const events of late) assert.match(events.at(-1)!.data, /data:image\/png;base64,iVBOR/);
+      const job = await waitForStatus(api, token, body.id, ["succeeded"]);
+      assert.match(job.result.image, /^data:image\/png;base64,iVBOR/);
+      assert.equal(s3.gets(key), 1, "one GET of the image for every reader in the process");
     } finally {
       for (const service of services.reverse()) await service.close();
     }
   },
 );
+
+Deno.test("IMAGE_STORE_URL=memory:// keeps the embedded broker's images in the in-memory store", async () => {
+  const service = await startTestService({
+    env: { IMAGE_STORE_URL: "memory://m" },
+    provider: twoImages(),
+  });
+  try {
+    const token = await service.token("alice");
+    const { body } = await submitJob(service, token, { prompt: "two foxes", n: 2 });
+    const job = await waitForStatus(service, token, body.id, ["succeeded"]);
+    assert.match(job.result.image, /^data:image\/png;base64,iVBOR/);
+    const second = await service.request(job.result.images[1].url);
+    assert.equal(Uint8Array.fromBase64(await bytesOf(second)).at(-1), 1);
+    assert.equal(
+      await service.runtime.deps.broker.imageAt(body.id, 1),
+      await (async () => {
+        const res = await service.request(job.result.images[1].url);
+        return await bytesOf(res);
+      })(),
+    );
+  } finally {
+    await service.close();
+  }
+});
