@@ -20,6 +20,9 @@ export interface S3Request {
   method: string;
   /** The path, decoded (`/<bucket>/<key>`). */
   path: string;
+  /** Bytes of the request's body and of the answer's, by their Content-Length (0 when unknown). */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 /** A running s3rver and its proxy. */
@@ -154,7 +157,13 @@ class TestS3 implements S3Server {
       { port: 0, hostname: "127.0.0.1", onListen: () => {} },
       async (req) => {
         const url = new URL(req.url);
-        this.requests.push({ method: req.method, path: decodeURIComponent(url.pathname) });
+        const seen: S3Request = {
+          method: req.method,
+          path: decodeURIComponent(url.pathname),
+          bytesIn: Number(req.headers.get("Content-Length") ?? 0) || 0,
+          bytesOut: 0,
+        };
+        this.requests.push(seen);
         if (this.fault.delayMs > 0) await new Promise((r) => setTimeout(r, this.fault.delayMs));
         if (this.fault.refuse) {
           return new Response("<Error><Code>SlowDown</Code></Error>", {
@@ -169,6 +178,7 @@ class TestS3 implements S3Server {
             body: req.body,
             redirect: "manual",
           });
+          seen.bytesOut = Number(res.headers.get("Content-Length") ?? 0) || 0;
           return new Response(res.body, { status: res.status, headers: res.headers });
         } catch {
           return new Response("<Error><Code>BadGateway</Code></Error>", { status: 502 });

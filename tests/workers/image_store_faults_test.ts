@@ -148,3 +148,41 @@ faultTest(
     }
   },
 );
+
+faultTest(
+  "Reading an image while the store is down answers 503 with Retry-After, then the image",
+  async (redis, s3) => {
+    const base = storeEnv(redis, s3, s3.directUrl);
+    const worker = await startTestService({
+      env: { ...base, ROLE: "worker" },
+      provider: countingProvider(),
+    });
+    const api = await startTestService({ env: { ...base, ROLE: "api" } });
+    try {
+      const token = await api.token("alice");
+      const { body } = await submitJob(api, token);
+      // Polled without the image (a GET would read it into the API process's cache).
+      for (let status = ""; status !== "succeeded";) {
+        status = (await api.runtime.deps.broker.get(body.id))?.status ?? "";
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await s3.kill();
+      // The API process never read this image: its cache is cold.
+      const down = await api.request(`/v1/jobs/${body.id}/image`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      assert.equal(down.status, 503);
+      assert.ok(Number(down.headers.get("Retry-After")) >= 1);
+      assert.equal((await down.json()).error.code, "unavailable");
+      await s3.restart();
+      const up = await api.request(`/v1/jobs/${body.id}/image`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      assert.equal(up.status, 200);
+      assert.equal(new Uint8Array(await up.arrayBuffer()).toBase64(), PNG_BASE64);
+    } finally {
+      await api.close();
+      await worker.close();
+    }
+  },
+);
