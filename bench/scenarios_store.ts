@@ -8,6 +8,7 @@ import { S3_KEY, startS3 } from "../tests/support/s3_server.ts";
 import type { Bench, Row } from "./report.ts";
 import { ourBacklog } from "./scenarios_backlog.ts";
 import { ensureSeedRef, startSeedFake } from "./seed_ref.ts";
+import { cpuMs } from "./stats.ts";
 
 const SCENARIO = "12. Images outside Redis";
 const CONCURRENCY = 32;
@@ -45,7 +46,11 @@ export async function storeScenario(bench: Bench): Promise<void> {
         });
       }
       const before = s3.requests.length;
+      // s3rver's CPU, and this process's (the counting proxy in front of it, mostly).
+      const cpu = () => [cpuMs(s3.pid) ?? 0, cpuMs(Deno.pid) ?? 0];
+      const cpuBefore = cpu();
       const run = await ourBacklog(bench, fake, CONCURRENCY, { jobs, format: "b64_json", env });
+      const [s3rverMs, proxyMs] = cpu().map((ms, i) => ms - cpuBefore[i]);
       const requests = s3.requests.slice(before);
       const hash = await jobHashBytes(bench.redis.port, prefix);
       const byMethod: Record<string, number> = {};
@@ -66,6 +71,8 @@ export async function storeScenario(bench: Bench): Promise<void> {
         storeRequestsPerJob: round(requests.length / jobs, 2),
         storeRequestsByMethod: byMethod,
         storeKibPerJob: round(storeBytes / jobs / 1024),
+        s3rverCpuMsPerJob: round(s3rverMs / jobs, 2),
+        proxyCpuMsPerJob: round(proxyMs / jobs, 2),
       };
       bench.log(`  ${store ? "store" : "redis"}: ${JSON.stringify(figures)}`);
       raw[store ? "store" : "redis"] = { figures, run };
@@ -97,5 +104,6 @@ function rows(where: string, f: Record<string, number | unknown>): Row[] {
     row("MEMORY USAGE of a job hash", f.jobHashBytes, "bytes"),
     row("store requests per job", f.storeRequestsPerJob, "requests"),
     row("store network per job (in + out)", f.storeKibPerJob, "KiB"),
+    row("s3rver CPU per job (node, on the same cores)", f.s3rverCpuMsPerJob, "ms"),
   ];
 }
