@@ -230,10 +230,12 @@ function applyUpstashLimits(
   values: z.infer<typeof envSchema>,
   given: Record<string, string | undefined>,
 ): void {
-  if (given.DOWNLOAD_MAX_BYTES === undefined) {
+  // With an image store no image crosses Upstash's request limit: the download cap stays the service's.
+  const stored = values.IMAGE_STORE_URL !== undefined;
+  if (given.DOWNLOAD_MAX_BYTES === undefined && !stored) {
     values.DOWNLOAD_MAX_BYTES = UPSTASH_DEFAULT_IMAGE_BYTES;
   }
-  if (values.DOWNLOAD_MAX_BYTES > UPSTASH_MAX_IMAGE_BYTES) {
+  if (values.DOWNLOAD_MAX_BYTES > UPSTASH_MAX_IMAGE_BYTES && !stored) {
     throw new ConfigError(
       `Cannot start: DOWNLOAD_MAX_BYTES must be at most ${UPSTASH_MAX_IMAGE_BYTES} with Upstash (10 MB request limit)`,
     );

@@ -45,6 +45,21 @@ Deno.test("loadConfig refuses a bad store URL, a store without keys, and memory:
       /embedded broker/,
     );
   });
+  await t.step(
+    "over Upstash, a store lifts the image cap that Upstash's request limit sets",
+    () => {
+      const upstash = {
+        ...BASE,
+        UPSTASH_REDIS_REST_URL: "https://u.example",
+        UPSTASH_REDIS_REST_TOKEN: "t",
+      };
+      const big = { DOWNLOAD_MAX_BYTES: String(20 * 1024 * 1024) };
+      assert.throws(() => loadConfig({ ...upstash, ...big }), /DOWNLOAD_MAX_BYTES/);
+      const stored = { ...upstash, ...KEYS, IMAGE_STORE_URL: "s3://bucket" };
+      assert.equal(loadConfig({ ...stored, ...big }).DOWNLOAD_MAX_BYTES, 20 * 1024 * 1024);
+      assert.equal(loadConfig(stored).DOWNLOAD_MAX_BYTES, 20 * 1024 * 1024);
+    },
+  );
   await t.step("defaults: region auto, bytes served, a 10 s deadline", () => {
     const config = loadConfig({ ...BASE, ...KEYS, IMAGE_STORE_URL: "s3://bucket/p" });
     assert.equal(config.S3_REGION, "auto");
