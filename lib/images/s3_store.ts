@@ -38,6 +38,7 @@ export function createS3Store(options: S3StoreOptions): ImageStore {
 class S3Store implements ImageStore {
   readonly kind = "s3" as const;
   readonly prefix: string;
+  readonly origin: string;
   #client: AwsClient;
   #base: string;
   #timeoutMs: number;
@@ -57,6 +58,7 @@ class S3Store implements ImageStore {
       : awsRegion === "us-east-1"
       ? `https://${options.bucket}.s3.amazonaws.com`
       : `https://${options.bucket}.s3.${awsRegion}.amazonaws.com`;
+    this.origin = new URL(this.#base).origin;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
   }

@@ -20,6 +20,8 @@ export interface ImageStore {
   readonly kind: "s3" | "memory";
   /** The key prefix every object of this deployment goes under ("" or ending in "/"). */
   readonly prefix: string;
+  /** The origin of the store's presigned URLs (absent in memory). */
+  readonly origin?: string;
   /** Writes one object (replacing any object of that key). */
   put(
     key: string,

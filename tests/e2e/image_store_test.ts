@@ -93,6 +93,12 @@ storeTest(
         if (k === 0) assert.equal(bytes, expected[0]);
         else assert.equal(Uint8Array.fromBase64(bytes).at(-1), 1, "the second image");
       }
+      // The page may show images from the store's origin, where its image links now lead.
+      const page = await service.request("/");
+      const csp = page.headers.get("Content-Security-Policy")!;
+      await page.body?.cancel();
+      assert.ok(csp.includes(`img-src 'self' ${s3.url} blob: data:`), csp);
+      assert.ok(csp.includes(`connect-src 'self' ${s3.url}`), csp);
     } finally {
       await service.close();
     }
