@@ -8,6 +8,7 @@ import type { ImageProvider } from "../../lib/provider/grok.ts";
 import {
   bearer,
   readSse,
+  serveTestService,
   startTestService,
   submitJob,
   type TestService,
@@ -92,6 +93,18 @@ storeTest(
         const bytes = await bytesOf(await fetch(location));
         if (k === 0) assert.equal(bytes, expected[0]);
         else assert.equal(Uint8Array.fromBase64(bytes).at(-1), 1, "the second image");
+      }
+      // A client that follows redirects (the CLI, a browser) gets the bytes; its Bearer token stays
+      // behind (fetch drops Authorization across origins, and S3 refuses two kinds of auth at once).
+      const served = serveTestService(service);
+      try {
+        const followed = await fetch(`${served.origin}/v1/jobs/${body.id}/image`, {
+          headers: bearer(token),
+        });
+        assert.equal(followed.url.startsWith(s3.url), true);
+        assert.equal(await bytesOf(followed), expected[0]);
+      } finally {
+        await served.close();
       }
       // The page may show images from the store's origin, where its image links now lead.
       const page = await service.request("/");
