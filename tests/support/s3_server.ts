@@ -35,8 +35,11 @@ export interface S3Server {
   readonly pid: number;
   /** Requests through the proxy, in order. */
   readonly requests: S3Request[];
-  /** How the proxy answers: pass on, refuse with 503, or hold each request `delayMs` first. */
-  fault: { refuse: boolean; delayMs: number };
+  /**
+   * How the proxy answers: pass on, refuse with 503, hold each request `delayMs` before passing it on,
+   * or pass PUTs on and hold their answers `holdPutAnswerMs` (the object is written, its writer waits).
+   */
+  fault: { refuse: boolean; delayMs: number; holdPutAnswerMs?: number };
   /** GETs of one object key through the proxy. */
   gets(key: string): number;
   /** The object keys in the bucket (read from s3rver directly). */
@@ -92,12 +95,13 @@ function freePort(): number {
 class TestS3 implements S3Server {
   readonly bucket: string;
   readonly requests: S3Request[] = [];
-  fault = { refuse: false, delayMs: 0 };
+  fault: S3Server["fault"] = { refuse: false, delayMs: 0 };
   #port: number;
   #dir: string;
   #child: Deno.ChildProcess | undefined;
   #proxy: Deno.HttpServer | undefined;
   #stopping: Promise<void> | undefined;
+  #stop = new AbortController();
 
   constructor(port: number, dir: string, bucket: string) {
     this.#port = port;
@@ -179,12 +183,28 @@ class TestS3 implements S3Server {
             redirect: "manual",
           });
           seen.bytesOut = Number(res.headers.get("Content-Length") ?? 0) || 0;
+          const hold = req.method === "PUT" ? this.fault.holdPutAnswerMs ?? 0 : 0;
+          if (hold > 0) await this.#hold(hold, req.signal);
           return new Response(res.body, { status: res.status, headers: res.headers });
         } catch {
           return new Response("<Error><Code>BadGateway</Code></Error>", { status: 502 });
         }
       },
     );
+  }
+
+  /** Waits `ms`, or until the client went away or the proxy stops. */
+  #hold(ms: number, client: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      for (const signal of [client, this.#stop.signal]) {
+        signal.addEventListener("abort", done, { once: true });
+      }
+    });
   }
 
   async kill(): Promise<void> {
@@ -206,6 +226,7 @@ class TestS3 implements S3Server {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       await this.kill();
+      this.#stop.abort();
       await this.#proxy?.shutdown();
       await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
     })();

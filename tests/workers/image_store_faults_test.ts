@@ -48,18 +48,21 @@ function faultTest(
 }
 
 faultTest(
-  "A stopped store makes the job retry; once it is back the job succeeds with its image",
+  "A store stopped while a job runs makes it retry; once it is back the job succeeds with its image",
   async (redis, s3) => {
-    const provider = countingProvider();
+    let release = () => {};
+    const provider = countingProvider({ gate: new Promise<void>((r) => release = r) });
     const service = await startTestService({
       env: { ...storeEnv(redis, s3, s3.directUrl), JOB_MAX_ATTEMPTS: "100" },
       provider,
       workerOptions: { backoffBaseMs: 50, backoffMaxMs: 100 },
     });
     try {
-      await s3.kill();
       const token = await service.token("alice");
       const { body } = await submitJob(service, token);
+      await until(() => provider.calls === 1, "the job running (its provider call held)");
+      await s3.kill();
+      release();
       await until(() => provider.calls >= 3, "three provider calls while the store is down");
       const meanwhile = await waitForStatus(service, token, body.id, ["queued", "running"]);
       assert.equal(meanwhile.result, undefined, "no success without the image");
