@@ -10,9 +10,9 @@ export function createJobImages(config: Config): JobImages | null {
   const location = config.IMAGE_STORE_URL ? parseStoreUrl(config.IMAGE_STORE_URL) : null;
   if (!location) return null;
   if (location.kind === "memory") {
-    return new JobImages(
-      createMemoryImageStore({ prefix: location.prefix, ttlMs: config.JOB_TTL_SECONDS * 1000 }),
-    );
+    // Written just before the job's end, an object outlives the job's hash by this minute.
+    const ttlMs = (config.JOB_TTL_SECONDS + 60) * 1000;
+    return new JobImages(createMemoryImageStore({ prefix: location.prefix, ttlMs }));
   }
   return new JobImages(createS3Store({
     bucket: location.bucket,
