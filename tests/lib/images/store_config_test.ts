@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../../lib/config.ts";
 import { ImageCache } from "../../../lib/images/image_cache.ts";
+import { createMemoryImageStore } from "../../../lib/images/memory_store.ts";
 import { parseStoreUrl } from "../../../lib/images/store.ts";
 
 const BASE = { JWT_SECRET: "x".repeat(32) };
@@ -86,4 +87,18 @@ Deno.test("The image cache reads an object once for concurrent callers and stays
   await cache.get("a", read);
   assert.equal(reads, 4, "the evicted object is read again");
   assert.throws(() => new ImageCache({ maxBytes: -1 }), RangeError);
+});
+
+Deno.test("The in-memory store lists by prefix and forgets an object once its time is up", async () => {
+  let now = 0;
+  const store = createMemoryImageStore({ prefix: "p/", ttlMs: 1_000, now: () => now });
+  await store.put("p/a/1/0.png", new Uint8Array([1]), "image/png");
+  now = 500;
+  await store.put("p/b/1/0.png", new Uint8Array([2]), "image/png");
+  assert.deepEqual(await store.list("p/a/"), ["p/a/1/0.png"]);
+  now = 1_000;
+  assert.equal(await store.get("p/a/1/0.png"), null, "expired");
+  assert.deepEqual(await store.get("p/b/1/0.png"), new Uint8Array([2]));
+  await store.delete(["p/b/1/0.png", "p/none"]);
+  assert.deepEqual(await store.list("p/"), []);
 });
