@@ -18,6 +18,8 @@ import {
   createPlaceholderProvider,
   type ImageProvider,
 } from "./lib/provider/grok.ts";
+import { createJobImages } from "./lib/images/configured.ts";
+import { withImageStore } from "./lib/images/stored_broker.ts";
 import { createMemoryBroker } from "./lib/queue/memory.ts";
 import { createRedisBroker } from "./lib/queue/redis.ts";
 import type { Broker } from "./lib/queue/types.ts";
@@ -187,7 +189,9 @@ export async function startRuntime(
   log: Logger,
   overrides: RuntimeOverrides = {},
 ): Promise<Runtime> {
-  const broker = connect(config, log);
+  const images = createJobImages(config);
+  const broker = images ? withImageStore(connect(config, log), images) : connect(config, log);
+  if (images) log.info("Images are kept in the {kind} image store", { kind: images.store.kind });
   if (config.broker === "memory") {
     log.warn(
       "No REDIS_URL, REDIS_CLUSTER_URLS or UPSTASH_REDIS_REST_URL: using the embedded in-memory broker (one process, nothing durable)",
@@ -256,6 +260,7 @@ export async function startRuntime(
     metrics,
     streams,
     draining: drain.signal,
+    images: images && config.IMAGE_STORE_REDIRECT === "1" ? images : undefined,
   };
   // A cancel ends its job in the API process that took it: that process sends its notice at once.
   if (socketIo) deps.onCanceled = () => socketIo.nudge();
@@ -290,6 +295,7 @@ export async function startRuntime(
       },
       onPace: (pace) => metrics.providerPace.set(pace ?? -1),
       tickets,
+      images: images ?? undefined,
       wakeups: wakeups ?? undefined,
       onFinished: (status) => {
         metrics.finished.inc({ status });

@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--backlog] [--provider | --provider-quick] [--upstash-push]`: starts its own redis-server,
+ * `deno task bench [--quick] [--backlog] [--provider | --provider-quick] [--upstash-push] [--store]`: starts its own redis-server,
  * fake xAI servers, the service (and the Node peer) as subprocesses, drives them from separate load
  * processes, prints a Markdown table and writes `bench/results/<timestamp>.json` (and, for a full run,
  * `bench/results/latest.md`).
@@ -16,6 +16,7 @@ import { startUpstashScenario } from "./scenarios_redis.ts";
 import { backlogScenario } from "./scenarios_backlog.ts";
 import { providerScenario } from "./scenarios_provider.ts";
 import { pushScenario } from "./scenarios_push.ts";
+import { storeScenario } from "./scenarios_store.ts";
 
 const NOTES = `Notes:
 - All processes share the machine: redis-server, the service, the load processes, the fake xAI (in the
@@ -52,7 +53,10 @@ const NOTES = `Notes:
   message a subscription delivers, and each command), a ROLE=api and a ROLE=worker process, push wake-ups
   on (UPSTASH_PUSH=1) then off (polling, as before): idle commands/s over the quiet gaps, the start of a
   job submitted after 20 s of quiet (started \`at\` minus the POST), a subscriber hearing the end
-  (arrival minus \`at\`), and commands per job at 2 jobs/s with an SSE subscriber each.`;
+  (arrival minus \`at\`), and commands per job at 2 jobs/s with an SSE subscriber each.
+- Scenario 12 (\`--store\`, alone): scenario 9's backlog at WORKER_CONCURRENCY 32 (b64_json) with the images
+  in Redis, then in an S3-compatible store (s3rver on 127.0.0.1 behind a counting proxy): Redis memory and
+  network per job (INFO deltas), MEMORY USAGE of job hashes, the store's requests and bytes per job.`;
 
 async function fileLimit(): Promise<number> {
   const output = await new Deno.Command("bash", { args: ["-c", "ulimit -n"] }).output();
@@ -130,7 +134,8 @@ async function main(): Promise<void> {
   const provider = providerQuick || Deno.args.includes("--provider");
   const quick = Deno.args.includes("--quick") || providerQuick;
   const push = Deno.args.includes("--upstash-push");
-  const only = Deno.args.includes("--backlog") || provider || push;
+  const store = Deno.args.includes("--store");
+  const only = Deno.args.includes("--backlog") || provider || push || store;
   const profile = Deno.args.includes("--profile");
   const repeat = Number(Deno.args.find((a) => a.startsWith("--repeat="))?.slice(9) ?? 1);
   const startedAt = new Date().toISOString();
@@ -150,6 +155,7 @@ async function main(): Promise<void> {
       const limits = { helloRps: 0, helloP50Ms: 0, helloP99Ms: 0, xaddOps: 0, submitScriptOps: 0 };
       bench = { quick, redis, tokens, limits, rows: [], raw: {}, log, profile, repeat };
       if (push) await scenario(bench, "11. Upstash push", () => pushScenario(bench));
+      else if (store) await scenario(bench, "12. Images outside Redis", () => storeScenario(bench));
       else if (provider) {
         await scenario(bench, "10. Provider-limited", () => providerScenario(bench));
       } else await backlogOnly(bench);
@@ -172,6 +178,8 @@ async function main(): Promise<void> {
     `Node ${await version("node", ["--version"])}, ${await version("redis-server", ["--version"])}`;
   const alone = push
     ? ", Upstash push only"
+    : store
+    ? ", image store only"
     : provider
     ? ", provider-limited only"
     : only

@@ -48,13 +48,20 @@ export async function ourBacklog(
   bench: Bench,
   fake: SeedFake,
   concurrency: number,
-  { jobs, format, profileDir }: { jobs: number; format: ResponseFormat; profileDir?: string },
+  { jobs, format, profileDir, env: extra = {} }: {
+    jobs: number;
+    format: ResponseFormat;
+    profileDir?: string;
+    /** More environment (an image store, another REDIS_PREFIX). */
+    env?: Record<string, string>;
+  },
 ): Promise<OurBacklog> {
   const prefix = `bench-backlog-${concurrency}-${format}-${profileDir ? "prof" : "run"}:`;
   const env = serviceEnv(bench.redis, fake, {
     REDIS_PREFIX: prefix,
     WORKER_CONCURRENCY: String(concurrency),
     GROK_RESPONSE_FORMAT: format,
+    ...extra,
   });
   const flags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   const service = await startService(env, { denoFlags: flags });

@@ -1,5 +1,6 @@
 /** Parses the process environment into a typed, validated configuration, once, at startup. */
 import { z } from "zod";
+import { parseStoreUrl } from "./images/store.ts";
 import { MAX_PARTITIONS } from "./queue/partitions.ts";
 
 /** Raised when the environment cannot form a valid configuration; the message names the variable. */
@@ -113,6 +114,18 @@ const envSchema = z.object({
   /** How long a Socket.IO notice emitted but not yet confirmed stays with its process (then re-emitted). */
   NOTIFY_SOCKET_IO_LEASE_MS: int(1000, 3_600_000, 120_000),
   PORT_MESSAGES_USERS: z.coerce.number().int().min(1).max(65535).optional(),
+  IMAGE_STORE_URL: z.string().refine(
+    (url) => parseStoreUrl(url) !== null,
+    "must be s3://<bucket>[/<prefix>] (or memory:// for one process)",
+  ).optional(),
+  S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  S3_REGION: z.string().regex(/^[a-z0-9-]{1,32}$/, "must be a region name or auto").default("auto"),
+  AWS_ACCESS_KEY_ID: optionalString,
+  AWS_SECRET_ACCESS_KEY: optionalString,
+  /** With an image store: "1" answers the image routes with 302 to a presigned URL, "0" serves bytes. */
+  IMAGE_STORE_REDIRECT: z.enum(["0", "1"]).default("0"),
+  /** Deadline of one image store request; a slower store fails the request (the job retries). */
+  IMAGE_STORE_TIMEOUT_MS: int(100, 600_000, 10_000),
 });
 
 /** The service's configuration after validation. */
@@ -185,6 +198,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       "Cannot start: ROLE must be all with the embedded broker; set REDIS_URL or REDIS_CLUSTER_URLS to split roles",
     );
   }
+  checkImageStore(values, broker);
   if (broker === "upstash") applyUpstashLimits(values, cleaned);
   if (env.DENO_DEPLOYMENT_ID && cleaned.DRAIN_TIMEOUT_MS === undefined) {
     values.DRAIN_TIMEOUT_MS = DEPLOY_DRAIN_MS; // Deno Deploy sends SIGKILL 5 s after SIGINT
@@ -199,14 +213,31 @@ export const UPSTASH_MAX_IMAGE_BYTES = 7 * 1024 * 1024;
 const UPSTASH_DEFAULT_IMAGE_BYTES = 5 * 1024 * 1024;
 const DEPLOY_DRAIN_MS = 4_000;
 
+/** An s3:// store needs its keys; the in-memory one only works in the one process of the embedded broker. */
+function checkImageStore(values: z.infer<typeof envSchema>, broker: Config["broker"]): void {
+  const location = values.IMAGE_STORE_URL ? parseStoreUrl(values.IMAGE_STORE_URL) : null;
+  if (location?.kind === "s3" && (!values.AWS_ACCESS_KEY_ID || !values.AWS_SECRET_ACCESS_KEY)) {
+    throw new ConfigError(
+      "Cannot start: IMAGE_STORE_URL needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    );
+  }
+  if (location?.kind === "memory" && broker !== "memory") {
+    throw new ConfigError(
+      "Cannot start: IMAGE_STORE_URL=memory:// works only with the embedded broker; use s3:// with Redis",
+    );
+  }
+}
+
 function applyUpstashLimits(
   values: z.infer<typeof envSchema>,
   given: Record<string, string | undefined>,
 ): void {
-  if (given.DOWNLOAD_MAX_BYTES === undefined) {
+  // With an image store no image crosses Upstash's request limit: the download cap stays the service's.
+  const stored = values.IMAGE_STORE_URL !== undefined;
+  if (given.DOWNLOAD_MAX_BYTES === undefined && !stored) {
     values.DOWNLOAD_MAX_BYTES = UPSTASH_DEFAULT_IMAGE_BYTES;
   }
-  if (values.DOWNLOAD_MAX_BYTES > UPSTASH_MAX_IMAGE_BYTES) {
+  if (values.DOWNLOAD_MAX_BYTES > UPSTASH_MAX_IMAGE_BYTES && !stored) {
     throw new ConfigError(
       `Cannot start: DOWNLOAD_MAX_BYTES must be at most ${UPSTASH_MAX_IMAGE_BYTES} with Upstash (10 MB request limit)`,
     );

@@ -4,6 +4,7 @@ import type { Logger } from "@logtape/logtape";
 import type { Auth } from "../lib/auth/jwt.ts";
 import type { Tickets } from "../lib/auth/tickets.ts";
 import type { Config } from "../lib/config.ts";
+import type { JobImages } from "../lib/images/job_images.ts";
 import type { StreamSlots } from "../lib/live/stream_slots.ts";
 import type { Relay } from "../lib/live/relay.ts";
 import type { Metrics } from "../lib/metrics.ts";
@@ -31,6 +32,8 @@ export interface AppDeps {
    * streams already open are answered and ended before the relay and the broker close.
    */
   draining?: AbortSignal;
+  /** The image store, when the image routes answer 302 to its presigned URLs (`IMAGE_STORE_REDIRECT`). */
+  images?: JobImages;
 }
 
 /** Variables routes set on the request context. */

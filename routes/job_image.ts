@@ -45,8 +45,25 @@ export const imageAnswers = {
       "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
     },
   },
+  302: {
+    description:
+      "With an image store and `IMAGE_STORE_REDIRECT=1`: the image at a presigned URL of " +
+      "the store, valid for at most 15 minutes",
+    headers: {
+      Location: { description: "The presigned URL", schema: { type: "string" as const } },
+    },
+  },
   304: { description: "The caller's copy (`If-None-Match`) is current", headers: cacheHeaders },
 } as const;
+
+/** Where the image is, presigned, when the store's readers are sent there; null to serve the bytes. */
+export async function storeLocation(
+  deps: AppDeps,
+  job: JobRecord,
+  index: number,
+): Promise<string | null> {
+  return deps.images ? await deps.images.url(job, index) : null;
+}
 
 /** The route definition of `GET /v1/jobs/{id}/image`. */
 export const jobImageRoute = createRoute({
@@ -118,6 +135,8 @@ export function jobImageRoutes(deps: AppDeps) {
     const etag = etagOf(job);
     const headers = { ETag: etag, "Cache-Control": "private" };
     if (notModified(c.req.header("If-None-Match"), etag)) return c.body(null, 304, headers);
+    const location = await storeLocation(deps, job, 0);
+    if (location) return c.body(null, 302, { Location: location, "Cache-Control": "no-store" });
     const base64 = await deps.broker.image(id);
     if (base64 === null) throw httpErrors.notFound(NO_IMAGE);
     const bytes = Uint8Array.fromBase64(base64);

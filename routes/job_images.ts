@@ -11,6 +11,7 @@ import {
   mediaType,
   notModified,
   SANDBOX,
+  storeLocation,
 } from "./job_image.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
 import { jobId } from "./schemas.ts";
@@ -73,6 +74,8 @@ export function jobImagesRoutes(deps: AppDeps) {
     const etag = etagOf(job, index);
     const headers = { ETag: etag, "Cache-Control": "private" };
     if (notModified(c.req.header("If-None-Match"), etag)) return c.body(null, 304, headers);
+    const location = await storeLocation(deps, job, index);
+    if (location) return c.body(null, 302, { Location: location, "Cache-Control": "no-store" });
     const base64 = await deps.broker.imageAt(id, index);
     if (base64 === null) throw httpErrors.notFound(NO_IMAGE);
     const bytes = Uint8Array.fromBase64(base64);

@@ -18,6 +18,16 @@ export const PAGE_CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
+/**
+ * The page's policy when the image routes redirect to the image store (`IMAGE_STORE_REDIRECT=1`): its
+ * images, and the fetches that follow those redirects, may come from the store's origin too.
+ */
+export function pageCsp(storeOrigin?: string): string {
+  if (!storeOrigin) return PAGE_CSP;
+  return PAGE_CSP.replace("img-src 'self'", `img-src 'self' ${storeOrigin}`)
+    .replace("connect-src 'self'", `connect-src 'self' ${storeOrigin}`);
+}
+
 /** The page's files, each after the files it links to (their links get the linked file's hash). */
 export const PAGE_FILES = [
   "api.js",
@@ -51,7 +61,7 @@ export function webRoutes(deps: AppDeps): Hono<AppEnv> {
   // The dev-token button only where `POST /v1/dev/token` exists (routes/dev.ts's condition).
   const devToken = Boolean(deps.config.devMode && deps.auth.sign);
   const page = once(() => loadPage({ devToken }));
-  const headers = { "Content-Security-Policy": PAGE_CSP };
+  const headers = { "Content-Security-Policy": pageCsp(deps.images?.store.origin) };
   app.get("/", async (c) => serveAsset(c, (await page()).get("index.html")!, headers));
   app.get("/static/:name", async (c) => {
     const name = c.req.param("name");

@@ -43,6 +43,8 @@ export interface ImageWorkerOptions {
   onPace?: (pace: number | null) => void;
   /** Issues the read tickets of the image URLs in `succeeded` notifications. */
   tickets?: RunDeps["tickets"];
+  /** The image store, when one keeps the images (written before the job's terminal write). */
+  images?: RunDeps["images"];
   /**
    * Push wake-ups (Upstash): idle claims wait for one instead of polling, a cancel renews at once, and
    * an idle worker sweeps only when the safety poll finds something to sweep.
@@ -67,6 +69,7 @@ export class ImageWorker {
         | "onProvider"
         | "onPace"
         | "tickets"
+        | "images"
         | "wakeups"
       >
     >

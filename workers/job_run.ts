@@ -13,6 +13,8 @@ import {
 } from "../lib/queue/types.ts";
 import { failure, providerRequest, succeeded, ticketFor } from "./job_request.ts";
 import { persist, retryDelay } from "./retry.ts";
+import { keepImages, settleImages } from "./stored_images.ts";
+import type { JobImages } from "../lib/images/job_images.ts";
 
 /**
  * One delivery being handled here: `intake` until start() hands it the job (a seed's job may not exist
@@ -47,6 +49,8 @@ export interface RunDeps {
   held: { until: number };
   /** Issues the read tickets of the image URLs in `succeeded` notifications. */
   tickets?: { issue(owner: string, jobId: string): Promise<string> };
+  /** The image store, when one keeps the images (written before the terminal write). */
+  images?: JobImages;
 }
 
 /** How a provider call ended, as metrics count it. */
@@ -94,6 +98,11 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
   } catch (error) {
     if (!signal.aborted) deps.onProvider?.(providerOutcome(error), 0);
     return await failed(flight, job, error, deps);
+  }
+  try {
+    outcome = await keepImages(job, outcome, deps, signal);
+  } catch (error) {
+    return await failed(flight, job, error, deps); // the store failed: retried like a provider 5xx
   }
   await store(flight, job, outcome, deps);
 }
@@ -215,6 +224,7 @@ async function store(
     );
     if (!done) log.info("Job {id} was ended elsewhere; nothing stored", { id: job.id });
     else reportTerminal(deps, job.id, outcome);
+    await settleImages(job, outcome, done, deps);
     deps.onFinished?.(done ? outcome.type : "superseded", job);
   } catch (error) {
     if (isTransient(error)) throw error; // given up at shutdown: left pending for a takeover
@@ -223,6 +233,7 @@ async function store(
         id: job.id,
         error: String(error),
       });
+      await settleImages(job, outcome, false, deps);
       return await store(flight, job, { type: "failed", error: PROCESSING_ERROR }, deps);
     }
     log.error("Cannot store the failure of job {id}, releasing it to its lease: {error}", {

@@ -81,9 +81,12 @@ export class MemoryEndings {
       record.revisedPrompt = revisedPrompt;
       Object.assign(data, { revised_prompt: revisedPrompt });
     }
-    job.image = outcome.base64 ?? image.toBase64();
     const more = outcome.more ?? [];
-    if (more.length > 0) job.more = more.map((extra) => extra.image.toBase64());
+    if (outcome.objects?.length) record.objects = outcome.objects.map((o) => ({ ...o }));
+    else {
+      job.image = outcome.base64 ?? image.toBase64();
+      if (more.length > 0) job.more = more.map((extra) => extra.image.toBase64());
+    }
     record.imageCount = 1 + more.length;
     record.mimeTypes = [mimeType, ...more.map((extra) => extra.mimeType)];
     Object.assign(data, { images: imageLinks(record.id, record.mimeTypes, outcome.ticket) });

@@ -241,7 +241,7 @@ export class MemoryStore {
       .filter((event) => after === undefined || compareEventIds(event.eventId, after) > 0)
       .map(({ eventId, notification }) => {
         const copy = structuredClone(notification);
-        if (copy.type === "succeeded") {
+        if (copy.type === "succeeded" && job?.image !== undefined) {
           copy.data.image = dataUrl(copy.data.mime_type, job?.image ?? "");
         }
         return { eventId, notification: copy };

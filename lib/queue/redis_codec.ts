@@ -8,7 +8,14 @@ import {
 } from "../live/notifications.ts";
 import { type RedisReply, replyText } from "../redis/types.ts";
 import { RECORD_FIELDS, REFERENCE_FIELDS } from "./scripts.ts";
-import type { Delivery, ImageQuality, ImageResolution, JobRecord, NewJob } from "./types.ts";
+import type {
+  Delivery,
+  ImageObject,
+  ImageQuality,
+  ImageResolution,
+  JobRecord,
+  NewJob,
+} from "./types.ts";
 
 /** A jobs-stream entry: `Id`, and `Token` and `Prompt` when another service added it. */
 const entrySchema = z.object({
@@ -136,8 +143,24 @@ export function toRecord(id: string, values: RedisReply[]): JobRecord {
     // Jobs stored before several images were possible have one, and no count.
     record.mimeTypes = r.mimes ? r.mimes.split(" ") : [r.mime];
     record.imageCount = Number(r.count) || record.mimeTypes.length;
+    if (r.objs) record.objects = storedObjects(r.objs, r.osz, record.mimeTypes);
   }
   return record;
+}
+
+/** The image store's objects of a job (`objs`: keys, `osz`: sizes, space-separated, in order). */
+function storedObjects(keys: string, sizes: string, mimeTypes: string[]): ImageObject[] {
+  const size = sizes.split(" ");
+  return keys.split(" ").map((key, k) => ({
+    key,
+    mimeType: mimeTypes[k] ?? mimeTypes[0],
+    size: Number(size[k]) || 0,
+  }));
+}
+
+/** The FINISH field-value pairs that record a success's objects (keys and sizes) instead of bytes. */
+export function objectFields(objects: ImageObject[]): string[] {
+  return ["objs", objects.map((o) => o.key).join(" "), "osz", objects.map((o) => o.size).join(" ")];
 }
 
 /** Serialises a notification for storage, stamping its job id and time. */

@@ -3,7 +3,14 @@ import { PermanentError } from "../errors.ts";
 import { imageLinks, type NotificationBody, PROCESSING_ERROR } from "../live/notifications.ts";
 import type { RedisArg, RedisReply } from "../redis/types.ts";
 import { ClaimOps } from "./redis_claims.ts";
-import { IMAGE_BASE64, IMAGE_BYTES, imageFields, notification, toRecord } from "./redis_codec.ts";
+import {
+  IMAGE_BASE64,
+  IMAGE_BYTES,
+  imageFields,
+  notification,
+  objectFields,
+  toRecord,
+} from "./redis_codec.ts";
 import { GROUP, type RedisContext } from "./redis_context.ts";
 import { usageBody } from "../pace/usage.ts";
 import { recordUsage } from "./redis_usage.ts";
@@ -213,16 +220,25 @@ export class RedisWorkerOps {
       usage,
     };
     const fields: RedisArg[] = ["count", String(mimes.length), "mimes", mimes.join(" ")];
-    more.forEach((extra, k) => {
-      const [bytesField, base64Field] = imageFields(k + 1);
-      const binary = this.#ctx.client.binary;
-      fields.push(binary ? bytesField : base64Field, this.#imageArg(extra.image));
-    });
-    // This process's relay may hear of the success on the feed even before the answer: kept for it.
-    const settle = this.#ctx.recent.expect(delivery.jobId, image, { base64: outcome.base64 });
+    // With an image store the images are objects already: only their keys and sizes go to Redis.
+    const objects = outcome.objects ?? [];
+    if (objects.length > 0) fields.push(...objectFields(objects));
+    else {
+      more.forEach((extra, k) => {
+        const [bytesField, base64Field] = imageFields(k + 1);
+        const binary = this.#ctx.client.binary;
+        fields.push(binary ? bytesField : base64Field, this.#imageArg(extra.image));
+      });
+    }
+    // This process's relay may hear of the success on the feed even before the answer: kept for it
+    // (the image store's readers keep their own copy).
+    const settle = objects.length > 0
+      ? () => {}
+      : this.#ctx.recent.expect(delivery.jobId, image, { base64: outcome.base64 });
     let stored = false;
     try {
-      const extra = { image, mime, revised, fields, usage: outcome.usage };
+      const bytes = objects.length > 0 ? undefined : image;
+      const extra = { image: bytes, mime, revised, fields, usage: outcome.usage };
       stored = await this.end(delivery, body, extra) > 0;
     } finally {
       settle(stored);

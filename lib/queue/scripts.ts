@@ -40,6 +40,8 @@ export const RECORD_FIELDS = [
   "mimes",
   "ecode",
   "lid",
+  "objs",
+  "osz",
 ] as const;
 
 /**

@@ -1,6 +1,13 @@
 /** The job broker interface: one contract, a Redis Streams and an in-memory implementation. */
 import type { EventType, JobStatus, Notification, StoredEvent } from "../live/notifications.ts";
 
+/** An image kept in an image store: its object key (prefix included), media type and size in bytes. */
+export interface ImageObject {
+  key: string;
+  mimeType: string;
+  size: number;
+}
+
 /** Pattern of job ids, client-chosen or server-made: 1 to 128 of A-Z a-z 0-9 _ . : - */
 export const JOB_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
@@ -91,6 +98,8 @@ export interface JobRecord {
   mimeTypes?: string[];
   /** A machine-readable reason of a failure, when there is one (`content_policy`). */
   errorCode?: string;
+  /** Where a succeeded job's images are, in order, when an image store keeps them (no bytes here). */
+  objects?: ImageObject[];
 }
 
 /** A job with its image, base64 without a data URL prefix, when it succeeded. */
@@ -178,6 +187,11 @@ export type Outcome =
     more?: ExtraImage[];
     /** A read ticket of the job, put in the `data.images` URLs of the `succeeded` notification. */
     ticket?: string;
+    /**
+     * The images as the image store keeps them (written before this outcome): the broker records these
+     * and none of the bytes.
+     */
+    objects?: ImageObject[];
   }
   | { type: "failed"; error: string; errorCode?: string; usage?: Usage };
 

@@ -1,9 +1,11 @@
 /**
  * Runs once before `deno task test`: installs what the tests need from Debian when it is missing and
- * we are root (redis-server, and chromium for the browser tests), otherwise stops with the exact
- * command, so that parallel test files never race on apt-get.
+ * we are root (redis-server, and chromium for the browser tests), and s3rver from npm (the S3-compatible
+ * server of the image store's tests), otherwise stops with the exact command, so that parallel test
+ * files never race on apt-get or npm.
  */
 import { ensureRedisServer } from "./redis_server.ts";
+import { ensureS3rver } from "./s3_server.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 
@@ -41,6 +43,7 @@ if (import.meta.main) {
   try {
     await ensureRedisServer();
     await ensureChromium();
+    await ensureS3rver();
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
     Deno.exit(1);

@@ -104,4 +104,28 @@ export function imagesContract(test: ContractTest): void {
     assert.ok(failed?.type === "failed");
     assert.equal(failed.error_code, "content_policy");
   });
+
+  test("a success kept in an image store records its objects and none of the bytes", async (broker) => {
+    const job = newJob({ n: 3 });
+    await broker.submit(job);
+    const delivery = await claimJob(broker, job.id);
+    const running = (await broker.start(delivery))!;
+    const objects = [["png", 9], ["jpg", 8], ["webp", 16]].map(([ext, size], k) => ({
+      key: `imgs/${job.id}/${running.attempts}/${k}.${ext}`,
+      mimeType: ["image/png", "image/jpeg", "image/webp"][k],
+      size: Number(size),
+    }));
+    assert.equal(await broker.finish(delivery, { ...THREE, objects } as Outcome), true);
+    const record = await broker.get(job.id, { image: true });
+    assert.deepEqual(record?.objects, objects);
+    assert.equal(record?.imageCount, 3);
+    assert.deepEqual(record?.mimeTypes, ["image/png", "image/jpeg", "image/webp"]);
+    assert.equal(record?.image, undefined, "no bytes in the broker");
+    assert.equal(await broker.image(job.id), null);
+    assert.equal(await broker.imageAt(job.id, 2), null);
+    const done = (await broker.events(job.id)).at(-1)?.notification;
+    assert.ok(done?.type === "succeeded");
+    assert.equal(done.data.image, "", "left for the store's readers to fill");
+    assert.equal((await broker.list(job.owner, { limit: 5 })).jobs[0].objects?.length, 3);
+  });
 }
