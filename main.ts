@@ -273,6 +273,7 @@ export async function startRuntime(
       allowedHosts: config.WEBHOOK_HOSTS,
       log,
       metrics,
+      wakeups: wakeups ?? undefined,
     });
     webhooks.start();
   }

@@ -87,7 +87,8 @@ export class Relay {
     // job); otherwise the next subscriber, or the safety poll, reads from where this reader stopped.
     this.#unlisten = this.#wakeups?.listen((kind) => {
       const listened = this.#jobs.active || this.#owners.size > 0 || this.#watchers.size > 0;
-      if (kind === "c" || kind === "p" || (kind !== "s" && listened)) this.#idle.wake();
+      const feedItem = kind === "j" || kind === "f";
+      if (kind === "c" || kind === "p" || (feedItem && listened)) this.#idle.wake();
     });
     const feeds = tailFeeds({
       broker: this.#broker,

@@ -11,7 +11,7 @@ import type { Broker, ProbeResult } from "../queue/types.ts";
  * What a listener hears: "j" work to claim, "f" a feed item, "c" a cancel, and from the safety poll
  * "s" retries due or leases stalled (a sweep is wanted) and "p" the feed moved since the last poll.
  */
-export type WakeKind = "j" | "f" | "c" | "s" | "p";
+export type WakeKind = "j" | "f" | "c" | "w" | "s" | "p";
 
 /** The subscription a hub listens on (an UpstashSubscription, or a fake in tests). */
 export interface WakeSource {
@@ -74,7 +74,7 @@ export class Wakeups {
   }
 
   #emit(kind: WakeKind): void {
-    if (!["j", "f", "c", "s", "p"].includes(kind)) return;
+    if (!["j", "f", "c", "w", "s", "p"].includes(kind)) return;
     for (const fn of this.#listeners) {
       try {
         fn(kind);

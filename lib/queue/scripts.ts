@@ -13,6 +13,7 @@
  */
 
 import { PARK_LUA } from "../pace/lua.ts";
+import { WEBHOOK_WAKE_MARK } from "./wake_scripts.ts";
 
 /** Hash fields read back as a job record, in this order. */
 export const RECORD_FIELDS = [
@@ -77,6 +78,7 @@ export const WEBHOOK_LUA = `local function webhook(outbox, url, events, etype, i
   if not wanted or wanted == '' then wanted = 'succeeded failed canceled' end
   if not string.find(' ' .. wanted .. ' ', ' ' .. etype .. ' ', 1, true) then return end
   redis.call('ZADD', outbox, nowMs, id .. ' ' .. etype .. ' ' .. eventId .. ' ' .. nowMs .. ' 0')
+  ${WEBHOOK_WAKE_MARK}
 end`;
 
 /** Lua `holds(stream, group, entry, consumer)`: true when the entry is pending and that consumer owns it. */

@@ -2,11 +2,18 @@
  * Wake-ups published by the scripts that write what a waiting process must read: over Upstash nothing
  * blocks, so a submit, a due retry, a turn given later, a cancel and every feed item PUBLISH a one-letter
  * wake-up on the deployment's channel, inside the script that writes them (one EVAL, one billed command).
- * Payloads: "j" new work on a stream (and a feed item), "f" a feed item, "c" a cancel (and a feed item).
+ * Payloads: "j" new work on a stream (and a feed item), "f" a feed item, "c" a cancel (and a feed item),
+ * "w" a webhook delivery (or a Socket.IO notice) added to an outbox.
  */
 
-/** A wake-up's payload: work to claim, a feed item to read, or a cancel to act on. */
-export type Wake = "j" | "f" | "c";
+/** A wake-up's payload: work to claim, a feed item to read, a cancel to act on, a delivery to make. */
+export type Wake = "j" | "f" | "c" | "w";
+
+/**
+ * A Lua comment in the outbox's `webhook()` (scripts.ts) that `withWake` turns into a "w" wake-up on
+ * both channels, so that an idle dispatcher over Upstash waits for one instead of polling.
+ */
+export const WEBHOOK_WAKE_MARK = "-- wake: a delivery was added";
 
 /**
  * The wake-ups' channels of the deployment whose keys start with `prefix`: `all` (every wake-up, for
@@ -59,9 +66,11 @@ export function withWake(
   rule: string,
   channels: { all: string; work: string },
 ): string {
+  const delivery = `redis.call('PUBLISH', ${luaString(channels.all)}, 'w') ` +
+    `redis.call('PUBLISH', ${luaString(channels.work)}, 'w')`;
   return `-- wake-ups on ${channels.all} after the script below (see wake_scripts.ts)
 local function body()
-${source}
+${source.replaceAll(WEBHOOK_WAKE_MARK, delivery)}
 end
 local r = body()
 local wake = ${rule}

@@ -28,6 +28,8 @@ export interface DeliveryDeps {
   maxResponseBytes: number;
   caCerts?: string[];
   backoff?: WebhookBackoffOptions;
+  /** Told the due time of each retry this process schedules. */
+  onRetry?: (dueMs: number) => void;
 }
 
 type Attempt =
@@ -128,5 +130,6 @@ export async function deliverTask(
     retryInMs: next - deps.clock(),
   });
   await outbox.retry(task, next);
+  deps.onRetry?.(next);
   return "retried";
 }

@@ -41,12 +41,22 @@ export interface WebhookDispatcherOptions {
   leaseMs?: number;
   /** Longest wait between two looks at the outbox when nothing is due and nothing nudges. */
   idleMs?: number;
+  /**
+   * Push wake-ups (Upstash): while live, a script that adds a delivery wakes the loop ("w"), so an
+   * idle dispatcher looks at the outbox only at the retries it scheduled and every PUSHED_IDLE_MS.
+   */
+  wakeups?: { readonly live: boolean; listen(fn: (kind: string) => void): () => void };
   backoff?: WebhookBackoffOptions;
   /** Extra root certificates for https receivers (PEM). */
   caCerts?: string[];
 }
 
 const OUTCOMES: readonly DeliveryOutcome[] = ["delivered", "retried", "gone", "gave_up", "refused"];
+/**
+ * The longest idle wait with push wake-ups live: what a wake-up can miss (a delivery whose lease
+ * lapsed in a process that died, a retry another process scheduled) waits this long at most.
+ */
+export const PUSHED_IDLE_MS = 120_000;
 /** Why a delivery is dropped unsent: its owner's backlog is over the bound, or its job is gone. */
 const DROP_REASONS = ["owner_backlog", "expired"] as const;
 
@@ -75,6 +85,10 @@ export class WebhookDispatcher {
   #waitingForSlot = false;
   #loop: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
+  #wakeups?: WebhookDispatcherOptions["wakeups"];
+  #unlisten?: () => void;
+  /** The earliest retry this process scheduled that is not yet due (Infinity: none). */
+  #nextRetryAt = Infinity;
 
   constructor(options: WebhookDispatcherOptions) {
     const {
@@ -111,7 +125,13 @@ export class WebhookDispatcher {
       maxResponseBytes,
       caCerts: options.caCerts,
       backoff: options.backoff,
+      onRetry: (dueMs) => {
+        // The loop may be in a long idle wait: wake it, so that it waits for this retry instead.
+        this.#nextRetryAt = Math.min(this.#nextRetryAt, dueMs);
+        if (this.#wakeups?.live) this.#wake.wake();
+      },
     };
+    this.#wakeups = options.wakeups;
     // Every outcome shows at 0 from the start, so that a rate over it is defined.
     for (const outcome of OUTCOMES) this.#metrics?.webhookDeliveries.inc({ outcome }, 0);
     for (const reason of DROP_REASONS) this.#metrics?.webhookDropped.inc({ reason }, 0);
@@ -130,6 +150,10 @@ export class WebhookDispatcher {
   /** Starts the loop (once). */
   start(): void {
     if (this.#loop !== null || this.#closing !== null) return;
+    // A delivery added anywhere, or the safety poll's sweep: look now.
+    this.#unlisten = this.#wakeups?.listen((kind) => {
+      if (kind === "w" || kind === "s") this.nudge();
+    });
     this.#loop = this.#run();
   }
 
@@ -143,6 +167,7 @@ export class WebhookDispatcher {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
+      this.#unlisten?.();
       await this.#loop;
       await Promise.allSettled([...this.#inflight]);
     })();
@@ -163,7 +188,9 @@ export class WebhookDispatcher {
       this.#nudged = false;
       let tasks: WebhookTask[];
       try {
-        tasks = await this.#broker.webhooks.take(this.#deps.clock(), free, this.#leaseMs);
+        const now = this.#deps.clock();
+        if (now >= this.#nextRetryAt) this.#nextRetryAt = Infinity;
+        tasks = await this.#broker.webhooks.take(now, free, this.#leaseMs);
         failures = 0;
       } catch (error) {
         failures++;
@@ -176,9 +203,16 @@ export class WebhookDispatcher {
       }
       await this.#admit(tasks);
       if (tasks.length < free && !this.#nudged && !stop.aborted) {
-        await this.#wake.sleep(this.#idleMs, stop);
+        await this.#wake.sleep(this.#idleFor(), stop);
       }
     }
+  }
+
+  /** How long an idle loop waits: `idleMs`, or with push wake-ups live until its next retry is due. */
+  #idleFor(): number {
+    if (!this.#wakeups?.live) return this.#idleMs;
+    const untilRetry = this.#nextRetryAt - this.#deps.clock();
+    return Math.max(0, Math.min(PUSHED_IDLE_MS, untilRetry));
   }
 
   /** Starts each taken task whose owner has a slot; the others wait for one (bounded per owner). */

@@ -12,6 +12,7 @@ import { type Runtime, startRuntime, sweepOnce } from "../../main.ts";
 import { bearer, countingProvider, delay, signToken, TEST_SECRET, until } from "../support/app.ts";
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { startUpstashProxy, type UpstashProxy } from "../support/upstash_proxy.ts";
+import { SECRET, startReceiver } from "../lib/webhooks/helpers.ts";
 
 const TOKEN = "push-token";
 
@@ -198,4 +199,43 @@ Deno.test("Over Upstash a retry's due time publishes the wake-up that runs it ag
     await waitStatus(d, id, "succeeded", 3_000);
     assert.equal(d.provider.calls, 2);
   }, { fail: (call) => call === 1 ? new RetryableError("xAI answered 500") : undefined });
+});
+
+Deno.test("Over Upstash an idle dispatcher sends no command: a delivery added elsewhere, and its retry, wake it", async () => {
+  // The first attempt answers 500: the retry the dispatcher scheduled is due about a second later.
+  const receiver = startReceiver((n) =>
+    new Response(n === 0 ? "busy" : "ok", { status: n === 0 ? 500 : 200 })
+  );
+  // The job's provider call is held: no job end nudges a dispatcher in its own process.
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => open = resolve);
+  try {
+    await withDeployment(async (d) => {
+      await delay(1_500); // start-up reads settle
+      const before = d.proxy.commands;
+      await delay(3_000);
+      assert.equal(d.proxy.commands - before, 0, "two idle dispatchers wait for a wake-up");
+      const response = await d.api.app.request("/v1/images", {
+        method: "POST",
+        headers: bearer(d.token),
+        // The queued event: written by the API process, which runs no worker to nudge its dispatcher.
+        body: JSON.stringify({
+          prompt: "a lighthouse",
+          webhook: receiver.url(),
+          webhook_events: ["queued"],
+        }),
+      });
+      assert.equal(response.status, 202);
+      // Neither dispatcher polls within PUSHED_IDLE_MS: only the "w" wake-up sends the first attempt,
+      // and only the retry's own due time the second.
+      const first = await receiver.requests.next("the first attempt", 10_000);
+      const second = await receiver.requests.next("the retry", 10_000);
+      assert.equal(first.headers.get("webhook-id"), second.headers.get("webhook-id"));
+      assert.equal(JSON.parse(second.body).type, "queued");
+      open();
+    }, { gate, env: { WEBHOOK_SECRET: SECRET, WEBHOOK_HOSTS: `127.0.0.1:${receiver.port}` } });
+  } finally {
+    open();
+    await receiver.close();
+  }
 });
