@@ -221,6 +221,9 @@ export async function startRuntime(
   let worker: ImageWorker | null = null;
   let webhooks: WebhookDispatcher | null = null;
   const metrics = createMetrics({ inflight: () => worker?.active ?? 0 });
+  const safetyMs = overrides.safetyMs ?? config.UPSTASH_SAFETY_POLL_MS;
+  const wakeups = makeWakeups(config, broker, log, safetyMs);
+  wakeups?.start();
   // The seed's front ends hear of every job's end through its Socket.IO service, when one is
   // configured: at least once, from the broker's outbox of notices.
   const notices = broker.notices;
@@ -232,13 +235,11 @@ export async function startRuntime(
       broker: { notices, events: (id) => broker.events(id) },
       leaseMs: config.NOTIFY_SOCKET_IO_LEASE_MS,
       maxAgeMs: config.JOB_TTL_SECONDS * 1000,
+      wakeups: wakeups ?? undefined,
       ...socketIoCounters(metrics.registry),
     })
     : null;
   socketIo?.start();
-  const safetyMs = overrides.safetyMs ?? config.UPSTASH_SAFETY_POLL_MS;
-  const wakeups = makeWakeups(config, broker, log, safetyMs);
-  wakeups?.start();
   // Pushed, the relay's resync (a safety net for a feed item it never saw) runs as seldom as the
   // safety poll: each one reads every watched job's log, a billed command each over Upstash.
   const relay = config.ROLE === "worker" ? null : new Relay({

@@ -12,6 +12,7 @@ import type { Broker, NoticeOutbox, WebhookTask } from "../queue/types.ts";
 import { type NoticeMeta, seedNotice } from "./seed_notice.ts";
 import { isTerminal } from "./notifications.ts";
 import { Confirmations } from "./socket_io_confirm.ts";
+import { PUSHED_IDLE_MS } from "./wakeups.ts";
 
 /** Dependencies and settings of a SocketIoNotifier. */
 export interface SocketIoNotifierOptions {
@@ -31,6 +32,8 @@ export interface SocketIoNotifierOptions {
   maxUnconfirmed?: number;
   /** Longest wait between two looks at the outbox when nothing nudges (default: leaseMs / 4, 30 s at most). */
   idleMs?: number;
+  /** Push wake-ups (Upstash): while live, a job end's "w" wakes the loop, which otherwise waits long. */
+  wakeups?: { readonly live: boolean; listen(fn: (kind: string) => void): () => void };
   /**
    * While the service is away, notices older than this (their jobs have expired: JOB_TTL_SECONDS) are
    * dropped and counted, so that the outbox stays bounded; unset: kept.
@@ -73,6 +76,8 @@ export class SocketIoNotifier {
   #nudged = false;
   #loop: Promise<void> | null = null;
   #closing: Promise<void> | null = null;
+  #wakeups?: SocketIoNotifierOptions["wakeups"];
+  #unlisten?: () => void;
 
   constructor(options: SocketIoNotifierOptions) {
     const { leaseMs = 120_000, maxUnconfirmed = 256 } = options;
@@ -91,6 +96,7 @@ export class SocketIoNotifier {
     this.#retryMs = options.reconnectDelayMaxMs ?? 5_000;
     this.#clock = options.clock ?? Date.now;
     this.#hooks = options;
+    this.#wakeups = options.wakeups;
     // The seed connects with no auth and no query. Emits happen only while connected (socket.io's
     // own buffer would hold them unbounded and unconfirmed).
     this.#socket = io(options.url, {
@@ -119,7 +125,15 @@ export class SocketIoNotifier {
   start(): void {
     if (this.#loop !== null || this.#closing !== null) return;
     this.#socket.connect();
+    this.#unlisten = this.#wakeups?.listen((kind) => {
+      if (kind === "w" || kind === "s") this.nudge();
+    });
     this.#loop = this.#run();
+  }
+
+  /** The idle wait: `idleMs`, or with push wake-ups live PUSHED_IDLE_MS (a job end wakes it). */
+  #idleFor(): number {
+    return this.#wakeups?.live ? Math.max(this.#idleMs, PUSHED_IDLE_MS) : this.#idleMs;
   }
 
   /** Looks at the outbox now rather than at the next poll (call it right after a job ended). */
@@ -154,7 +168,7 @@ export class SocketIoNotifier {
       }
       await Promise.all(tasks.map((task) => this.#emit(task)));
       if (tasks.length < free && !this.#nudged && !stop.aborted) {
-        await this.#wake.sleep(this.#idleMs, stop);
+        await this.#wake.sleep(this.#idleFor(), stop);
       }
     }
   }
@@ -269,6 +283,7 @@ export class SocketIoNotifier {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
+      this.#unlisten?.();
       clearTimeout(this.#retry);
       await this.#loop;
       await this.#giveBack();

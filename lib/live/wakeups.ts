@@ -13,6 +13,13 @@ import type { Broker, ProbeResult } from "../queue/types.ts";
  */
 export type WakeKind = "j" | "f" | "c" | "w" | "s" | "p";
 
+/**
+ * The longest idle wait of an outbox loop (webhooks, Socket.IO notices) while push wake-ups are live:
+ * what a "w" wake-up can miss (a delivery whose lease lapsed in a process that died, a retry another
+ * process scheduled) waits this long at most.
+ */
+export const PUSHED_IDLE_MS = 120_000;
+
 /** The subscription a hub listens on (an UpstashSubscription, or a fake in tests). */
 export interface WakeSource {
   /** True while a message published now would arrive. */

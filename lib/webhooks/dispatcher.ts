@@ -3,6 +3,7 @@
  * survive restarts), sends each signed and checked, with bounded concurrency in all and per owner
  * (see owner_lanes.ts: a hanging target holds only its own owner's slots), until closed.
  */
+import { PUSHED_IDLE_MS } from "../live/wakeups.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "../metrics.ts";
 import { pause, Wakeable } from "../pause.ts";
@@ -52,11 +53,6 @@ export interface WebhookDispatcherOptions {
 }
 
 const OUTCOMES: readonly DeliveryOutcome[] = ["delivered", "retried", "gone", "gave_up", "refused"];
-/**
- * The longest idle wait with push wake-ups live: what a wake-up can miss (a delivery whose lease
- * lapsed in a process that died, a retry another process scheduled) waits this long at most.
- */
-export const PUSHED_IDLE_MS = 120_000;
 /** Why a delivery is dropped unsent: its owner's backlog is over the bound, or its job is gone. */
 const DROP_REASONS = ["owner_backlog", "expired"] as const;
 

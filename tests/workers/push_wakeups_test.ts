@@ -13,6 +13,7 @@ import { bearer, countingProvider, delay, signToken, TEST_SECRET, until } from "
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { startUpstashProxy, type UpstashProxy } from "../support/upstash_proxy.ts";
 import { SECRET, startReceiver } from "../lib/webhooks/helpers.ts";
+import { startSocketIoServer } from "../support/socket_io_server.ts";
 
 const TOKEN = "push-token";
 
@@ -237,5 +238,24 @@ Deno.test("Over Upstash an idle dispatcher sends no command: a delivery added el
   } finally {
     open();
     await receiver.close();
+  }
+});
+
+Deno.test("Over Upstash an idle Socket.IO bridge sends no command, and still emits each job's end", async () => {
+  const server = await startSocketIoServer({ ack: true });
+  try {
+    await withDeployment(async (d) => {
+      await server.waitForConnections(2);
+      await delay(1_500); // start-up reads settle
+      const before = d.proxy.commands;
+      await delay(3_000);
+      // Without push the bridges would look every lease / 4 = 1 s.
+      assert.equal(d.proxy.commands - before, 0, "two idle bridges wait for a wake-up");
+      const id = await submit(d);
+      const [got] = await server.waitFor(1, 10_000);
+      assert.equal((got.payload as { Id: string }).Id, id);
+    }, { env: { NOTIFY_SOCKET_IO_URL: server.url, NOTIFY_SOCKET_IO_LEASE_MS: "4000" } });
+  } finally {
+    await server.close();
   }
 });
