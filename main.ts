@@ -275,6 +275,7 @@ export async function startRuntime(
       log,
       metrics,
       wakeups: wakeups ?? undefined,
+      tickets,
     });
     webhooks.start();
   }
@@ -296,7 +297,6 @@ export async function startRuntime(
         if (costUsd > 0) metrics.providerCost.inc(costUsd);
       },
       onPace: (pace) => metrics.providerPace.set(pace ?? -1),
-      tickets,
       images: images ?? undefined,
       wakeups: wakeups ?? undefined,
       onFinished: (status) => {

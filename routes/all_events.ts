@@ -2,7 +2,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { type AppDeps, router } from "./deps.ts";
 import { httpErrors } from "../lib/errors.ts";
-import { notificationJson } from "../lib/live/notifications.ts";
+import { linkedJson } from "../lib/live/notifications.ts";
 import type { EndReason, OwnerSubscriber } from "../lib/live/relay.ts";
 import { SseStreams } from "./sse_streams.ts";
 import { authenticate } from "./http.ts";
@@ -70,8 +70,10 @@ export function allEventRoutes(deps: AppDeps, streams = new SseStreams(deps)) {
     const stream = streams.open(owner);
     const { sse } = stream;
     const subscriber: OwnerSubscriber = {
-      event: ({ cursor, event }) =>
-        sse.event(cursor, event.notification.type, notificationJson(event)),
+      event: ({ cursor, event }) => {
+        const ticket = deps.tickets.current(owner, event.notification.id);
+        sse.event(cursor, event.notification.type, linkedJson(event, ticket));
+      },
       reset: () => sse.raw(RESET_EVENT),
       drain: () => sse.drain(),
       done: (reason: EndReason) => stream.end(reason),

@@ -3,7 +3,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { type AppDeps, router } from "./deps.ts";
 import { httpErrors } from "../lib/errors.ts";
 import { authenticateReader, JOB_ID, lastEventId } from "./http.ts";
-import { notificationJson, type StoredEvent } from "../lib/live/notifications.ts";
+import { linkedJson, type StoredEvent } from "../lib/live/notifications.ts";
 import type { EndReason } from "../lib/live/relay.ts";
 import { SseStreams } from "./sse_streams.ts";
 import { errors, SERVER_ERRORS } from "./responses.ts";
@@ -81,7 +81,7 @@ export function eventRoutes(deps: AppDeps, streams = new SseStreams(deps)) {
     const sink = {
       event: (e: StoredEvent) => {
         sent++;
-        sse.event(e.eventId, e.notification.type, notificationJson(e));
+        sse.event(e.eventId, e.notification.type, linkedJson(e, deps.tickets.current(owner, id)));
       },
       done: (reason: EndReason) => {
         ended = reason;

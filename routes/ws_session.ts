@@ -5,7 +5,7 @@ import type { AppDeps } from "./deps.ts";
 import { HttpError, httpErrors } from "../lib/errors.ts";
 import { toHttpError } from "./errors.ts";
 import { JOB_ID } from "./http.ts";
-import { notificationJson, type StoredEvent } from "../lib/live/notifications.ts";
+import { linkedJson, type StoredEvent } from "../lib/live/notifications.ts";
 import type { OwnerEvent, Subscription } from "../lib/live/relay.ts";
 import { wsMessage } from "./schemas.ts";
 import { pause } from "../lib/pause.ts";
@@ -110,8 +110,9 @@ export function serveSocket(
     const sink = {
       // The notification's JSON is made once per event and spliced in, not re-serialised per socket.
       event: (e: StoredEvent) => {
-        const id = JSON.stringify(e.eventId);
-        sendText(`{"type":"notification","event_id":${id},"notification":${notificationJson(e)}}`);
+        const eventId = JSON.stringify(e.eventId);
+        const json = linkedJson(e, deps.tickets.current(who, id));
+        sendText(`{"type":"notification","event_id":${eventId},"notification":${json}}`);
       },
       done: (reason: string) => {
         ended = true;
@@ -150,9 +151,10 @@ export function serveSocket(
     let ended = false;
     const subscription = relay.subscribeOwner(who, {
       event: ({ cursor, event }: OwnerEvent) => {
+        const json = linkedJson(event, deps.tickets.current(who, event.notification.id));
         sendText(
           `{"type":"notification","event_id":${JSON.stringify(event.eventId)},` +
-            `"cursor":${JSON.stringify(cursor)},"notification":${notificationJson(event)}}`,
+            `"cursor":${JSON.stringify(cursor)},"notification":${json}}`,
         );
       },
       reset: () => send({ type: "reset" }),

@@ -41,8 +41,6 @@ export interface ImageWorkerOptions {
   onProvider?: (outcome: ProviderOutcome, costUsd: number) => void;
   /** Told of the deployment's pace after each turn (null: unpaced), for metrics. */
   onPace?: (pace: number | null) => void;
-  /** Issues the read tickets of the image URLs in `succeeded` notifications. */
-  tickets?: RunDeps["tickets"];
   /** The image store, when one keeps the images (written before the job's terminal write). */
   images?: RunDeps["images"];
   /**
@@ -68,7 +66,6 @@ export class ImageWorker {
         | "idleSweepMs"
         | "onProvider"
         | "onPace"
-        | "tickets"
         | "images"
         | "wakeups"
       >

@@ -63,24 +63,8 @@ async function resolve(text: string, owner: string, broker: Broker): Promise<str
   return dataUrl(mime, base64);
 }
 
-/**
- * The read ticket of a job's image links, when it has an owner; none (links without one) when the
- * ticket cannot be made, so that a ticket never costs a job its images.
- */
-export async function ticketFor(
-  job: JobRecord,
-  tickets?: { issue(owner: string, jobId: string): Promise<string> },
-): Promise<string | undefined> {
-  if (!job.owner || !tickets) return undefined;
-  try {
-    return await tickets.issue(job.owner, job.id);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The success of a provider answer: every image, the first as the fast path. */
-export function succeeded(image: GeneratedImage, ticket?: string): Outcome {
+export function succeeded(image: GeneratedImage): Outcome {
   const more = (image.more ?? []).map((extra) => ({
     image: Uint8Array.fromBase64(extra.base64),
     mimeType: extra.mimeType,
@@ -93,7 +77,6 @@ export function succeeded(image: GeneratedImage, ticket?: string): Outcome {
     mimeType: image.mimeType,
     revisedPrompt: image.revisedPrompt,
     ...(more.length > 0 ? { more } : {}),
-    ...(ticket ? { ticket } : {}),
   };
 }
 

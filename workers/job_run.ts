@@ -11,7 +11,7 @@ import {
   type Outcome,
   TICKS_PER_USD,
 } from "../lib/queue/types.ts";
-import { failure, providerRequest, succeeded, ticketFor } from "./job_request.ts";
+import { failure, providerRequest, succeeded } from "./job_request.ts";
 import { persist, retryDelay } from "./retry.ts";
 import { keepImages, settleImages } from "./stored_images.ts";
 import type { JobImages } from "../lib/images/job_images.ts";
@@ -47,8 +47,6 @@ export interface RunDeps {
   onProvider?: (outcome: ProviderOutcome, costUsd: number) => void;
   /** This process's hold after a 429: no provider call before then (ms since the epoch). */
   held: { until: number };
-  /** Issues the read tickets of the image URLs in `succeeded` notifications. */
-  tickets?: { issue(owner: string, jobId: string): Promise<string> };
   /** The image store, when one keeps the images (written before the terminal write). */
   images?: JobImages;
 }
@@ -93,7 +91,7 @@ export async function runJob(flight: InFlight, job: JobRecord, deps: RunDeps): P
     signal.throwIfAborted();
     const costUsdTicks = image.costUsdTicks ?? 0;
     const usage = { images: 1 + (image.more?.length ?? 0), costUsdTicks };
-    outcome = { ...succeeded(image, await ticketFor(job, deps.tickets)), usage };
+    outcome = { ...succeeded(image), usage };
     deps.onProvider?.("succeeded", costUsdTicks / TICKS_PER_USD);
   } catch (error) {
     if (!signal.aborted) deps.onProvider?.(providerOutcome(error), 0);

@@ -23,6 +23,12 @@ export interface TicketClaims {
 export interface Tickets {
   /** Signs a ticket that lets `owner` read job `jobId`. */
   issue(owner: string, jobId: string): Promise<string>;
+  /**
+   * A ticket for `owner` and `jobId` with at least 14 of its 15 minutes left, made at most once a
+   * minute per job (so that every subscriber of a job shares one, and one copy of its links); for
+   * the image links of notifications, which are stored without one.
+   */
+  current(owner: string, jobId: string): string;
   /** Returns the ticket's owner and job, or throws HttpError 401 (also when `jobId` differs). */
   verify(ticket: string, jobId?: string): Promise<TicketClaims>;
 }
@@ -33,6 +39,8 @@ const HKDF_INFO = "image-jobs/job-ticket/v1";
 const MAX_TTL_SEC = 900;
 const CLOCK_TOLERANCE_SEC = 5;
 const MAX_TICKET_LENGTH = 2048;
+/** Link tickets kept for reuse (one per job with subscribers in the last minute). */
+const LINK_TICKETS = 10_000;
 
 const claimsSchema = z.object({
   sub: z.string().min(1).max(256),
@@ -58,7 +66,7 @@ export async function createTickets(options: TicketOptions): Promise<Tickets> {
   const cache = new VerifiedCache<TicketClaims>();
 
   /** Signs synchronously with node:crypto (WebCrypto is about 10x slower): one ticket per submit. */
-  function issue(owner: string, jobId: string): Promise<string> {
+  function issueNow(owner: string, jobId: string): string {
     if (!isClaimText(owner)) {
       throw new RangeError("Cannot issue a ticket: owner must be 1 to 256 characters");
     }
@@ -75,7 +83,11 @@ export async function createTickets(options: TicketOptions): Promise<Tickets> {
       exp: now + ttlSec,
     };
     const body = `${HEADER}.${encoder.encode(JSON.stringify(claims)).toBase64(B64URL)}`;
-    return Promise.resolve(`${body}.${sign(body)}`);
+    return `${body}.${sign(body)}`;
+  }
+
+  function issue(owner: string, jobId: string): Promise<string> {
+    return Promise.resolve(issueNow(owner, jobId));
   }
 
   async function verify(ticket: string, jobId?: string): Promise<TicketClaims> {
@@ -112,7 +124,21 @@ export async function createTickets(options: TicketOptions): Promise<Tickets> {
     return verified;
   }
 
-  return { issue, verify };
+  /** Tickets made for links in the last minute, by owner and job (at most LINK_TICKETS kept). */
+  const recent = new Map<string, { ticket: string; at: number }>();
+  function current(owner: string, jobId: string): string {
+    const key = `${owner}\n${jobId}`;
+    const now = Date.now();
+    const found = recent.get(key);
+    if (found && now - found.at < 60_000) return found.ticket;
+    const ticket = issueNow(owner, jobId);
+    recent.delete(key);
+    recent.set(key, { ticket, at: now });
+    if (recent.size > LINK_TICKETS) recent.delete(recent.keys().next().value!);
+    return ticket;
+  }
+
+  return { issue, verify, current };
 }
 
 const encoder = new TextEncoder();

@@ -80,11 +80,35 @@ export interface StoredEvent {
   notification: Notification;
   /** The notification as JSON, once some subscriber needed it (see notificationJson). */
   json?: string;
+  /** The JSON with read tickets on its image links, for the last ticket asked for (see linkedJson). */
+  linked?: { ticket: string; json: string };
 }
 
 /** The event's notification as JSON: serialised once, then shared by every subscriber that sends it. */
 export function notificationJson(event: StoredEvent): string {
   return event.json ??= JSON.stringify(event.notification);
+}
+
+/** An image link as stored: no query (`/v1/jobs/<id>/images/<k>`), in a success's `images`. */
+const BARE_LINK = /("url":"\/v1\/jobs\/[^"?]+\/images\/\d+)"/g;
+
+/**
+ * The event's JSON with `ticket` on each of its image links. A success is stored with bare links (a
+ * ticket made when the job ended would expire 15 minutes later, in every replay and webhook retry
+ * after that, and would cost Redis 300 bytes an image); each delivery puts a current one on them. Made
+ * once per event and ticket (tickets are shared per job for a minute), and only the tail after the
+ * image is searched. Links stored with a ticket (before this change) are left as they are.
+ */
+export function linkedJson(event: StoredEvent, ticket: string | undefined): string {
+  const json = notificationJson(event);
+  if (ticket === undefined || event.notification.type !== "succeeded") return json;
+  if (event.linked?.ticket === ticket) return event.linked.json;
+  const at = json.lastIndexOf('"images":[');
+  if (at < 0) return json;
+  const query = `?ticket=${encodeURIComponent(ticket)}`;
+  const linked = json.slice(0, at) + json.slice(at).replace(BARE_LINK, `$1${query}"`);
+  event.linked = { ticket, json: linked };
+  return linked;
 }
 
 /** Returns true when the event type ends the job. */

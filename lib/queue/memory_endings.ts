@@ -89,7 +89,8 @@ export class MemoryEndings {
     }
     record.imageCount = 1 + more.length;
     record.mimeTypes = [mimeType, ...more.map((extra) => extra.mimeType)];
-    Object.assign(data, { images: imageLinks(record.id, record.mimeTypes, outcome.ticket) });
+    // Stored without a ticket: each delivery puts a current one on them (see linkedJson).
+    Object.assign(data, { images: imageLinks(record.id, record.mimeTypes) });
     this.#store.change(job, "succeeded", { type: "succeeded", success: true, data, ...usage });
     return true;
   }

@@ -212,7 +212,8 @@ export class RedisWorkerOps {
     const { image, mimeType: mime, revisedPrompt: revised } = outcome;
     const more = outcome.more ?? [];
     const mimes = [mime, ...more.map((extra) => extra.mimeType)];
-    const images = imageLinks(delivery.jobId, mimes, outcome.ticket);
+    // Stored without a ticket: each delivery puts a current one on them (see linkedJson).
+    const images = imageLinks(delivery.jobId, mimes);
     const body = {
       type: "succeeded" as const,
       success: true as const,

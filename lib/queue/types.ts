@@ -185,8 +185,6 @@ export type Outcome =
     usage?: Usage;
     /** Every image after the first, in order (absent: just the one). */
     more?: ExtraImage[];
-    /** A read ticket of the job, put in the `data.images` URLs of the `succeeded` notification. */
-    ticket?: string;
     /**
      * The images as the image store keeps them (written before this outcome): the broker records these
      * and none of the bytes.

@@ -1,6 +1,6 @@
 /** One attempt of one webhook delivery, and what it leaves in the outbox. */
 import type { Logger } from "@logtape/logtape";
-import { notificationJson, type StoredEvent } from "../live/notifications.ts";
+import { linkedJson, type StoredEvent } from "../live/notifications.ts";
 import { createDeadline, parseRetryAfter } from "../provider/images.ts";
 import type { Broker, JobRecord, WebhookTask } from "../queue/types.ts";
 import { nextWebhookAttempt, type WebhookBackoffOptions } from "./backoff.ts";
@@ -30,6 +30,8 @@ export interface DeliveryDeps {
   backoff?: WebhookBackoffOptions;
   /** Told the due time of each retry this process schedules. */
   onRetry?: (dueMs: number) => void;
+  /** Puts a current read ticket on a success's image links (stored without one). */
+  tickets?: { current(owner: string, jobId: string): string };
 }
 
 type Attempt =
@@ -43,18 +45,23 @@ function describe(error: unknown): string {
 }
 
 async function attempt(
-  url: string,
+  job: JobRecord & { webhook: string },
   task: WebhookTask,
   event: StoredEvent,
   deps: DeliveryDeps,
 ): Promise<Attempt> {
+  const url = job.webhook;
   const deadline = createDeadline(deps.timeoutMs);
   const signal = deadline.signal;
   try {
     const resolveDns: ResolveDns = (name, type) => deps.resolveDns(name, type, signal);
     const check = await checkWebhookTarget(url, deps.allowedHosts, { resolveDns });
     if (!check.ok) return { kind: check.refused ? "refused" : "failed", reason: check.reason };
-    const body = notificationJson(event);
+    // Each attempt's image links carry a ticket valid 15 minutes from now, retries included.
+    const body = linkedJson(
+      event,
+      job.owner ? deps.tickets?.current(job.owner, job.id) : undefined,
+    );
     const headers = deps.signer.sign(webhookId(task), new Date(deps.clock()), body);
     const { maxResponseBytes, caCerts } = deps;
     const answer = await deps.send(check.target, { body, headers }, {
@@ -96,7 +103,7 @@ export async function deliverTask(
   }
   const host = URL.parse(job.webhook)?.host ?? "?";
   const fields = { jobId: task.jobId, type: task.type, host, attempt: task.attempt + 1 };
-  const result = await attempt(job.webhook, task, event, deps);
+  const result = await attempt({ ...job, webhook: job.webhook }, task, event, deps);
   if (result.kind === "refused") {
     log.warn("Cannot deliver the webhook of job {jobId}: {reason}", { ...fields, ...result });
     await outbox.done(task);

@@ -47,6 +47,8 @@ export interface WebhookDispatcherOptions {
    * idle dispatcher looks at the outbox only at the retries it scheduled and every PUSHED_IDLE_MS.
    */
   wakeups?: { readonly live: boolean; listen(fn: (kind: string) => void): () => void };
+  /** Puts a current read ticket on a success's image links, at each attempt. */
+  tickets?: { current(owner: string, jobId: string): string };
   backoff?: WebhookBackoffOptions;
   /** Extra root certificates for https receivers (PEM). */
   caCerts?: string[];
@@ -121,6 +123,7 @@ export class WebhookDispatcher {
       maxResponseBytes,
       caCerts: options.caCerts,
       backoff: options.backoff,
+      tickets: options.tickets,
       onRetry: (dueMs) => {
         // The loop may be in a long idle wait: wake it, so that it waits for this retry instead.
         this.#nextRetryAt = Math.min(this.#nextRetryAt, dueMs);

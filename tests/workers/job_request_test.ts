@@ -3,28 +3,7 @@ import assert from "node:assert/strict";
 import { PermanentError } from "../../lib/errors.ts";
 import { ContentPolicyError } from "../../lib/provider/refusal.ts";
 import { createMemoryBroker } from "../../lib/queue/memory.ts";
-import type { JobRecord } from "../../lib/queue/types.ts";
-import { failure, providerRequest, succeeded, ticketFor } from "../../workers/job_request.ts";
-
-const JOB: JobRecord = {
-  id: "j1",
-  owner: "alice",
-  status: "running",
-  prompt: "a fox",
-  createdAt: "",
-  updatedAt: "",
-  attempts: 1,
-};
-
-Deno.test("a ticket that cannot be made leaves the links without one, never failing the job", async () => {
-  const broken = { issue: () => Promise.reject(new RangeError("owner too long")) };
-  assert.equal(await ticketFor(JOB, broken), undefined);
-  assert.equal(
-    await ticketFor({ ...JOB, owner: "" }, { issue: () => Promise.resolve("t") }),
-    undefined,
-  );
-  assert.equal(await ticketFor(JOB, { issue: () => Promise.resolve("t") }), "t");
-});
+import { failure, providerRequest, succeeded } from "../../workers/job_request.ts";
 
 Deno.test("a refusal fails with its message and code, anything else with the seed's", () => {
   assert.deepEqual(failure(new ContentPolicyError("x")), {
@@ -44,11 +23,10 @@ Deno.test("a success keeps the first image as its fast path and the others in or
     base64: png,
     mimeType: "image/png",
     more: [{ base64: "/9j/4A==", mimeType: "image/jpeg" }],
-  }, "t");
+  });
   assert.ok(outcome.type === "succeeded");
   assert.equal(outcome.base64, png);
   assert.deepEqual(outcome.more?.map((m) => m.mimeType), ["image/jpeg"]);
-  assert.equal(outcome.ticket, "t");
 });
 
 Deno.test("a job: reference to an image gone since the submit fails the job for good", async () => {

@@ -1,6 +1,6 @@
 /** The broker contract's part of "All of xAI's image API": parameters, references, several images. */
 import assert from "node:assert/strict";
-import { dataUrl } from "../../../lib/live/notifications.ts";
+import { dataUrl, linkedJson } from "../../../lib/live/notifications.ts";
 import type { Outcome } from "../../../lib/queue/types.ts";
 import {
   claimJob,
@@ -14,13 +14,12 @@ import {
 const JPEG = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4]);
 const WEBP = new TextEncoder().encode("RIFF\0\0\0\0WEBPVP8 ");
 
-/** A success of three images (PNG, JPEG, WebP) with a ticket for the links. */
+/** A success of three images (PNG, JPEG, WebP). */
 const THREE: Outcome = {
   type: "succeeded",
   image: IMAGE_BYTES,
   mimeType: "image/png",
   more: [{ image: JPEG, mimeType: "image/jpeg" }, { image: WEBP, mimeType: "image/webp" }],
-  ticket: "t.k+t",
 };
 
 /** Registers the image tests of the broker contract. */
@@ -69,15 +68,24 @@ export function imagesContract(test: ContractTest): void {
       assert.equal(record?.image, IMAGE);
     });
     await t.step("the succeeded event links every image and inlines the first", async () => {
-      const done = (await broker.events(job.id)).at(-1)?.notification;
+      const last = (await broker.events(job.id)).at(-1)!;
+      const done = last.notification;
       assert.ok(done?.type === "succeeded");
       assert.equal(done.data.image, dataUrl("image/png", IMAGE));
       const base = `/v1/jobs/${job.id}/images`;
+      // Stored bare: each delivery puts a current ticket on them.
       assert.deepEqual(done.data.images, [
-        { mime_type: "image/png", url: `${base}/0?ticket=t.k%2Bt` },
-        { mime_type: "image/jpeg", url: `${base}/1?ticket=t.k%2Bt` },
-        { mime_type: "image/webp", url: `${base}/2?ticket=t.k%2Bt` },
+        { mime_type: "image/png", url: `${base}/0` },
+        { mime_type: "image/jpeg", url: `${base}/1` },
+        { mime_type: "image/webp", url: `${base}/2` },
       ]);
+      const delivered = JSON.parse(linkedJson(last, "t.k+t"));
+      assert.deepEqual(delivered.data.images.map((link: { url: string }) => link.url), [
+        `${base}/0?ticket=t.k%2Bt`,
+        `${base}/1?ticket=t.k%2Bt`,
+        `${base}/2?ticket=t.k%2Bt`,
+      ]);
+      assert.equal(delivered.data.image, dataUrl("image/png", IMAGE));
       const history = await broker.history(job.id);
       assert.deepEqual(history?.events.at(-1)?.notification, done);
     });
