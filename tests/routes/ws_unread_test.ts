@@ -35,27 +35,36 @@ function bigImageProvider(): ImageProvider {
   };
 }
 
+/**
+ * A service whose `owner` has a finished job with a 1 MB image, and a raw TCP connection to it that
+ * upgraded to a WebSocket and sent its `auth` (nothing is read from it yet).
+ */
+async function finishedJobOnRawSocket(owner: string) {
+  const service = await startTestService({ provider: bigImageProvider() });
+  const served = serveTestService(service);
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: Number(new URL(served.origin).port),
+  });
+  const token = await service.token(owner);
+  const { body } = await submitJob(service, token, { prompt: "a big one" });
+  await waitForStatus(service, token, body.id, ["succeeded"]);
+  const key = crypto.getRandomValues(new Uint8Array(16)).toBase64();
+  await conn.write(encoder.encode(
+    `GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  ));
+  await conn.write(frame(JSON.stringify({ type: "auth", token })));
+  return { service, served, conn, body };
+}
+
 Deno.test({
   name: "a WebSocket client that never reads is closed at the byte bound, not buffered without end",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const service = await startTestService({ provider: bigImageProvider() });
-    const served = serveTestService(service);
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: Number(new URL(served.origin).port),
-    });
+    const { service, served, conn, body } = await finishedJobOnRawSocket("slow-reader");
     try {
-      const token = await service.token("slow-reader");
-      const { body } = await submitJob(service, token, { prompt: "a big one" });
-      await waitForStatus(service, token, body.id, ["succeeded"]);
-      const key = crypto.getRandomValues(new Uint8Array(16)).toBase64();
-      await conn.write(encoder.encode(
-        `GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      ));
-      await conn.write(frame(JSON.stringify({ type: "auth", token })));
       // 400 subscriptions to the finished job: each replays its 1.4 MB succeeded event. Never read.
       for (let i = 0; i < 400; i++) {
         await conn.write(frame(JSON.stringify({ type: "subscribe", id: body.id })));
@@ -86,22 +95,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const service = await startTestService({ provider: bigImageProvider() });
-    const served = serveTestService(service);
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: Number(new URL(served.origin).port),
-    });
+    const { service, served, conn, body } = await finishedJobOnRawSocket("late-reader");
     try {
-      const token = await service.token("late-reader");
-      const { body } = await submitJob(service, token, { prompt: "a big one" });
-      await waitForStatus(service, token, body.id, ["succeeded"]);
-      const key = crypto.getRandomValues(new Uint8Array(16)).toBase64();
-      await conn.write(encoder.encode(
-        `GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-      ));
-      await conn.write(frame(JSON.stringify({ type: "auth", token })));
       // 40 replays of 1.4 MB (56 MB, far past the 1 MB bound), then a pause before reading at all.
       const count = 40;
       for (let i = 0; i < count; i++) {
