@@ -149,7 +149,9 @@ transportTest(
   async (_t, via) => {
     const redis = await startRedis();
     const xai = await startFakeXai();
-    const e = await env(via, redis, xai);
+    // Over Upstash, entries added without a wake-up wait for the safety poll: set it short here (a
+    // worker whose first claim came before the entries would otherwise find them 120 s later).
+    const e = await env(via, redis, xai, { UPSTASH_SAFETY_POLL_MS: "500" });
     const service = await startTestService({ env: e });
     try {
       const token = await signToken("sam");
