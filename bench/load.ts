@@ -1,5 +1,6 @@
 /** The machine's limits and the HTTP load generator: wrk, redis-benchmark and a bare Deno.serve. */
 import { sleep } from "./stats.ts";
+import { GROUP } from "../lib/queue/redis_context.ts";
 import { CREATE } from "../lib/queue/scripts_submit.ts";
 import { redisCommand } from "../tests/support/redis_server.ts";
 
@@ -158,22 +159,30 @@ export async function submitScriptOpsPerSec(port: number, requests: number): Pro
       "--csv",
       "EVALSHA",
       sha,
-      "5",
+      "8",
       `${prefix}job:__rand_int__`,
       `${prefix}jobs`,
     ],
-    // KEYS: feed, webhook outbox, the owner's index (no limits: no active set, no rate counter).
-    ...[`${prefix}events`, `${prefix}webhooks`, `${prefix}owner:o:jobs`],
+    // KEYS: feed, webhook outbox, waiting room, its clock, the pace, the owner's index (no limits:
+    // no active set, no rate counter, no usage).
+    ...[`${prefix}events`, `${prefix}webhooks`, `${prefix}room`, `${prefix}clock`],
+    ...[`${prefix}pace`, `${prefix}owner:o:jobs`],
     // ARGV 1-8: id, owner, prompt, model, aspect, now, ttl, the queued notification.
     ...["__rand_int__", "owner", "a red fox", "", "", new Date().toISOString(), "600", queued],
     // ARGV 9-19: enqueue, no limits, the feed's floor, now (ms), no webhook, index ttl, fresh id.
     ...["1", "0", "0", "0", "0", "0-0", String(Date.now()), "", "", "600", "1"],
+    // ARGV 20-25: unpaced, the group, no quota, one image, the day's end, the index cutoff; then no
+    // more fields (k = 0) and no references (r = 0).
+    ...["-1", GROUP, "0", "1", "86400", "0", "0", "0"],
   ]);
   const row = out.trim().split("\n").find((line) => line.startsWith('"EVALSHA'));
   // The test name quotes the script's JSON argument, so read the first number field after it.
   const ops = row?.match(/","(\d+(?:\.\d+)?)"/)?.[1];
   if (!ok || !ops) throw new Error(`Cannot run redis-benchmark: ${out.slice(-500)}`);
-  await redisCommand(port, ["DEL", `${prefix}jobs`, `${prefix}events`, `${prefix}owner:o:jobs`]);
+  await redisCommand(port, [
+    "DEL",
+    ...["jobs", "events", "owner:o:jobs", "room", "clock", "pace"].map((k) => `${prefix}${k}`),
+  ]);
   return Math.round(Number(ops));
 }
 
