@@ -1,7 +1,7 @@
 /**
  * Lua scripts of the Redis broker, one per concern. A job is one hash: its fields, its image (`img`, the
  * raw bytes; `image`, base64 text, where the transport cannot send bytes, and in jobs stored before), its
- * events (`e<seq>`, the notification JSON, and `i<seq>`, its event id) and
+ * events (`e<seq>`, the notification JSON, and `i<seq>`, its event id; `lid`, the last event's id) and
  * the internal `entry` (the stream entry that runs it), so each step touches one key plus a stream. A job
  * hash gets an expiry only once the job ended.
  *
@@ -40,6 +40,7 @@ export const RECORD_FIELDS = [
   "count",
   "mimes",
   "ecode",
+  "lid",
   "objs",
   "osz",
 ] as const;
@@ -56,14 +57,10 @@ export const FIELDS_LUA = `local FIELDS = {${RECORD_FIELDS.map((f) => `'${f}'`).
 const TERMINAL_LUA = `local TERMINAL = {succeeded = true, failed = true, canceled = true}`;
 
 /**
- * Lua `lastEventId(job, seq)`: the id of the job's last event (`i<seq>`; the sequence itself in hashes
- * written before event ids were times), and `nextEventId(last, nowMs)`: the id of the event after it,
- * as text.
+ * Lua `nextEventId(last, nowMs)`: the id of a job's next event, after its last one (`lid`, or `seq` in
+ * hashes written before event ids were times), as text.
  */
-export const EVENT_ID_LUA = `local function lastEventId(job, seq)
-  return redis.call('HGET', job, 'i' .. seq) or tostring(seq)
-end
-local function nextEventId(last, nowMs)
+export const EVENT_ID_LUA = `local function nextEventId(last, nowMs)
   local id = tonumber(nowMs)
   local prev = tonumber(last) or 0
   if id <= prev then id = prev + 1 end
@@ -117,16 +114,17 @@ local attempts = tonumber(r[8]) + 1
 r[8] = tostring(attempts)
 if status == 'queued' then
   local seq = tonumber(r[12]) + 1
-  local prev = lastEventId(KEYS[1], r[12])
+  local prev = r[24] or r[12]
   local id = nextEventId(prev, ARGV[8])
   redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1], 'attempts', attempts,
-    'seq', seq, 'e' .. seq, ARGV[2], 'i' .. seq, id, 'entry', ARGV[5])
+    'seq', seq, 'e' .. seq, ARGV[2], 'i' .. seq, id, 'lid', id, 'entry', ARGV[5])
   redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'j', ARGV[4], 'e', id, 'p', prev,
     'n', ARGV[2], 'o', r[1])
   webhook(KEYS[4], r[13], r[14], 'started', ARGV[4], id, ARGV[8])
   r[2] = 'running'
   r[6] = ARGV[1]
   r[12] = tostring(seq)
+  r[24] = id
 else
   redis.call('HSET', KEYS[1], 'attempts', attempts, 'entry', ARGV[5])
 end
@@ -162,7 +160,7 @@ ${HOLDS_LUA}
 ${WEBHOOK_LUA}
 ${EVENT_ID_LUA}
 local f = redis.call('HMGET', KEYS[1], 'status', 'seq', 'owner', 'wh', 'whe', 'created', 'nimg',
-  'fin')
+  'fin', 'lid')
 -- Run again after it ended the job (a resend after a reconnect or a failover): "done", once more.
 -- Not for a dead letter: its end is reported by the call that wrote it, and only by that one.
 if ARGV[1] ~= '' and ARGV[13] == '' and f[8] == ARGV[1] .. ' ' .. ARGV[3] then
@@ -189,9 +187,10 @@ if ARGV[14] ~= '' and not string.find(' ' .. ARGV[14] .. ' ', ' ' .. f[1] .. ' '
   return 0
 end
 local seq = tonumber(f[2]) + 1
-local prev = lastEventId(KEYS[1], f[2])
+local prev = f[9] or f[2]
 local id = nextEventId(prev, ARGV[17])
-local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4], 'i' .. seq, id}
+local set = {'status', ARGV[3], 'updated', ARGV[5], 'seq', seq, 'e' .. seq, ARGV[4], 'i' .. seq, id,
+  'lid', id}
 if ARGV[1] ~= '' then
   set[#set + 1] = 'fin'
   set[#set + 1] = ARGV[1] .. ' ' .. ARGV[3]

@@ -98,7 +98,7 @@ if ARGV[9] == '1' then
 end
 local set = {'owner', ARGV[2], 'status', 'queued', 'prompt', ARGV[3], 'model', ARGV[4],
   'aspect', ARGV[5], 'created', ARGV[6], 'updated', ARGV[6], 'attempts', 0, 'seq', 1,
-  'e1', ARGV[8], 'i1', ARGV[15], 'qe', entry}
+  'e1', ARGV[8], 'i1', ARGV[15], 'lid', ARGV[15], 'qe', entry}
 if ARGV[16] ~= '' then
   set[#set + 1] = 'wh'
   set[#set + 1] = ARGV[16]

@@ -47,12 +47,6 @@ async function metricLine(service: ServiceProcess, line: string): Promise<void> 
 
 const EMITTED_ONCE = 'socket_io_notifications_total{result="emitted"} 1';
 
-/** The id of the last event in a job's hash. */
-async function lastEventId(redis: RedisServer, key: string): Promise<unknown> {
-  const seq = await redisCommand(redis.port, ["HGET", key, "seq"]);
-  return await redisCommand(redis.port, ["HGET", key, `i${seq}`]);
-}
-
 Deno.test({
   name: "a notice the killed process never emitted is emitted by the next one",
   sanitizeOps: false,
@@ -71,8 +65,8 @@ Deno.test({
       try {
         const [got] = await server.waitFor(1, 20_000);
         assert.deepEqual(got.payload, { Id: job.id, success: true, data: { image: job.image } });
-        // The id of the job's terminal event (the last one, `i<seq>` in its hash).
-        const last = await lastEventId(redis, `sio-kill1:job:${job.id}`);
+        // The id of the job's terminal event (the last one, `lid` in its hash).
+        const last = await redisCommand(redis.port, ["HGET", `sio-kill1:job:${job.id}`, "lid"]);
         assert.deepEqual(got.meta, { event_id: String(last) });
       } finally {
         await second.stop("SIGTERM");
@@ -109,7 +103,7 @@ Deno.test({
       try {
         const [got] = await server.waitFor(1, 20_000);
         assert.deepEqual(got.payload, { Id: job.id, success: true, data: { image: job.image } });
-        const last = await lastEventId(redis, `sio-kill2:job:${job.id}`);
+        const last = await redisCommand(redis.port, ["HGET", `sio-kill2:job:${job.id}`, "lid"]);
         assert.deepEqual(got.meta, { event_id: String(last) });
         await metricLine(second, EMITTED_ONCE);
         assert.equal(server.connections, 2);
