@@ -193,15 +193,16 @@ export function imageRoutes(deps: AppDeps) {
     const location = { Location: `/v1/jobs/${encodeURIComponent(job.id)}` };
     // An open wait holds one of the owner's stream slots (MAX_STREAMS_PER_OWNER): past them, the
     // usual answer at once.
-    const slot = typeof wait === "number" && deps.relay ? deps.streams.acquire(owner) : null;
-    if (typeof wait === "number" && deps.relay && slot) {
+    const relay = typeof wait === "number" ? deps.relay : undefined;
+    const slot = relay ? deps.streams.acquire(owner) : null;
+    if (relay && slot && typeof wait === "number") {
       // A drain answers the wait at once (the usual 202), before the relay and the broker close.
       const signal = deps.draining
         ? AbortSignal.any([c.req.raw.signal, deps.draining])
         : c.req.raw.signal;
       let ended = isTerminal(job.status);
       try {
-        ended ||= await waitForEnd(deps.relay, job, { ms: wait * 1000, signal });
+        ended ||= await waitForEnd(relay, job, { ms: wait * 1000, signal });
       } finally {
         slot();
       }

@@ -23,6 +23,7 @@ export const MAX_PENDING_EXTRA = 64;
 export const READ_WAIT_MS = 5_000;
 /** How often a paced replay looks whether the client has read enough. */
 const READ_POLL_MS = 20;
+const NEVER = new AbortController().signal;
 
 type Message = z.infer<typeof wsMessage>;
 /** A queued message: a parsed one, a repeated `auth` (its token dropped), or one that did not parse. */
@@ -208,13 +209,12 @@ export function serveSocket(
   async function caughtUp(): Promise<boolean> {
     const limit = deps.config.SSE_MAX_BUFFERED_BYTES / 2;
     const deadline = Date.now() + READ_WAIT_MS;
-    const gone = new AbortController();
     while (socket.readyState === WebSocket.OPEN && socket.bufferedAmount > limit) {
       if (Date.now() >= deadline) {
         close(1013, "Cannot send: the client stopped reading");
         return false;
       }
-      await pause(READ_POLL_MS, gone.signal);
+      await pause(READ_POLL_MS, NEVER);
     }
     return socket.readyState === WebSocket.OPEN;
   }

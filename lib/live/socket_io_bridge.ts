@@ -12,7 +12,7 @@ import type { Broker, NoticeOutbox, WebhookTask } from "../queue/types.ts";
 import { type NoticeMeta, seedNotice } from "./seed_notice.ts";
 import { isTerminal } from "./notifications.ts";
 import { Confirmations } from "./socket_io_confirm.ts";
-import { PUSHED_IDLE_MS } from "./wakeups.ts";
+import { onOutboxWakeup, type OutboxWakeups, PUSHED_IDLE_MS } from "./wakeups.ts";
 
 /** Dependencies and settings of a SocketIoNotifier. */
 export interface SocketIoNotifierOptions {
@@ -33,7 +33,7 @@ export interface SocketIoNotifierOptions {
   /** Longest wait between two looks at the outbox when nothing nudges (default: leaseMs / 4, 30 s at most). */
   idleMs?: number;
   /** Push wake-ups (Upstash): while live, a job end's "w" wakes the loop, which otherwise waits long. */
-  wakeups?: { readonly live: boolean; listen(fn: (kind: string) => void): () => void };
+  wakeups?: OutboxWakeups;
   /**
    * While the service is away, notices older than this (their jobs have expired: JOB_TTL_SECONDS) are
    * dropped and counted, so that the outbox stays bounded; unset: kept.
@@ -125,9 +125,7 @@ export class SocketIoNotifier {
   start(): void {
     if (this.#loop !== null || this.#closing !== null) return;
     this.#socket.connect();
-    this.#unlisten = this.#wakeups?.listen((kind) => {
-      if (kind === "w" || kind === "s") this.nudge();
-    });
+    this.#unlisten = onOutboxWakeup(this.#wakeups, () => this.nudge());
     this.#loop = this.#run();
   }
 

@@ -20,6 +20,25 @@ export type WakeKind = "j" | "f" | "c" | "w" | "s" | "p";
  */
 export const PUSHED_IDLE_MS = 120_000;
 
+/** What an outbox loop (webhooks, Socket.IO notices) needs of a process's wake-ups. */
+export interface OutboxWakeups {
+  readonly live: boolean;
+  listen(fn: (kind: WakeKind) => void): () => void;
+}
+
+/**
+ * Calls `nudge` at each wake-up that may mean an outbox has something due: a delivery added ("w"),
+ * or the safety poll's sweep ("s"); returns the function that stops listening.
+ */
+export function onOutboxWakeup(
+  wakeups: OutboxWakeups | undefined,
+  nudge: () => void,
+): (() => void) | undefined {
+  return wakeups?.listen((kind) => {
+    if (kind === "w" || kind === "s") nudge();
+  });
+}
+
 /** The subscription a hub listens on (an UpstashSubscription, or a fake in tests). */
 export interface WakeSource {
   /** True while a message published now would arrive. */

@@ -3,7 +3,7 @@
  * survive restarts), sends each signed and checked, with bounded concurrency in all and per owner
  * (see owner_lanes.ts: a hanging target holds only its own owner's slots), until closed.
  */
-import { PUSHED_IDLE_MS } from "../live/wakeups.ts";
+import { onOutboxWakeup, type OutboxWakeups, PUSHED_IDLE_MS } from "../live/wakeups.ts";
 import type { Logger } from "@logtape/logtape";
 import type { Metrics } from "../metrics.ts";
 import { pause, Wakeable } from "../pause.ts";
@@ -46,7 +46,7 @@ export interface WebhookDispatcherOptions {
    * Push wake-ups (Upstash): while live, a script that adds a delivery wakes the loop ("w"), so an
    * idle dispatcher looks at the outbox only at the retries it scheduled and every PUSHED_IDLE_MS.
    */
-  wakeups?: { readonly live: boolean; listen(fn: (kind: string) => void): () => void };
+  wakeups?: OutboxWakeups;
   /** Puts a current read ticket on a success's image links, at each attempt. */
   tickets?: { current(owner: string, jobId: string): string };
   backoff?: WebhookBackoffOptions;
@@ -150,9 +150,7 @@ export class WebhookDispatcher {
   start(): void {
     if (this.#loop !== null || this.#closing !== null) return;
     // A delivery added anywhere, or the safety poll's sweep: look now.
-    this.#unlisten = this.#wakeups?.listen((kind) => {
-      if (kind === "w" || kind === "s") this.nudge();
-    });
+    this.#unlisten = onOutboxWakeup(this.#wakeups, () => this.nudge());
     this.#loop = this.#run();
   }
 
